@@ -1,0 +1,50 @@
+# marllbd - every target depends on setup, so each works alone on a fresh clone.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip install -c constraints.txt
+NATIVE := build/native
+ASAN := build/asan
+STAMP := $(VENV)/.setup-stamp
+JOBS ?= 2
+
+.PHONY: setup native test test-c test-py lint bench fuzz clean
+
+setup: $(STAMP) native
+
+$(STAMP): pyproject.toml constraints.txt
+	@command -v gcc >/dev/null || { echo "error: gcc is required (apt-get install gcc)"; exit 1; }
+	@command -v cmake >/dev/null || { echo "error: cmake is required (apt-get install cmake)"; exit 1; }
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(PIP) -q -e '.[dev,rl]'
+	touch $(STAMP)
+
+native: $(STAMP)
+	@cmake -S vpp-plugin -B $(NATIVE) -DCMAKE_BUILD_TYPE=Release > /dev/null
+	@cmake --build $(NATIVE) -j $(JOBS) > /dev/null
+
+test: setup test-c test-py
+
+test-c: setup
+	@cmake -S vpp-plugin -B $(ASAN) -DCMAKE_BUILD_TYPE=Debug -DMARLLB_SANITIZE=ON > /dev/null
+	@cmake --build $(ASAN) -j $(JOBS) > /dev/null
+	cd $(ASAN) && ctest --output-on-failure
+
+test-py: setup
+	$(BIN)/python -m pytest -q -m "not slow and not fuzz"
+
+lint: setup
+	$(BIN)/ruff check marllbd tests benchmarks
+	$(BIN)/ruff format --check marllbd tests benchmarks
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/marllbd bench --json
+
+fuzz: setup
+	$(BIN)/python -m pytest -q -m fuzz
+
+clean:
+	rm -rf build $(VENV) .pytest_cache .mypy_cache .ruff_cache

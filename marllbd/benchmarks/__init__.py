@@ -1,0 +1,60 @@
+"""Benchmarks: each figure is measured beside its baseline in the same run.
+
+A benchmark is a function `(quick: bool) -> list[BenchResult]` registered with
+`@benchmark("name")`; `marllbd bench` runs them and prints one JSON object per
+result line.  Absolute times on shared machines are noise; the ratio to the
+baseline measured in the same run is the figure that holds.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+BenchFn = Callable[[bool], list["BenchResult"]]
+
+_REGISTRY: dict[str, BenchFn] = {}
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """One measured figure and its same-run baseline."""
+
+    name: str
+    value: float
+    unit: str
+    baseline: str
+    baseline_value: float
+    ratio: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        extra = d.pop("extra")
+        d.update(extra)
+        return d
+
+
+def benchmark(name: str) -> Callable[[BenchFn], BenchFn]:
+    """Register a benchmark under `name` (the `--only` key)."""
+
+    def deco(fn: BenchFn) -> BenchFn:
+        _REGISTRY[name] = fn
+        return fn
+
+    return deco
+
+
+def registry() -> dict[str, BenchFn]:
+    """All benchmarks, importing their modules on first use."""
+    for mod in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{mod.name}")
+    return dict(_REGISTRY)
+
+
+def ratio(value: float, baseline_value: float) -> float:
+    """value / baseline_value, or inf when the baseline is zero."""
+    return value / baseline_value if baseline_value else float("inf")

@@ -1,0 +1,106 @@
+/*
+ * marllb_reservoir.h - Algorithm R reservoirs for per-flow features.
+ *
+ * One reservoir per server per quantity (flow duration, completion time),
+ * k samples each (default MARLLB_DEFAULT_K), reset at the start of every
+ * publication window.  Randomness comes from a small per-instance PRNG;
+ * nothing here calls rand(), locks or allocates on the update path.
+ */
+#ifndef MARLLB_RESERVOIR_H
+#define MARLLB_RESERVOIR_H
+
+#include <stdint.h>
+
+#include "marllb_shm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Per-instance PRNG state (wyrand: one 64-bit add and one 128-bit multiply). */
+typedef struct marllb_rng
+{
+  uint64_t state;
+} marllb_rng_t;
+
+void marllb_rng_seed (marllb_rng_t *r, uint64_t seed);
+uint64_t marllb_rng_next (marllb_rng_t *r);
+
+/* Uniform integer in [0, n) by multiply-shift (Lemire) of a 32-bit draw. */
+uint32_t marllb_rng_below (marllb_rng_t *r, uint32_t n);
+
+typedef struct marllb_reservoir
+{
+  marllb_sample_t *samples; /* caller-owned array of k samples */
+  uint32_t k;
+  uint32_t n;    /* valid samples: min(seen, k) */
+  uint64_t seen; /* values offered since the last reset */
+  marllb_rng_t rng;
+} marllb_reservoir_t;
+
+/* Returns 0, or -1 when samples is NULL or k is 0 or above MARLLB_MAX_K. */
+int marllb_reservoir_init (marllb_reservoir_t *r, marllb_sample_t *samples, uint32_t k,
+                           uint64_t seed);
+/* Start a new publication window: forget all samples, keep the PRNG stream. */
+void marllb_reservoir_reset (marllb_reservoir_t *r);
+/* Offer one value observed at t_ns (Algorithm R). */
+void marllb_reservoir_add (marllb_reservoir_t *r, double value, uint64_t t_ns);
+
+/*
+ * Inline hot path, for per-packet callers that want the update without a call.
+ * marllb_reservoir_add is this same code behind a function symbol.
+ */
+#ifndef __SIZEOF_INT128__
+#error "marllb_reservoir.h needs a compiler with unsigned __int128 (gcc or clang, 64-bit)"
+#endif
+__extension__ typedef unsigned __int128 marllb_u128_t;
+
+static inline uint64_t
+marllb_rng_next_inline (marllb_rng_t *r)
+{
+  r->state += UINT64_C (0xa0761d6478bd642f);
+  marllb_u128_t m = (marllb_u128_t) r->state * (r->state ^ UINT64_C (0xe7037ed1a0b428db));
+  return (uint64_t) (m >> 64) ^ (uint64_t) m;
+}
+
+/* Uniform integer in [0, n), n >= 1: Lemire's multiply-shift on a 64-bit draw
+ * with its rejection step, which runs with probability below n / 2^64. */
+static inline uint64_t
+marllb_rng_below64_inline (marllb_rng_t *r, uint64_t n)
+{
+  marllb_u128_t m = (marllb_u128_t) marllb_rng_next_inline (r) * n;
+  if (__builtin_expect ((uint64_t) m < n, 0))
+    {
+      uint64_t threshold = -n % n;
+      while ((uint64_t) m < threshold)
+        m = (marllb_u128_t) marllb_rng_next_inline (r) * n;
+    }
+  return (uint64_t) (m >> 64);
+}
+
+/* Algorithm R with one draw per value and no data-dependent branch: item s
+ * (1-based) goes to slot s - 1 while s <= k, else to slot j ~ U[0, s) when
+ * j < k.  A kept-or-not select replaces the "if (j < k)" branch, which is
+ * unpredictable while seen is a small multiple of k (short windows): the slot
+ * min(j, k - 1) is rewritten with either the new sample or its own content. */
+static inline void
+marllb_reservoir_add_inline (marllb_reservoir_t *r, double value, uint64_t t_ns)
+{
+  uint64_t s = ++r->seen;
+  uint64_t k = r->k;
+  uint64_t j = marllb_rng_below64_inline (&r->rng, s);
+  j = s <= k ? s - 1 : j;
+  int keep = j < k;
+  uint64_t slot = keep ? j : k - 1;
+  marllb_sample_t *dst = &r->samples[slot];
+  marllb_sample_t old = *dst;
+  dst->value = keep ? value : old.value;
+  dst->t_ns = keep ? t_ns : old.t_ns;
+  r->n = (uint32_t) (s < k ? s : k);
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MARLLB_RESERVOIR_H */
