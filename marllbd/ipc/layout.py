@@ -24,7 +24,10 @@ DEFAULT_MAX_WEIGHT_RATIO = 100.0
 FRAME_F_WINDOW_RESET = 1
 
 
-def _struct(fields: list[tuple[str, str, int]], itemsize: int) -> np.dtype:
+Fields = list[tuple[str, str, int]]  # (name, numpy format, byte offset)
+
+
+def _struct(fields: Fields, itemsize: int) -> np.dtype:
     """A little-endian structured dtype with explicit offsets and total size."""
     return np.dtype(
         {
@@ -36,75 +39,68 @@ def _struct(fields: list[tuple[str, str, int]], itemsize: int) -> np.dtype:
     )
 
 
-REGION_HDR = _struct(
-    [
-        ("magic", "<u8", 0),
-        ("version", "<u4", 8),
-        ("header_size", "<u4", 12),
-        ("frame_size", "<u4", 16),
-        ("server_stride", "<u4", 20),
-        ("weights_size", "<u4", 24),
-        ("server_capacity", "<u4", 28),
-        ("num_servers", "<u4", 32),
-        ("ring_len", "<u4", 36),
-        ("reservoir_k", "<u4", 40),
-        ("producer_pid", "<u4", 44),
-        ("epoch", "<u8", 48),
-        ("weights_offset", "<u8", 56),
-        ("ring_offset", "<u8", 64),
-        ("total_size", "<u8", 72),
-        ("max_weight_ratio", "<f8", 80),
-        ("publish_period_ns", "<u8", 88),
-        ("frames_published", "<u8", 128),
-        ("heartbeat_ns", "<u8", 136),
-    ],
-    256,
-)
+_REGION_HDR_FIELDS: Fields = [
+    ("magic", "<u8", 0),
+    ("version", "<u4", 8),
+    ("header_size", "<u4", 12),
+    ("frame_size", "<u4", 16),
+    ("server_stride", "<u4", 20),
+    ("weights_size", "<u4", 24),
+    ("server_capacity", "<u4", 28),
+    ("num_servers", "<u4", 32),
+    ("ring_len", "<u4", 36),
+    ("reservoir_k", "<u4", 40),
+    ("producer_pid", "<u4", 44),
+    ("epoch", "<u8", 48),
+    ("weights_offset", "<u8", 56),
+    ("ring_offset", "<u8", 64),
+    ("total_size", "<u8", 72),
+    ("max_weight_ratio", "<f8", 80),
+    ("publish_period_ns", "<u8", 88),
+    ("frames_published", "<u8", 128),
+    ("heartbeat_ns", "<u8", 136),
+]
+REGION_HDR = _struct(_REGION_HDR_FIELDS, 256)
 
-WEIGHTS_SLOT_HDR = _struct(
-    [
-        ("seq", "<u8", 0),
-        ("ts_ns", "<u8", 8),
-        ("decision_no", "<u8", 16),
-        ("frame_no", "<u8", 24),
-        ("policy_id", "<u4", 32),
-        ("num_servers", "<u4", 36),
-    ],
-    64,
-)
+_WEIGHTS_SLOT_HDR_FIELDS: Fields = [
+    ("seq", "<u8", 0),
+    ("ts_ns", "<u8", 8),
+    ("decision_no", "<u8", 16),
+    ("frame_no", "<u8", 24),
+    ("policy_id", "<u4", 32),
+    ("num_servers", "<u4", 36),
+]
+WEIGHTS_SLOT_HDR = _struct(_WEIGHTS_SLOT_HDR_FIELDS, 64)
 
 SAMPLE = _struct([("value", "<f8", 0), ("t_ns", "<u8", 8)], 16)
 
-SERVER_OBS = _struct(
-    [
-        ("active", "<u4", 0),
-        ("n_dur", "<u4", 4),
-        ("n_fct", "<u4", 8),
-        ("active_flows", "<u8", 16),
-        ("new_flows", "<u8", 24),
-        ("completed_flows", "<u8", 32),
-        ("dur_seen", "<u8", 40),
-        ("fct_seen", "<u8", 48),
-    ],
-    64,
-)
+_SERVER_OBS_FIELDS: Fields = [
+    ("active", "<u4", 0),
+    ("n_dur", "<u4", 4),
+    ("n_fct", "<u4", 8),
+    ("active_flows", "<u8", 16),
+    ("new_flows", "<u8", 24),
+    ("completed_flows", "<u8", 32),
+    ("dur_seen", "<u8", 40),
+    ("fct_seen", "<u8", 48),
+]
+SERVER_OBS = _struct(_SERVER_OBS_FIELDS, 64)
 
-FRAME_HDR = _struct(
-    [
-        ("seq", "<u8", 0),
-        ("frame_no", "<u8", 8),
-        ("ts_ns", "<u8", 16),
-        ("window_start_ns", "<u8", 24),
-        ("num_servers", "<u4", 32),
-        ("flags", "<u4", 36),
-    ],
-    64,
-)
+_FRAME_HDR_FIELDS: Fields = [
+    ("seq", "<u8", 0),
+    ("frame_no", "<u8", 8),
+    ("ts_ns", "<u8", 16),
+    ("window_start_ns", "<u8", 24),
+    ("num_servers", "<u4", 32),
+    ("flags", "<u4", 36),
+]
+FRAME_HDR = _struct(_FRAME_HDR_FIELDS, 64)
 
 # Byte offsets of the live 64-bit words, for readers that poll them directly.
-OFF_FRAMES_PUBLISHED = REGION_HDR.fields["frames_published"][1]
-OFF_HEARTBEAT = REGION_HDR.fields["heartbeat_ns"][1]
-OFF_EPOCH = REGION_HDR.fields["epoch"][1]
+_REGION_OFFSETS = {name: off for name, _, off in _REGION_HDR_FIELDS}
+OFF_FRAMES_PUBLISHED = _REGION_OFFSETS["frames_published"]
+OFF_HEARTBEAT = _REGION_OFFSETS["heartbeat_ns"]
+OFF_EPOCH = _REGION_OFFSETS["epoch"]
 
 
 def round_up(n: int, a: int) -> int:
@@ -139,13 +135,11 @@ def region_size(capacity: int, ring_len: int, k: int) -> int:
 @functools.cache
 def server_dtype(k: int) -> np.dtype:
     """One server record: the fixed fields, then `dur` and `fct` sample arrays."""
-    fields = [
-        (name, SERVER_OBS.fields[name][0], SERVER_OBS.fields[name][1]) for name in SERVER_OBS.names
-    ]
+    fields = _SERVER_OBS_FIELDS
     return np.dtype(
         {
             "names": [f[0] for f in fields] + ["dur", "fct"],
-            "formats": [f[1] for f in fields] + [(SAMPLE, (k,)), (SAMPLE, (k,))],
+            "formats": [np.dtype(f[1]) for f in fields] + [(SAMPLE, (k,)), (SAMPLE, (k,))],
             "offsets": [f[2] for f in fields]
             + [SERVER_OBS.itemsize, SERVER_OBS.itemsize + k * SAMPLE.itemsize],
             "itemsize": server_stride(k),
@@ -156,13 +150,11 @@ def server_dtype(k: int) -> np.dtype:
 @functools.cache
 def frame_dtype(capacity: int, k: int) -> np.dtype:
     """A whole ring slot: frame header fields, then `servers[capacity]`."""
-    fields = [
-        (name, FRAME_HDR.fields[name][0], FRAME_HDR.fields[name][1]) for name in FRAME_HDR.names
-    ]
+    fields = _FRAME_HDR_FIELDS
     return np.dtype(
         {
             "names": [f[0] for f in fields] + ["servers"],
-            "formats": [f[1] for f in fields] + [(server_dtype(k), (capacity,))],
+            "formats": [np.dtype(f[1]) for f in fields] + [(server_dtype(k), (capacity,))],
             "offsets": [f[2] for f in fields] + [FRAME_HDR.itemsize],
             "itemsize": frame_size(capacity, k),
         }

@@ -8,6 +8,7 @@ the process did not create.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import re
@@ -215,11 +216,9 @@ class Region:
             return
         mm, self._mm = self._mm, None
         del self.buf, self.hdr, self._hdr_u64
-        try:
+        # A reader or writer may still hold a view; the mapping then goes with it.
+        with contextlib.suppress(BufferError):
             mm.close()
-        except BufferError:
-            # A reader or writer still holds a view; the mapping goes with it.
-            pass
 
     def unlink(self) -> None:
         """Remove the region's file; only the owner (the data plane) does this."""
@@ -264,7 +263,7 @@ class Region:
         self._hdr_u64[L.OFF_HEARTBEAT // 8] = time.monotonic_ns()
 
 
-def validate_header(buf: mmap.mmap | bytes | np.ndarray, size: int, where: Path | str) -> None:
+def validate_header(buf: mmap.mmap | bytes, size: int, where: Path | str) -> None:
     """Check every header field against the layout; raise RegionError naming the first bad one."""
     # A copy: no view into the mapping may outlive a failed attach.
     head = bytes(memoryview(buf)[: L.REGION_HDR.itemsize])

@@ -159,7 +159,8 @@ class Frame:
                 v = int(blk64[i, col])
                 if v >= _COUNTER_LIMIT:
                     raise FrameError(
-                        f"servers[{i}].{field}: {v} is out of range (a negative counter written as unsigned?)"
+                        f"servers[{i}].{field}: {v} is out of range "
+                        "(a negative counter written as unsigned?)"
                     )
             for q, vals in (("dur", self.dur_values[i]), ("fct", self.fct_values[i])):
                 bad = ~(np.isfinite(vals) & (vals >= 0))

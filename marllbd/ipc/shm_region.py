@@ -1,9 +1,9 @@
 """The seed's `SharedMemoryRegion` API as a thin name over Region, FrameReader and WeightsWriter.
 
-    shm = SharedMemoryRegion.create("lb_rl_shm")   # data-plane side: owns the region
-    shm = SharedMemoryRegion.attach("lb_rl_shm")   # control-plane side
-    stats = shm.read_msg_out()                     # newest frame (data plane -> daemon)
-    shm.write_msg_in(weights)                      # weights slot (daemon -> data plane)
+shm = SharedMemoryRegion.create("lb_rl_shm")   # data-plane side: owns the region
+shm = SharedMemoryRegion.attach("lb_rl_shm")   # control-plane side
+stats = shm.read_msg_out()                     # newest frame (data plane -> daemon)
+shm.write_msg_in(weights)                      # weights slot (daemon -> data plane)
 """
 
 from __future__ import annotations
@@ -43,8 +43,9 @@ class SharedMemoryRegion:
     def write_msg_in(self, weights: np.ndarray | list[float], policy_id: int = 0) -> int:
         """Publish per-server weights; returns the decision number."""
         frame_no = self._reader.last_frame_no or 0
-        return self._weights.write(np.asarray(weights, dtype=np.float64), policy_id=policy_id,
-                                   frame_no=frame_no)
+        return self._weights.write(
+            np.asarray(weights, dtype=np.float64), policy_id=policy_id, frame_no=frame_no
+        )
 
     def close(self) -> None:
         self.region.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import itertools
 import json
 import signal
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 
 from marllbd.ipc.region import Region, RegionError, region_path
 from marllbd.ipc.ring import FrameError, FrameReader, FrameWriter
-from marllbd.ipc.weights import WeightsReader, WeightsStatus, WeightsWriter
+from marllbd.ipc.weights import WeightsStatus, WeightsWriter
 from marllbd.native import load_library
 from tests.conftest import require_native
 
@@ -37,8 +38,9 @@ def peer(region_name: str) -> Iterator[subprocess.Popen]:
 
     def start(*args: str) -> subprocess.Popen:
         exe = require_native("marllb-peer")
-        p = subprocess.Popen([str(exe), "publish", "--name", region_name, *args],
-                             stdout=subprocess.PIPE, text=True)
+        p = subprocess.Popen(
+            [str(exe), "publish", "--name", region_name, *args], stdout=subprocess.PIPE, text=True
+        )
         procs.append(p)
         return p
 
@@ -52,8 +54,11 @@ def peer(region_name: str) -> Iterator[subprocess.Popen]:
 def _clib() -> ctypes.CDLL:
     require_native("libmarllb.so")
     lib = load_library()
-    lib.marllb_frame_read_newest.argtypes = [ctypes.c_void_p, ctypes.c_void_p,
-                                             ctypes.POINTER(ctypes.c_uint64)]
+    lib.marllb_frame_read_newest.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.POINTER(ctypes.c_uint64),
+    ]
     lib.marllb_frame_read_newest.restype = ctypes.c_int
     lib.marllb_weights_state_init.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
     lib.marllb_weights_read.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
@@ -112,7 +117,7 @@ def test_c_peer_frames_and_weights_roundtrip(region_name: str, peer) -> None:  #
             frames.append(f)
         time.sleep(0.002)
     assert len(frames) == 20
-    assert all(b.frame_no > a.frame_no for a, b in zip(frames, frames[1:], strict=False))
+    assert all(b.frame_no > a.frame_no for a, b in itertools.pairwise(frames))
     last = frames[-1]
     assert last.num_servers == 4 and last.active.all()
     assert last.new_flows.sum() > 0

@@ -47,8 +47,11 @@ def c_layout(tmp_path_factory: pytest.TempPathFactory) -> dict[str, int]:
             f'printf("region_{tag} %llu\\n", '
             f"(unsigned long long)marllb_region_size({cap}, {ring}, {k}));",
         ]
-    lines += ['printf("magic %llu\\n", (unsigned long long)MARLLB_SHM_MAGIC);',
-              'printf("version %u\\n", MARLLB_SHM_VERSION);', "return 0; }"]
+    lines += [
+        'printf("magic %llu\\n", (unsigned long long)MARLLB_SHM_MAGIC);',
+        'printf("version %u\\n", MARLLB_SHM_VERSION);',
+        "return 0; }",
+    ]
     d = tmp_path_factory.mktemp("layout")
     src, exe = d / "layout.c", d / "layout"
     src.write_text("\n".join(lines))
