@@ -1,0 +1,137 @@
+"""ctypes bindings of the C dispatch rules in libmarllb.so (marllb_dispatch.h).
+
+The functions mirror marllbd.dataplane.dispatch name for name, so the
+conformance test and the benchmarks can run the same calls through either.
+marllb_maglev_pick is a static inline in the header, not a library symbol,
+so it has no binding here.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+
+import numpy as np
+import numpy.typing as npt
+
+from marllbd.native import load_library
+
+
+def _array(dtype: type[np.generic]) -> type:
+    return np.ctypeslib.ndpointer(dtype=dtype, ndim=1, flags="C_CONTIGUOUS")
+
+
+class _Alias(ctypes.Structure):
+    """marllb_alias_t: n and the caller-owned prob and alias arrays."""
+
+    _fields_ = [
+        ("n", ctypes.c_uint32),
+        ("prob", ctypes.POINTER(ctypes.c_uint32)),
+        ("alias", ctypes.POINTER(ctypes.c_int32)),
+    ]
+
+
+@functools.cache
+def _lib() -> ctypes.CDLL:
+    """libmarllb.so with argument and result types declared for the dispatch symbols."""
+    lib = load_library()
+    u64, f64, u8 = _array(np.uint64), _array(np.float64), _array(np.uint8)
+    signatures: dict[str, tuple[list[type], type]] = {
+        "marllb_sed_pick": ([u64, f64, u8, ctypes.c_uint32], ctypes.c_int32),
+        "marllb_lsq_pick": ([u64, u8, ctypes.c_uint32], ctypes.c_int32),
+        "marllb_p2_pick": (
+            [u64, f64, u8, ctypes.c_uint32, ctypes.c_uint64, ctypes.c_int],
+            ctypes.c_int32,
+        ),
+        "marllb_alias_build": ([ctypes.POINTER(_Alias), f64, u8, ctypes.c_uint32], ctypes.c_int),
+        "marllb_alias_pick": ([ctypes.POINTER(_Alias), ctypes.c_uint64], ctypes.c_int32),
+        "marllb_maglev_build": (
+            [_array(np.int32), ctypes.c_uint32, u8, ctypes.c_uint32],
+            ctypes.c_int,
+        ),
+    }
+    for name, (argtypes, restype) in signatures.items():
+        fn = getattr(lib, name)
+        fn.argtypes = argtypes
+        fn.restype = restype
+    return lib
+
+
+def _as(values: npt.ArrayLike, dtype: type[np.generic]) -> npt.NDArray[np.generic]:
+    return np.ascontiguousarray(values, dtype=dtype)
+
+
+def _length(fn: str, first: npt.NDArray[np.generic], *others: npt.NDArray[np.generic]) -> int:
+    """The common length of a call's arrays; ValueError naming the lengths otherwise."""
+    lengths = [len(first), *(len(other) for other in others)]
+    if len(set(lengths)) != 1:
+        raise ValueError(f"{fn}: array arguments must have one length, got lengths {lengths}")
+    return lengths[0]
+
+
+def sed_pick(active: npt.ArrayLike, weight: npt.ArrayLike, up: npt.ArrayLike) -> int:
+    """marllb_sed_pick."""
+    a, w, u = _as(active, np.uint64), _as(weight, np.float64), _as(up, np.uint8)
+    return int(_lib().marllb_sed_pick(a, w, u, _length("sed_pick", u, a, w)))
+
+
+def lsq_pick(active: npt.ArrayLike, up: npt.ArrayLike) -> int:
+    """marllb_lsq_pick."""
+    a, u = _as(active, np.uint64), _as(up, np.uint8)
+    return int(_lib().marllb_lsq_pick(a, u, _length("lsq_pick", u, a)))
+
+
+def p2_pick(
+    active: npt.ArrayLike,
+    weight: npt.ArrayLike,
+    up: npt.ArrayLike,
+    flow_hash: int | np.uint64,
+    use_sed: bool,
+) -> int:
+    """marllb_p2_pick."""
+    a, w, u = _as(active, np.uint64), _as(weight, np.float64), _as(up, np.uint8)
+    n = _length("p2_pick", u, a, w)
+    return int(_lib().marllb_p2_pick(a, w, u, n, int(flow_hash), int(use_sed)))
+
+
+def alias_build(
+    weight: npt.ArrayLike, up: npt.ArrayLike
+) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int32]]:
+    """marllb_alias_build into fresh (prob, alias) arrays; all 0 and -1 when nothing is eligible."""
+    w, u = _as(weight, np.float64), _as(up, np.uint8)
+    n = _length("alias_build", u, w)
+    prob = np.zeros(n, dtype=np.uint32)
+    alias = np.full(n, -1, dtype=np.int32)
+    table = _Alias(
+        n,
+        prob.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)),
+        alias.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)),
+    )
+    _lib().marllb_alias_build(ctypes.byref(table), w, u, n)
+    return prob, alias
+
+
+def alias_pick(prob: npt.ArrayLike, alias: npt.ArrayLike, flow_hash: int | np.uint64) -> int:
+    """marllb_alias_pick on a table given as (prob, alias) arrays."""
+    p, al = _as(prob, np.uint32), _as(alias, np.int32)
+    n = _length("alias_pick", p, al)
+    table = _Alias(
+        n,
+        p.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)),
+        al.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)),
+    )
+    return int(_lib().marllb_alias_pick(ctypes.byref(table), int(flow_hash)))
+
+
+def maglev_build(up: npt.ArrayLike, m: int) -> npt.NDArray[np.int32]:
+    """marllb_maglev_build into a fresh table; all -1 when no server is up.
+
+    Raises ValueError, like the Python twin, when the C build fails although a
+    server is up: m is not prime (or the C side ran out of memory).
+    """
+    u = _as(up, np.uint8)
+    table = np.empty(m, dtype=np.int32)
+    rc = _lib().marllb_maglev_build(table, m, u, len(u))
+    if rc != 0 and u.any():
+        raise ValueError(f"maglev_build: table size m={m} must be a prime number")
+    return table
