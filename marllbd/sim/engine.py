@@ -367,6 +367,10 @@ class Step:
     rejected: int
 
 
+def _view(a: np.ndarray) -> np.ndarray:
+    return a
+
+
 def _flow_hashes(seed: int, n: int) -> np.ndarray:
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_HASH_STREAM,)))
     return rng.integers(0, np.iinfo(np.uint64).max, size=n, dtype=np.uint64, endpoint=True)
@@ -453,6 +457,8 @@ class Engine:
         self.rt = np.zeros((nl, n, 2, k), dtype=np.uint64)
         self.rn = np.zeros((nl, n, 2), dtype=np.uint32)
         self.rseen = np.zeros((nl, n, 2), dtype=np.uint64)
+        self._rn_spare = np.zeros_like(self.rn)
+        self._rseen_spare = np.zeros_like(self.rseen)
         res_seed = np.random.SeedSequence(sc.seed, spawn_key=(_RES_STREAM,)).generate_state(
             1, np.uint64
         )
@@ -504,8 +510,12 @@ class Engine:
             self.counters[_C_NEXT_FLOW] == self.arrival.shape[0] and not np.isnan(self.f_fct).any()
         )
 
-    def step(self) -> Step:
-        """Advance one control interval and publish one observation per LB node."""
+    def step(self, *, copy: bool = True) -> Step:
+        """Advance one control interval and publish one observation per LB node.
+
+        With copy=False the observations' arrays are views into the engine's
+        state, valid only until the next step() (for the environments' hot path).
+        """
         t_end = self.t + self.interval
         _run(
             t_end, self.arrival, self.work, self.fhash, self.f_lb, self.f_server, self.f_start,
@@ -519,13 +529,17 @@ class Engine:
         _sample_ages(t_end, self.arrival, self.f_lb, self.si, self.hid, self.bq,
                      self.rv, self.rt, self.rn, self.rseen, self.rng)  # fmt: skip
         self.t = t_end
-        obs = tuple(self._observation(lb) for lb in range(self.num_lbs))
+        obs = tuple(self._observation(lb, copy) for lb in range(self.num_lbs))
         truth = GroundTruth(
             utilization=self.sf[:, _BUSY] / self.interval,
             queue=(self.si[:, _NSERV] + self.si[:, _BLEN]).astype(np.float64),
             capacities=self.sf[:, _W].copy(),
         )
         self.sf[:, _BUSY] = 0.0
+        # A new publication window: the next step's reservoirs start empty.
+        # (Views handed out with copy=False keep their counts in the spare buffers.)
+        self.rn, self._rn_spare = self._rn_spare, self.rn
+        self.rseen, self._rseen_spare = self._rseen_spare, self.rseen
         self.rn[:] = 0
         self.rseen[:] = 0
         self.frame_no += 1
@@ -537,23 +551,24 @@ class Engine:
             rejected=int(self.counters[_C_REJECTED]),
         )
 
-    def _observation(self, lb: int) -> Observation:
+    def _observation(self, lb: int, copy: bool) -> Observation:
+        c = np.copy if copy else _view
         return Observation(
             num_servers=self.num_servers,
             ts_ns=round(self.t * 1e9),
             frame_no=self.frame_no,
             active=self.si[:, _UP] != 0,
-            active_flows=self.lb_active[lb].copy(),
-            new_flows=self.lb_new[lb].copy(),
-            completed_flows=self.lb_done[lb].copy(),
-            n_dur=self.rn[lb, :, 0].copy(),
-            n_fct=self.rn[lb, :, 1].copy(),
-            dur_seen=self.rseen[lb, :, 0].copy(),
-            fct_seen=self.rseen[lb, :, 1].copy(),
-            dur_values=self.rv[lb, :, 0].copy(),
-            dur_t_ns=self.rt[lb, :, 0].copy(),
-            fct_values=self.rv[lb, :, 1].copy(),
-            fct_t_ns=self.rt[lb, :, 1].copy(),
+            active_flows=c(self.lb_active[lb]),
+            new_flows=c(self.lb_new[lb]),
+            completed_flows=c(self.lb_done[lb]),
+            n_dur=c(self.rn[lb, :, 0]),
+            n_fct=c(self.rn[lb, :, 1]),
+            dur_seen=c(self.rseen[lb, :, 0]),
+            fct_seen=c(self.rseen[lb, :, 1]),
+            dur_values=c(self.rv[lb, :, 0]),
+            dur_t_ns=c(self.rt[lb, :, 0]),
+            fct_values=c(self.rv[lb, :, 1]),
+            fct_t_ns=c(self.rt[lb, :, 1]),
         )
 
     # -- reports ---------------------------------------------------------

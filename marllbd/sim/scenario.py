@@ -599,3 +599,37 @@ def build_trace(scenario: Scenario) -> traces.Trace:
     if spec.load is not None:
         trace = traces.load_scaled(trace, spec.load, capacity)
     return trace.until(scenario.duration)
+
+
+def synthetic(
+    num_servers: int,
+    *,
+    lb_nodes: int = 1,
+    group_size: int | None = None,
+    trace: str = "poisson",
+    duration: float = 60.0,
+    seed: int = 0,
+) -> Scenario:
+    """A heterogeneous scenario of any size, for callers that give only a server count.
+
+    Workers cycle 1, 1, 2, 2, 4 (so capacities differ by up to 4x); with
+    `group_size`, consecutive servers form groups of that size.
+    """
+    if num_servers < 1:
+        raise ScenarioError(f"num_servers: must be a positive integer, got {num_servers}")
+    pattern = (1, 1, 2, 2, 4)
+    data: dict[str, object] = {
+        "name": f"synthetic-{num_servers}",
+        "duration": duration,
+        "seed": seed,
+        "lb_nodes": lb_nodes,
+        "servers": {"workers": [pattern[i % len(pattern)] for i in range(num_servers)]},
+        "trace": {"kind": trace, "load": 0.9} if trace == "poisson" else {"kind": trace},
+    }
+    if group_size is not None:
+        if group_size < 1 or num_servers % group_size:
+            raise ScenarioError(
+                f"servers_per_agent: must divide num_servers ({num_servers}), got {group_size}"
+            )
+        data["groups"] = [list(range(g, g + group_size)) for g in range(0, num_servers, group_size)]
+    return from_dict(data, source="<synthetic>")

@@ -1,0 +1,177 @@
+"""MultiAgentLoadBalanceEnv: cooperating agents set weights (PettingZoo ParallelEnv).
+
+An agent is an (LB node, server group) pair (DESIGN contract 3): it sees the
+features of its group's servers in its own LB's frame and sets their weights
+for that LB's new flows.  With one group an agent is an LB node (MARLLB);
+with one LB and several groups, one agent per group.  All agents share the
+team reward: the fairness metric over all servers, the per-server feature
+averaged over the LB nodes.  `state()` is the global state for centralised
+training: every LB's feature matrix plus the servers' ground-truth
+utilization and queue per worker.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from gymnasium.utils import seeding
+from pettingzoo import ParallelEnv
+
+from marllbd import features
+from marllbd.envs.actions import FEATURE_HIGH, ActionSpec
+from marllbd.envs.reward import RewardSpec
+from marllbd.envs.single import resolve_scenario, step_info
+from marllbd.sim.engine import Engine, Step
+from marllbd.sim.scenario import Scenario
+
+
+class MultiAgentLoadBalanceEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
+    """Agents `lb{l}_g{g}`; observation (group size, 12); action per server of the group."""
+
+    metadata: dict[str, Any] = {"name": "marllbd_multi_v0", "render_modes": []}  # noqa: RUF012
+
+    def __init__(
+        self,
+        scenario: str | Scenario | None = None,
+        *,
+        num_agents: int | None = None,
+        servers_per_agent: int | None = None,
+        action_type: str = "discrete",
+        levels: tuple[float, ...] = (1.0, 1.5, 2.0),
+        weight_base: str = "capacity",
+        reward_metric: str = "jain",
+        reward_field: str = "dur_decayed_mean",
+        reward_shaping: str = "identity",
+        tau: float = features.DEFAULT_TAU,
+        episode_seconds: float | None = None,
+    ):
+        if scenario is None and num_agents is not None:
+            spa = servers_per_agent or 4
+            sc = (
+                resolve_scenario(None, num_agents * spa, group_size=spa)
+                if (num_agents * spa != 16 or spa != 4)
+                else resolve_scenario("seed-16", None)
+            )
+        else:
+            sc = resolve_scenario(scenario, None)
+        if episode_seconds is not None:
+            sc = sc.replace(duration=episode_seconds)
+        self.scenario = sc
+        self.tau = tau
+        self.action_spec = ActionSpec(kind=action_type, levels=tuple(levels), base=weight_base)
+        self.reward_spec = RewardSpec(reward_metric, reward_field, reward_shaping)
+        self.groups = [np.array(g, dtype=np.int64) for g in sc.groups]
+        self.members = [(lb, g) for lb in range(sc.lb_nodes) for g in range(len(self.groups))]
+        self.possible_agents = [f"lb{lb}_g{g}" for lb, g in self.members]
+        if num_agents is not None and len(self.possible_agents) != num_agents:
+            raise ValueError(
+                f"num_agents: {num_agents} does not match scenario {sc.name!r}, which has "
+                f"{sc.lb_nodes} LB node(s) x {len(self.groups)} group(s)"
+            )
+        self.agents: list[str] = []
+        self.group_size = max(len(g) for g in self.groups)
+        self.num_servers = len(sc.servers)
+        self.capacities = np.array([s.workers for s in sc.servers], dtype=np.float64)
+        self._obs_space = spaces.Box(
+            0.0, FEATURE_HIGH, shape=(self.group_size, features.NUM_FEATURES), dtype=np.float32
+        )
+        self._act_space = self.action_spec.space(self.group_size)
+        nl, n = sc.lb_nodes, self.num_servers
+        self.state_space = spaces.Box(
+            0.0, FEATURE_HIGH, shape=(nl * n * features.NUM_FEATURES + 2 * n,), dtype=np.float32
+        )
+        self._weights = np.tile(self.capacities, (nl, 1))
+        self._features = np.zeros((nl, n, features.NUM_FEATURES))
+        self._engine: Engine | None = None
+        self._last: Step | None = None
+        self.np_random, _ = seeding.np_random()
+
+    @functools.cache  # noqa: B019 - the same space object on every call
+    def observation_space(self, agent: str) -> spaces.Space:
+        return self._obs_space
+
+    @functools.cache  # noqa: B019
+    def action_space(self, agent: str) -> spaces.Space:
+        return self._act_space
+
+    def reset(
+        self, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
+        if seed is not None:
+            self.np_random, _ = seeding.np_random(seed)
+        episode_seed = int(self.np_random.integers(0, 2**31 - 1))
+        self._engine = Engine(self.scenario.replace(seed=episode_seed))
+        self._weights = np.tile(self.capacities, (self.scenario.lb_nodes, 1))
+        self.agents = list(self.possible_agents)
+        obs, _, _, _, infos = self._advance()
+        return obs, infos
+
+    def step(
+        self, actions: dict[str, np.ndarray]
+    ) -> tuple[
+        dict[str, np.ndarray],
+        dict[str, float],
+        dict[str, bool],
+        dict[str, bool],
+        dict[str, dict[str, Any]],
+    ]:
+        if self._engine is None or not self.agents:
+            raise RuntimeError("call reset() before step(): no episode is running")
+        for name, (lb, g) in zip(self.possible_agents, self.members, strict=True):
+            if name not in actions:
+                raise ValueError(f"actions: missing an action for agent {name!r}")
+            idx = self.groups[g]
+            act = np.asarray(actions[name])[: len(idx)]
+            self._weights[lb, idx] = self.action_spec.weights(act, self.capacities[idx])
+        return self._advance()
+
+    def _advance(
+        self,
+    ) -> tuple[
+        dict[str, np.ndarray],
+        dict[str, float],
+        dict[str, bool],
+        dict[str, bool],
+        dict[str, dict[str, Any]],
+    ]:
+        engine = self._engine
+        assert engine is not None
+        for lb in range(self.scenario.lb_nodes):
+            engine.set_weights(lb, self._weights[lb])
+        step = engine.step(copy=False)
+        self._last = step
+        for lb, o in enumerate(step.observations):
+            features.compute(o, self._weights[lb], tau=self.tau, out=self._features[lb])
+        team = self.reward_spec(self._features.mean(axis=0))
+        obs: dict[str, np.ndarray] = {}
+        infos: dict[str, dict[str, Any]] = {}
+        for name, (lb, g) in zip(self.possible_agents, self.members, strict=True):
+            block = np.zeros((self.group_size, features.NUM_FEATURES), dtype=np.float32)
+            idx = self.groups[g]
+            block[: len(idx)] = self._features[lb, idx]
+            obs[name] = block
+            infos[name] = step_info(step, self._features[lb], step.observations[lb].n_fct)
+        truncated = engine.done
+        agents = list(self.agents)
+        rewards = {a: team for a in agents}
+        terminations = {a: False for a in agents}
+        truncations = {a: truncated for a in agents}
+        if truncated:
+            self.agents = []
+        return obs, rewards, terminations, truncations, infos
+
+    def state(self) -> np.ndarray:
+        """Every LB's features, then utilization and queue per worker of every server."""
+        if self._last is None:
+            raise RuntimeError("call reset() before state()")
+        truth = self._last.truth
+        return np.concatenate(
+            [
+                self._features.ravel(),
+                truth.utilization,
+                truth.queue / truth.capacities,
+            ]
+        ).astype(np.float32)

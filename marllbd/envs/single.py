@@ -1,0 +1,138 @@
+"""LoadBalanceEnv: one agent sets the weights of one load balancer (Gymnasium).
+
+One step is one control interval of the simulator: the action's weights
+apply to the LB's new flows during the interval, and the observation is the
+feature matrix (marllbd.features) of the frame the LB publishes at its end.
+Other LB nodes of the scenario, if any, keep static capacity weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from marllbd import features
+from marllbd.envs.actions import FEATURE_HIGH, ActionSpec
+from marllbd.envs.reward import RewardSpec
+from marllbd.sim.engine import Engine, Step
+from marllbd.sim.scenario import Scenario, load_scenario, synthetic
+
+
+def resolve_scenario(
+    scenario: str | Scenario | None, num_servers: int | None, **synthetic_kw: Any
+) -> Scenario:
+    """A Scenario from a preset name, a path, an object, or just a server count."""
+    if isinstance(scenario, Scenario):
+        sc = scenario
+    elif scenario is not None:
+        sc = load_scenario(scenario)
+    elif num_servers == 16 and not synthetic_kw:
+        sc = load_scenario("seed-16")
+    elif num_servers is not None:
+        sc = synthetic(num_servers, **synthetic_kw)
+    else:
+        sc = load_scenario("seed-16")
+    if num_servers is not None and len(sc.servers) != num_servers:
+        raise ValueError(
+            f"num_servers: {num_servers} does not match scenario {sc.name!r} "
+            f"with {len(sc.servers)} servers"
+        )
+    return sc
+
+
+_FCT_MEAN = features.FEATURE_NAMES.index("fct_mean")
+_FCT_P90 = features.FEATURE_NAMES.index("fct_p90")
+
+
+def step_info(step: Step, feats: np.ndarray, n_fct: np.ndarray) -> dict[str, Any]:
+    """FCT statistics of the interval (from the LB's reservoir samples) and run counters.
+
+    fct_mean is over the sampled completions of all servers; fct_p90_max is the
+    worst server's p90.  Both are NaN for an interval without completions.
+    """
+    total = float(n_fct.sum())
+    return {
+        "t": step.t,
+        "fct_mean": float(feats[:, _FCT_MEAN] @ n_fct) / total if total else float("nan"),
+        "fct_p90_max": float(feats[:, _FCT_P90].max()) if total else float("nan"),
+        "completed": step.completed,
+        "rejected": step.rejected,
+        "utilization": step.truth.utilization,
+    }
+
+
+class LoadBalanceEnv(gym.Env[np.ndarray, np.ndarray]):
+    """Observation (num_servers, 12) features; action weights or levels per server."""
+
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 - gymnasium's convention
+
+    def __init__(
+        self,
+        scenario: str | Scenario | None = None,
+        *,
+        num_servers: int | None = None,
+        action_type: str = "continuous",
+        levels: tuple[float, ...] = (1.0, 1.5, 2.0),
+        weight_base: str = "capacity",
+        reward_metric: str = "jain",
+        reward_field: str = "dur_decayed_mean",
+        reward_shaping: str = "identity",
+        lb: int = 0,
+        tau: float = features.DEFAULT_TAU,
+        episode_seconds: float | None = None,
+    ):
+        sc = resolve_scenario(scenario, num_servers)
+        if episode_seconds is not None:
+            sc = sc.replace(duration=episode_seconds)
+        if not 0 <= lb < sc.lb_nodes:
+            raise ValueError(f"lb: expected 0..{sc.lb_nodes - 1}, got {lb}")
+        self.scenario = sc
+        self.lb = lb
+        self.tau = tau
+        self.action_spec = ActionSpec(kind=action_type, levels=tuple(levels), base=weight_base)
+        self.reward_spec = RewardSpec(reward_metric, reward_field, reward_shaping)
+        n = len(sc.servers)
+        self.num_servers = n
+        self.capacities = np.array([s.workers for s in sc.servers], dtype=np.float64)
+        self.observation_space = spaces.Box(
+            0.0, FEATURE_HIGH, shape=(n, features.NUM_FEATURES), dtype=np.float32
+        )
+        self.action_space = self.action_spec.space(n)
+        self._features = np.zeros((n, features.NUM_FEATURES))
+        self._engine: Engine | None = None
+        self._weights = self.capacities.copy()
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        return self._engine
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        episode_seed = int(self.np_random.integers(0, 2**31 - 1))
+        self._engine = Engine(self.scenario.replace(seed=episode_seed))
+        self._weights = self.capacities.copy()
+        obs, _, _, _, info = self._advance()
+        return obs, info
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        self._weights = self.action_spec.weights(action, self.capacities)
+        return self._advance()
+
+    def _advance(self) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        engine = self.engine
+        engine.set_weights(self.lb, self._weights)
+        step = engine.step(copy=False)
+        o = step.observations[self.lb]
+        feats = features.compute(o, self._weights, tau=self.tau, out=self._features)
+        reward = self.reward_spec(feats)
+        info = step_info(step, feats, o.n_fct)
+        info["weights"] = self._weights.copy()
+        # There is no terminal state: a run ends only because its time is up.
+        return feats.astype(np.float32), reward, False, engine.done, info

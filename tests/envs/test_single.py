@@ -1,0 +1,106 @@
+"""LoadBalanceEnv: a real Gymnasium environment whose actions change what happens."""
+
+from __future__ import annotations
+
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import marllbd.envs  # noqa: F401 - registers the ids
+from marllbd.envs import LoadBalanceEnv
+from marllbd.features import FEATURE_NAMES
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"num_servers": 16, "action_type": "discrete"},
+        {"scenario": "paper-7"},
+        {"scenario": "paper-7", "reward_metric": "cv", "reward_shaping": "exp"},
+    ],
+)
+def test_passes_gymnasium_checker_without_warnings(kwargs: dict) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        env = gym.make("marllbd/LoadBalance-v0", episode_seconds=5.0, **kwargs).unwrapped
+        check_env(env)
+
+
+def test_seed_call_and_episode_shape() -> None:
+    env = LoadBalanceEnv(num_servers=16, action_type="discrete")
+    obs, info = env.reset(seed=0)
+    assert obs.shape == (16, len(FEATURE_NAMES)) and obs.dtype == np.float32
+    assert env.observation_space.contains(obs)
+    steps, truncated = 0, False
+    while not truncated:
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        steps += 1
+        assert not terminated and 0.0 <= reward <= 1.0
+    assert steps == round(60.0 / 0.25) - 1  # reset consumed the first interval
+    assert info["completed"] > 1000 and np.isfinite(info["fct_mean"])
+
+
+def test_actions_change_observations() -> None:
+    """Same seed and state, different weights: the next observations differ."""
+    results = []
+    for level in (0, 2):
+        env = LoadBalanceEnv("paper-7", action_type="discrete", episode_seconds=10.0)
+        env.reset(seed=11)
+        action = np.zeros(7, dtype=np.int64)
+        action[0] = level  # favour (or not) server 0, a 1-worker server
+        for _ in range(12):
+            obs, *_ = env.step(action)
+        results.append(obs)
+    a, b = results
+    col = FEATURE_NAMES.index("active_flows")
+    assert not np.array_equal(a, b)
+    assert b[0, col] > a[0, col]  # a heavier weight draws more flows to server 0
+    prev = FEATURE_NAMES.index("prev_weight")
+    assert b[0, prev] == 2.0 * a[0, prev]
+
+
+def test_reset_seed_is_reproducible() -> None:
+    def rollout(seed: int) -> np.ndarray:
+        env = LoadBalanceEnv("paper-7", episode_seconds=3.0)
+        env.action_space.seed(seed)
+        obs, _ = env.reset(seed=seed)
+        out = [obs]
+        for _ in range(5):
+            out.append(env.step(env.action_space.sample())[0])
+        return np.array(out)
+
+    np.testing.assert_array_equal(rollout(3), rollout(3))
+    assert not np.array_equal(rollout(3), rollout(4))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"action_type": "binary"}, "action_type"),
+        ({"reward_metric": "happiness"}, "unknown fairness metric"),
+        ({"reward_field": "cpu"}, "reward_field"),
+        ({"reward_shaping": "sqrt"}, "reward_shaping"),
+        ({"num_servers": 5, "scenario": "paper-7"}, "num_servers"),
+        ({"lb": 3, "scenario": "paper-7"}, "lb: expected 0..1"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        LoadBalanceEnv(**kwargs)
+
+
+def test_bad_actions_are_refused() -> None:
+    env = LoadBalanceEnv("paper-7", action_type="discrete", episode_seconds=2.0)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"levels in 0\.\.2"):
+        env.step(np.full(7, 3))
+    with pytest.raises(ValueError, match="shape"):
+        env.step(np.zeros(6, dtype=np.int64))
+
+
+def test_step_before_reset() -> None:
+    with pytest.raises(gym.error.ResetNeeded):
+        LoadBalanceEnv("paper-7").step(np.zeros(7, dtype=np.float32))
