@@ -38,6 +38,22 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sim(args: argparse.Namespace) -> int:
+    from marllbd.sim.publisher import serve
+    from marllbd.sim.scenario import ScenarioError, load_scenario
+
+    try:
+        scenario = load_scenario(args.scenario)
+    except ScenarioError as exc:
+        raise UsageError(str(exc)) from None
+    if not args.speed > 0:
+        raise UsageError(f"--speed: expected a positive number, got {args.speed}")
+    mode = int(args.mode, 8)
+    if mode not in (0o600, 0o660):
+        raise UsageError(f"--mode: expected 0600 or 0660, got {args.mode}")
+    return serve(scenario, args.region, speed=args.speed, mode=mode)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="marllbd", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -47,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="one JSON object per line")
     bench.add_argument("--only", metavar="NAME[,NAME]", help="run only these benchmarks")
     bench.set_defaults(func=_cmd_bench)
+
+    sim = sub.add_parser("sim", help="run the simulator as a data plane behind shm regions")
+    sim.add_argument("--scenario", required=True, help="preset name or TOML file")
+    sim.add_argument("--region", required=True, help="region name (one per LB: NAME-0, ...)")
+    sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
+    sim.add_argument("--mode", default="0600", help="region file mode: 0600 or 0660")
+    sim.set_defaults(func=_cmd_sim)
     return parser
 
 
