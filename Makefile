@@ -36,8 +36,8 @@ test-py: setup
 	$(BIN)/python -m pytest -q -m "not slow and not fuzz"
 
 lint: setup
-	$(BIN)/ruff check marllbd tests benchmarks
-	$(BIN)/ruff format --check marllbd tests benchmarks
+	$(BIN)/ruff check marllbd plugins tests benchmarks
+	$(BIN)/ruff format --check marllbd plugins tests benchmarks
 	$(BIN)/mypy
 
 bench: setup

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 class UsageError(Exception):
@@ -54,6 +55,39 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     return serve(scenario, args.region, speed=args.speed, mode=mode)
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from marllbd.sim.scenario import ScenarioError, load_scenario
+    from marllbd.training import TrainConfig, TrainingError, train
+
+    try:
+        load_scenario(args.scenario)
+    except ScenarioError as exc:
+        raise UsageError(str(exc)) from None
+    if args.steps < 1:
+        raise UsageError(f"--steps: expected a positive integer, got {args.steps}")
+    if args.resume is not None and not Path(args.resume).exists():
+        raise UsageError(f"--resume: {args.resume} does not exist")
+    config = TrainConfig(
+        algo=args.algo,
+        scenario=args.scenario,
+        out=Path(args.out),
+        steps=args.steps,
+        seed=args.seed,
+        resume=Path(args.resume) if args.resume else None,
+        envs=args.envs,
+        progress=sys.stderr.isatty(),
+    )
+    try:
+        result = train(config)
+    except TrainingError as exc:
+        raise UsageError(str(exc)) from None
+    print(
+        f"trained {config.algo} for {result.steps} steps in {result.wall_seconds:.0f} s; "
+        f"best checkpoint {result.best}; metrics {result.metrics_csv}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="marllbd", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -70,6 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
     sim.add_argument("--mode", default="0600", help="region file mode: 0600 or 0660")
     sim.set_defaults(func=_cmd_sim)
+
+    tr = sub.add_parser("train", help="train a learned policy on a scenario")
+    tr.add_argument("--algo", required=True, choices=["sac-gru", "qmix"])
+    tr.add_argument("--scenario", required=True, help="preset name or TOML file")
+    tr.add_argument("--out", required=True, help="output directory")
+    tr.add_argument("--steps", type=int, default=20_000, help="environment steps")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--envs", type=int, default=2, help="simulator instances for rollouts")
+    tr.add_argument("--resume", help="checkpoint directory to continue from")
+    tr.set_defaults(func=_cmd_train)
     return parser
 
 
