@@ -26,7 +26,7 @@ typedef struct marllb_rng
 void marllb_rng_seed (marllb_rng_t *r, uint64_t seed);
 uint64_t marllb_rng_next (marllb_rng_t *r);
 
-/* Uniform integer in [0, n) by multiply-shift (Lemire) of a 32-bit draw. */
+/* Uniform integer in [0, n) by multiply-shift (Lemire) of a 32-bit draw; 0 when n is 0. */
 uint32_t marllb_rng_below (marllb_rng_t *r, uint32_t n);
 
 typedef struct marllb_reservoir
@@ -78,25 +78,25 @@ marllb_rng_below64_inline (marllb_rng_t *r, uint64_t n)
   return (uint64_t) (m >> 64);
 }
 
-/* Algorithm R with one draw per value and no data-dependent branch: item s
- * (1-based) goes to slot s - 1 while s <= k, else to slot j ~ U[0, s) when
- * j < k.  A kept-or-not select replaces the "if (j < k)" branch, which is
- * unpredictable while seen is a small multiple of k (short windows): the slot
- * min(j, k - 1) is rewritten with either the new sample or its own content. */
+/* Algorithm R: item s (1-based) fills slot s - 1 while s <= k, then replaces
+ * slot j ~ U[0, s) when j < k.  The PRNG is drawn only past the fill.  Plain
+ * branches measured faster than a branch-free select here: a select makes
+ * every update store through an address that waits on the PRNG chain. */
 static inline void
 marllb_reservoir_add_inline (marllb_reservoir_t *r, double value, uint64_t t_ns)
 {
   uint64_t s = ++r->seen;
   uint64_t k = r->k;
-  uint64_t j = marllb_rng_below64_inline (&r->rng, s);
-  j = s <= k ? s - 1 : j;
-  int keep = j < k;
-  uint64_t slot = keep ? j : k - 1;
-  marllb_sample_t *dst = &r->samples[slot];
-  marllb_sample_t old = *dst;
-  dst->value = keep ? value : old.value;
-  dst->t_ns = keep ? t_ns : old.t_ns;
-  r->n = (uint32_t) (s < k ? s : k);
+  uint64_t j = s - 1;
+  if (s <= k)
+    r->n = (uint32_t) s;
+  else
+    j = marllb_rng_below64_inline (&r->rng, s);
+  if (j < k)
+    {
+      r->samples[j].value = value;
+      r->samples[j].t_ns = t_ns;
+    }
 }
 
 #ifdef __cplusplus

@@ -1,0 +1,262 @@
+/*
+ * bench_reservoir.c - reservoir updates per second: marllb_reservoir_add
+ * against Algorithm R driven by libc rand(), on one precomputed stream of
+ * (server, value) updates over 64 servers x 128 samples.
+ *
+ * The headline pair resets every reservoir once per publication window of
+ * --window updates per server (default 1024, where 38% of updates replace a
+ * sample), so the figure is not a measurement of the reject branch.  The
+ * "steady" pair never resets (almost every update is rejected): the best case.
+ * Each figure is the median of --reps timed passes, contenders interleaved.
+ *
+ * Prints one JSON line: {"value": Mupdates/s, "baseline_value": Mupdates/s, ...};
+ * value is marllb_reservoir_add_inline (what a packet node compiles in),
+ * call_value the exported marllb_reservoir_add on the same stream.
+ * usage: marllb-bench-reservoir [--quick] [--updates N] [--reps R] [--window W]
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "marllb_reservoir.h"
+
+#define SERVERS 64u
+#define K MARLLB_DEFAULT_K
+#define INPUT_LEN (1u << 18) /* precomputed updates, replayed cyclically */
+#define MAX_REPS 101
+
+typedef struct
+{
+  uint8_t server[INPUT_LEN];
+  double value[INPUT_LEN];
+} input_t;
+
+/* Algorithm R with libc rand(): the naive per-packet reservoir. */
+typedef struct
+{
+  marllb_sample_t samples[K];
+  uint64_t seen;
+} naive_reservoir_t;
+
+typedef enum
+{
+  INLINE, /* marllb_reservoir_add_inline: what a per-packet node compiles in */
+  CALL,   /* marllb_reservoir_add: the same code behind a call into the library */
+  NAIVE,
+} contender_t;
+
+typedef struct
+{
+  const char *key;
+  contender_t who;
+  int steady; /* 1: never reset */
+  double rate[MAX_REPS];
+} series_t;
+
+static marllb_sample_t fast_samples[SERVERS][K];
+static marllb_reservoir_t fast[SERVERS];
+static naive_reservoir_t naive[SERVERS];
+
+static double
+now_s (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
+}
+
+static void
+fill_input (input_t *in)
+{
+  marllb_rng_t rng;
+  marllb_rng_seed (&rng, 12345);
+  for (uint32_t i = 0; i < INPUT_LEN; i++)
+    {
+      in->server[i] = (uint8_t) marllb_rng_below (&rng, SERVERS);
+      in->value[i] = (double) (marllb_rng_next (&rng) >> 11) * 0x1.0p-53;
+    }
+}
+
+static inline void
+naive_add (naive_reservoir_t *r, double value, uint64_t t_ns)
+{
+  uint64_t s = ++r->seen;
+  uint64_t j = s <= K ? s - 1 : (uint64_t) rand () % s;
+  if (j < K)
+    {
+      r->samples[j].value = value;
+      r->samples[j].t_ns = t_ns;
+    }
+}
+
+static void
+reset_all (contender_t who)
+{
+  for (uint32_t s = 0; s < SERVERS; s++)
+    if (who == NAIVE)
+      naive[s].seen = 0;
+    else
+      marllb_reservoir_reset (&fast[s]);
+}
+
+/* The contenders share this loop; only the update differs.  The update
+ * counter doubles as the timestamp. */
+#define RUN(UPDATE)                                                                      \
+  for (uint64_t done = 0, pos = 0; done < updates;)                                      \
+    {                                                                                    \
+      reset_all (who);                                                                   \
+      uint64_t end = done + window < updates ? done + window : updates;                  \
+      for (; done < end; done++)                                                         \
+        {                                                                                \
+          uint32_t srv = in->server[pos];                                                \
+          double val = in->value[pos];                                                   \
+          pos = (pos + 1) & (INPUT_LEN - 1);                                             \
+          UPDATE (srv, val, done);                                                       \
+        }                                                                                \
+    }
+
+#define INLINE_UPDATE(srv, val, t) marllb_reservoir_add_inline (&fast[srv], val, t)
+#define CALL_UPDATE(srv, val, t) marllb_reservoir_add (&fast[srv], val, t)
+#define NAIVE_UPDATE(srv, val, t) naive_add (&naive[srv], val, t)
+
+/* Fold every reservoir's contents into one number, so no update is dead code. */
+static uint64_t
+checksum (contender_t who)
+{
+  uint64_t sum = 0;
+  for (uint32_t s = 0; s < SERVERS; s++)
+    {
+      uint64_t n = who == NAIVE ? (naive[s].seen < K ? naive[s].seen : K) : fast[s].n;
+      const marllb_sample_t *smp = who == NAIVE ? naive[s].samples : fast_samples[s];
+      for (uint64_t i = 0; i < n; i++)
+        sum += smp[i].t_ns ^ (uint64_t) (smp[i].value * 1e9);
+    }
+  return sum;
+}
+
+/* One timed pass; returns Mupdates/s. */
+static double
+timed_pass (contender_t who, uint64_t updates, uint64_t window, const input_t *in,
+            uint64_t *sum)
+{
+  double t0 = now_s ();
+  switch (who)
+    {
+    case INLINE:
+      RUN (INLINE_UPDATE);
+      break;
+    case CALL:
+      RUN (CALL_UPDATE);
+      break;
+    case NAIVE:
+      RUN (NAIVE_UPDATE);
+      break;
+    }
+  double dt = now_s () - t0;
+  *sum += checksum (who);
+  return (double) updates / dt / 1e6;
+}
+
+static int
+cmp_double (const void *a, const void *b)
+{
+  double x = *(const double *) a, y = *(const double *) b;
+  return (x > y) - (x < y);
+}
+
+static double
+median (double *v, int n)
+{
+  qsort (v, (size_t) n, sizeof *v, cmp_double);
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+typedef struct
+{
+  uint64_t updates;
+  uint64_t window; /* updates per server per window */
+  int reps;
+} config_t;
+
+static int
+parse_args (int argc, char **argv, config_t *cfg)
+{
+  *cfg = (config_t){ .updates = UINT64_C (1) << 24, .window = 1024, .reps = 7 };
+  for (int i = 1; i < argc; i++)
+    {
+      if (strcmp (argv[i], "--quick") == 0)
+        {
+          cfg->updates = UINT64_C (1) << 22;
+          cfg->reps = 3;
+          continue;
+        }
+      char *end = NULL;
+      unsigned long long v = i + 1 < argc ? strtoull (argv[i + 1], &end, 10) : 0;
+      int numeric = i + 1 < argc && end != argv[i + 1] && *end == '\0';
+      if (numeric && strcmp (argv[i], "--updates") == 0 && v > 0)
+        cfg->updates = v;
+      else if (numeric && strcmp (argv[i], "--reps") == 0 && v > 0 && v <= MAX_REPS)
+        cfg->reps = (int) v;
+      else if (numeric && strcmp (argv[i], "--window") == 0 && v > 0)
+        cfg->window = v;
+      else
+        {
+          fprintf (stderr,
+                   "bench_reservoir: bad argument '%s%s%s'; want --quick, --updates N (N > 0), "
+                   "--reps R (1..%d), --window W (updates per server per window, W > 0)\n",
+                   argv[i], i + 1 < argc ? " " : "", i + 1 < argc ? argv[i + 1] : "", MAX_REPS);
+          return -1;
+        }
+      i++;
+    }
+  return 0;
+}
+
+int
+main (int argc, char **argv)
+{
+  config_t cfg;
+  if (parse_args (argc, argv, &cfg) != 0)
+    return 2;
+  input_t *in = malloc (sizeof *in);
+  if (in == NULL)
+    {
+      fprintf (stderr, "bench_reservoir: cannot allocate %zu bytes of input\n", sizeof *in);
+      return 1;
+    }
+  fill_input (in);
+  for (uint32_t s = 0; s < SERVERS; s++)
+    if (marllb_reservoir_init (&fast[s], fast_samples[s], K, s) != 0)
+      {
+        fprintf (stderr, "bench_reservoir: marllb_reservoir_init failed for server %u\n", s);
+        return 1;
+      }
+  srand (1);
+
+  series_t series[] = {
+    { "value", INLINE, 0, { 0 } },         { "baseline_value", NAIVE, 0, { 0 } },
+    { "call_value", CALL, 0, { 0 } },      { "steady_value", INLINE, 1, { 0 } },
+    { "steady_baseline_value", NAIVE, 1, { 0 } },
+  };
+  const int n_series = (int) (sizeof series / sizeof series[0]);
+  uint64_t sum = 0;
+  for (int rep = -1; rep < cfg.reps; rep++) /* rep -1 warms up */
+    for (int i = 0; i < n_series; i++)
+      {
+        uint64_t window = series[i].steady ? cfg.updates : cfg.window * SERVERS;
+        double rate = timed_pass (series[i].who, cfg.updates, window, in, &sum);
+        if (rep >= 0)
+          series[i].rate[rep] = rate;
+      }
+
+  printf ("{");
+  for (int i = 0; i < n_series; i++)
+    printf ("\"%s\": %.3f, ", series[i].key, median (series[i].rate, cfg.reps));
+  printf ("\"unit\": \"Mupdates/s\", \"servers\": %u, \"k\": %u, \"updates\": %" PRIu64
+          ", \"window_per_server\": %" PRIu64 ", \"reps\": %d, \"checksum\": %" PRIu64 "}\n",
+          SERVERS, K, cfg.updates, cfg.window, cfg.reps, sum);
+  free (in);
+  return 0;
+}

@@ -1,0 +1,74 @@
+/*
+ * reservoir.c - Algorithm R reservoirs and their per-instance PRNG.
+ *
+ * The update itself lives in marllb_reservoir.h as an inline function so the
+ * per-packet path can take it without a call; the symbols here are the same
+ * code for callers that link against the library (ctypes, tools).
+ */
+#include "marllb_reservoir.h"
+
+#include <stddef.h>
+
+/* splitmix64 finaliser: spreads nearby seeds (0, 1, 2, ...) over the state space. */
+static uint64_t
+splitmix64 (uint64_t x)
+{
+  x += UINT64_C (0x9e3779b97f4a7c15);
+  x = (x ^ (x >> 30)) * UINT64_C (0xbf58476d1ce4e5b9);
+  x = (x ^ (x >> 27)) * UINT64_C (0x94d049bb133111eb);
+  return x ^ (x >> 31);
+}
+
+void
+marllb_rng_seed (marllb_rng_t *r, uint64_t seed)
+{
+  r->state = splitmix64 (seed);
+}
+
+uint64_t
+marllb_rng_next (marllb_rng_t *r)
+{
+  return marllb_rng_next_inline (r);
+}
+
+uint32_t
+marllb_rng_below (marllb_rng_t *r, uint32_t n)
+{
+  /* Lemire, "Fast random integer generation in an interval" (2019): the high
+   * half of draw * n, rejecting the low halves below 2^32 mod n. */
+  uint64_t m = (uint64_t) (uint32_t) marllb_rng_next_inline (r) * n;
+  if ((uint32_t) m < n)
+    {
+      uint32_t threshold = -n % n;
+      while ((uint32_t) m < threshold)
+        m = (uint64_t) (uint32_t) marllb_rng_next_inline (r) * n;
+    }
+  return (uint32_t) (m >> 32);
+}
+
+int
+marllb_reservoir_init (marllb_reservoir_t *r, marllb_sample_t *samples, uint32_t k,
+                       uint64_t seed)
+{
+  if (r == NULL || samples == NULL || k == 0 || k > MARLLB_MAX_K)
+    return -1;
+  r->samples = samples;
+  r->k = k;
+  r->n = 0;
+  r->seen = 0;
+  marllb_rng_seed (&r->rng, seed);
+  return 0;
+}
+
+void
+marllb_reservoir_reset (marllb_reservoir_t *r)
+{
+  r->n = 0;
+  r->seen = 0;
+}
+
+void
+marllb_reservoir_add (marllb_reservoir_t *r, double value, uint64_t t_ns)
+{
+  marllb_reservoir_add_inline (r, value, t_ns);
+}
