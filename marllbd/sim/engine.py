@@ -30,6 +30,7 @@ import numba
 import numpy as np
 
 from marllbd.dataplane import dispatch as D
+from marllbd.dataplane.reservoir import make_rng_state, reservoir_add
 from marllbd.sim.scenario import Scenario, build_trace
 from marllbd.sim.traces import Trace
 
@@ -49,44 +50,6 @@ _W, _V, _LAST, _BUSY = 0, 1, 2, 3
 _SLOTS, _MP, _BCAP, _NSERV, _BHEAD, _BLEN, _UP = 0, 1, 2, 3, 4, 5, 6
 # Counters.
 _C_NEXT_FLOW, _C_NEXT_FAULT, _C_REJECTED, _C_COMPLETED, _C_TABLES_DIRTY = 0, 1, 2, 3, 4
-
-
-@numba.njit(cache=True, inline="always")
-def _splitmix(state: np.ndarray) -> np.uint64:  # pragma: no cover - compiled
-    state[0] += np.uint64(0x9E3779B97F4A7C15)
-    z = state[0]
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
-@numba.njit(cache=True)
-def _res_add(
-    rv: np.ndarray,
-    rt: np.ndarray,
-    rn: np.ndarray,
-    rseen: np.ndarray,
-    lb: int,
-    s: int,
-    q: int,
-    value: float,
-    t_ns: np.uint64,
-    rng: np.ndarray,
-) -> None:  # pragma: no cover - compiled
-    """Algorithm R: keep each of the `seen` values offered so far with probability k/seen."""
-    k = rv.shape[3]
-    seen = rseen[lb, s, q] + np.uint64(1)
-    rseen[lb, s, q] = seen
-    if seen <= np.uint64(k):
-        j = np.int64(seen) - 1
-        rn[lb, s, q] = np.uint32(seen)
-    else:
-        # Uniform in [0, seen) from 64 random bits; the modulo bias is below 2^-40 for seen < 2^24.
-        j = np.int64(_splitmix(rng) % seen)
-        if j >= k:
-            return
-    rv[lb, s, q, j] = value
-    rt[lb, s, q, j] = t_ns
 
 
 @numba.njit(cache=True)
@@ -234,7 +197,9 @@ def _run(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
             lb_active[lb, s] -= np.uint64(1)
             lb_done[lb, s] += np.uint64(1)
             counters[_C_COMPLETED] += 1
-            _res_add(rv, rt, rn, rseen, lb, s, 1, fct, np.uint64(t_cmp * 1e9), rng)
+            reservoir_add(
+                rv[1], rt[1], rn[1], rseen[1], lb * n_srv + s, fct, np.uint64(t_cmp * 1e9), rng
+            )
             # Admit from the backlog while slots are free (capacity may have grown).
             while si[s, _BLEN] > 0 and si[s, _NSERV] < si[s, _SLOTS]:
                 head = si[s, _BHEAD]
@@ -316,14 +281,20 @@ def _run(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
 def _sample_ages(t, arrival, f_lb, si, hid, bq, rv, rt, rn, rseen, rng):  # type: ignore[no-untyped-def]  # pragma: no cover
     """Offer the age of every active flow to its LB's duration reservoir for its server."""
     t_ns = np.uint64(t * 1e9)
-    for s in range(si.shape[0]):
+    n = si.shape[0]
+    values, stamps, counts, seen = rv[0], rt[0], rn[0], rseen[0]
+    for s in range(n):
         for i in range(si[s, _NSERV]):
             flow = hid[s, i]
-            _res_add(rv, rt, rn, rseen, f_lb[flow], s, 0, t - arrival[flow], t_ns, rng)
+            reservoir_add(
+                values, stamps, counts, seen, f_lb[flow] * n + s, t - arrival[flow], t_ns, rng
+            )
         head = si[s, _BHEAD]
         for i in range(si[s, _BLEN]):
             flow = bq[s, (head + i) % bq.shape[1]]
-            _res_add(rv, rt, rn, rseen, f_lb[flow], s, 0, t - arrival[flow], t_ns, rng)
+            reservoir_add(
+                values, stamps, counts, seen, f_lb[flow] * n + s, t - arrival[flow], t_ns, rng
+            )
 
 
 @dataclass(frozen=True)
@@ -337,9 +308,9 @@ class Observation:
     active_flows: np.ndarray  # uint64[n]: this LB's flows not yet finished
     new_flows: np.ndarray  # uint64[n], cumulative
     completed_flows: np.ndarray  # uint64[n], cumulative (rejections included)
-    n_dur: np.ndarray  # uint32[n]
+    n_dur: np.ndarray  # int64[n]
     n_fct: np.ndarray
-    dur_seen: np.ndarray  # uint64[n], values offered this window
+    dur_seen: np.ndarray  # int64[n], values offered this window
     fct_seen: np.ndarray
     dur_values: np.ndarray  # float64[n, k], seconds
     dur_t_ns: np.ndarray  # uint64[n, k]
@@ -453,16 +424,15 @@ class Engine:
         self.al_alias = np.zeros((nl, n), dtype=np.int32)
         self.maglev = np.zeros(self._maglev_size, dtype=np.int32)
 
-        self.rv = np.zeros((nl, n, 2, k))
-        self.rt = np.zeros((nl, n, 2, k), dtype=np.uint64)
-        self.rn = np.zeros((nl, n, 2), dtype=np.uint32)
-        self.rseen = np.zeros((nl, n, 2), dtype=np.uint64)
+        # Reservoirs per quantity (0 duration, 1 FCT), one per (LB, server) at lb * n + s.
+        self.rv = np.zeros((2, nl * n, k))
+        self.rt = np.zeros((2, nl * n, k), dtype=np.uint64)
+        self.rn = np.zeros((2, nl * n), dtype=np.int64)
+        self.rseen = np.zeros((2, nl * n), dtype=np.int64)
         self._rn_spare = np.zeros_like(self.rn)
         self._rseen_spare = np.zeros_like(self.rseen)
-        res_seed = np.random.SeedSequence(sc.seed, spawn_key=(_RES_STREAM,)).generate_state(
-            1, np.uint64
-        )
-        self.rng = np.array(res_seed, dtype=np.uint64)
+        res_seed = np.random.SeedSequence(sc.seed, spawn_key=(_RES_STREAM,)).generate_state(1)
+        self.rng = make_rng_state(int(res_seed[0]))
 
         faults = sorted(sc.faults, key=lambda f: f.time)
         self.fault_t = np.array([f.time for f in faults], dtype=np.float64)
@@ -553,6 +523,7 @@ class Engine:
 
     def _observation(self, lb: int, copy: bool) -> Observation:
         c = np.copy if copy else _view
+        r = slice(lb * self.num_servers, (lb + 1) * self.num_servers)
         return Observation(
             num_servers=self.num_servers,
             ts_ns=round(self.t * 1e9),
@@ -561,14 +532,14 @@ class Engine:
             active_flows=c(self.lb_active[lb]),
             new_flows=c(self.lb_new[lb]),
             completed_flows=c(self.lb_done[lb]),
-            n_dur=c(self.rn[lb, :, 0]),
-            n_fct=c(self.rn[lb, :, 1]),
-            dur_seen=c(self.rseen[lb, :, 0]),
-            fct_seen=c(self.rseen[lb, :, 1]),
-            dur_values=c(self.rv[lb, :, 0]),
-            dur_t_ns=c(self.rt[lb, :, 0]),
-            fct_values=c(self.rv[lb, :, 1]),
-            fct_t_ns=c(self.rt[lb, :, 1]),
+            n_dur=c(self.rn[0, r]),
+            n_fct=c(self.rn[1, r]),
+            dur_seen=c(self.rseen[0, r]),
+            fct_seen=c(self.rseen[1, r]),
+            dur_values=c(self.rv[0, r]),
+            dur_t_ns=c(self.rt[0, r]),
+            fct_values=c(self.rv[1, r]),
+            fct_t_ns=c(self.rt[1, r]),
         )
 
     # -- reports ---------------------------------------------------------
