@@ -9,7 +9,7 @@ ASAN := build/asan
 STAMP := $(VENV)/.setup-stamp
 JOBS ?= 2
 
-.PHONY: setup native test test-c test-py lint bench fuzz clean
+.PHONY: setup native run test test-c test-py lint bench fuzz clean
 
 setup: $(STAMP) native
 
@@ -24,6 +24,11 @@ $(STAMP): pyproject.toml constraints.txt
 native: $(STAMP)
 	@cmake -S vpp-plugin -B $(NATIVE) -DCMAKE_BUILD_TYPE=Release > /dev/null
 	@cmake --build $(NATIVE) -j $(JOBS) > /dev/null
+
+run: setup
+	@echo "marllbd: starting the daemon on the simulator backend (Ctrl-C stops it)"
+	@echo "marllbd: metrics at http://127.0.0.1:9464/metrics"
+	$(BIN)/marllbd run --config configs/marllbd.toml
 
 test: setup test-c test-py
 

@@ -52,7 +52,9 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     mode = int(args.mode, 8)
     if mode not in (0o600, 0o660):
         raise UsageError(f"--mode: expected 0600 or 0660, got {args.mode}")
-    return serve(scenario, args.region, speed=args.speed, mode=mode)
+    return serve(
+        scenario, args.region, speed=args.speed, mode=mode, exit_with_parent=args.exit_with_parent
+    )
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -88,6 +90,66 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from marllbd.policies import PolicyError, load
+    from marllbd.sim.scenario import ScenarioError, load_scenario
+    from marllbd.training import report
+    from marllbd.training.evaluate import EvaluationError, evaluate
+
+    try:
+        scenario = load_scenario(args.scenario)
+    except ScenarioError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"--scenario: cannot read {args.scenario}: {exc.strerror}") from None
+    specs = [s.strip() for s in args.policies.split(",") if s.strip()]
+    if not specs or len(set(specs)) != len(specs):
+        raise UsageError(
+            f"--policies: expected distinct comma-separated policies (e.g. sed,wcmp), "
+            f"got {args.policies!r}"
+        )
+    for spec in specs:
+        try:
+            load(spec)
+        except PolicyError as exc:
+            raise UsageError(f"--policies: {exc}") from None
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise UsageError(
+            f"--seeds: expected distinct comma-separated integers >= 0 (e.g. 1,2,3), "
+            f"got {args.seeds!r}"
+        )
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()
+    except OSError as exc:
+        raise UsageError(f"--out: cannot write into {out}: {exc.strerror}") from None
+    try:
+        results = evaluate(scenario, specs, seeds, progress=sys.stderr.isatty())
+    except EvaluationError as exc:
+        raise UsageError(str(exc)) from None
+    print(report.write(results, scenario, out), end="")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from marllbd.daemon import config as cfg
+    from marllbd.daemon.app import main as run_daemon
+
+    path = Path(args.config) if args.config else None
+    try:
+        cfg.load(path)
+    except cfg.ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    return run_daemon(path)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="marllbd", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -103,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--region", required=True, help="region name (one per LB: NAME-0, ...)")
     sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
     sim.add_argument("--mode", default="0600", help="region file mode: 0600 or 0660")
+    sim.add_argument(
+        "--exit-with-parent", action="store_true", help="stop when the parent process dies"
+    )
     sim.set_defaults(func=_cmd_sim)
 
     tr = sub.add_parser("train", help="train a learned policy on a scenario")
@@ -114,6 +179,17 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--envs", type=int, default=2, help="simulator instances for rollouts")
     tr.add_argument("--resume", help="checkpoint directory to continue from")
     tr.set_defaults(func=_cmd_train)
+
+    ev = sub.add_parser("eval", help="evaluate policies on a scenario over seeds")
+    ev.add_argument("--scenario", required=True, help="preset name or TOML file")
+    ev.add_argument("--policies", required=True, metavar="P[,P]", help="e.g. sed,wcmp,gsq")
+    ev.add_argument("--seeds", default="1,2,3", metavar="N[,N]", help="scenario seeds")
+    ev.add_argument("--out", required=True, help="output directory (created if missing)")
+    ev.set_defaults(func=_cmd_eval)
+
+    run = sub.add_parser("run", help="run the daemon (default config: configs/marllbd.toml)")
+    run.add_argument("--config", help="TOML config file")
+    run.set_defaults(func=_cmd_run)
     return parser
 
 

@@ -11,6 +11,7 @@ runs X times faster than the wall clock.
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -139,11 +140,15 @@ class Publisher:
         srv["fct"]["t_ns"][:n] = obs.fct_t_ns + np.uint64(base)
         writer.commit(rec)
 
-    def run(self, max_frames: int | None = None) -> PublisherStats:
-        """Publish until stopped (SIGTERM/SIGINT or request_stop) or max_frames."""
+    def run(self, max_frames: int | None = None, parent: int | None = None) -> PublisherStats:
+        """Publish until stopped (SIGTERM/SIGINT or request_stop), max_frames, or until
+        the process `parent` is no longer our parent (it died)."""
         period = self.scenario.control_interval / self.speed
         deadline = time.monotonic()
         while not self._stop and (max_frames is None or self.stats.frames < max_frames):
+            if parent is not None and os.getppid() != parent:
+                log.warning("parent_exited", parent=parent)
+                break
             self.tick()
             deadline += period
             delay = deadline - time.monotonic()
@@ -163,8 +168,17 @@ class Publisher:
         log.info("regions_removed", regions=self.names)
 
 
-def serve(scenario: Scenario, region: str, *, speed: float = 1.0, mode: int = 0o600) -> int:
-    """The `marllbd sim` command: publish until SIGTERM/SIGINT, then clean up; exit code."""
+def serve(
+    scenario: Scenario,
+    region: str,
+    *,
+    speed: float = 1.0,
+    mode: int = 0o600,
+    exit_with_parent: bool = False,
+) -> int:
+    """The `marllbd sim` command: publish until SIGTERM/SIGINT (or, with exit_with_parent,
+    until the process that started us dies), then clean up; returns the exit code."""
+    parent = os.getppid() if exit_with_parent else None
     pub = Publisher(scenario, region, speed=speed, mode=mode)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -173,7 +187,7 @@ def serve(scenario: Scenario, region: str, *, speed: float = 1.0, mode: int = 0o
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        pub.run()
+        pub.run(parent=parent)
     finally:
         pub.close()
     return 0

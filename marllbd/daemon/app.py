@@ -1,0 +1,451 @@
+"""The marllbd daemon: poll → infer → write back over the shared-memory region.
+
+One asyncio.TaskGroup runs the poller (newest frame every poll period,
+re-attaching when the producer restarts), the inference task (features and
+policy on each new frame; stale frames are dropped, never queued), the
+write-back task (validates and publishes weights), the metrics server, the
+watchdog and the reload handler.  Tasks hand over through latest-value
+mailboxes.  Setup and cleanup are explicit; cleanup runs in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+import zlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import structlog
+
+from marllbd import fairness, features
+from marllbd.backends import Backend
+from marllbd.backends import create as create_backend
+from marllbd.daemon import config as cfg
+from marllbd.daemon.channels import Latest
+from marllbd.daemon.metrics import Metrics, MetricsServer
+from marllbd.daemon.sdnotify import Notifier
+from marllbd.ipc.region import Region, RegionError
+from marllbd.ipc.ring import Frame, FrameError, FrameReader
+from marllbd.ipc.weights import WeightsError, WeightsWriter, check_weights
+from marllbd.policies import Policy, PolicyContext
+from marllbd.policies import load as load_policy
+
+log = structlog.get_logger("marllbd")
+
+_DUR_DECAYED = features.FEATURE_NAMES.index("dur_decayed_mean")
+_IDLE_WAKE = 0.25  # seconds: tasks wake at least this often to prove the loop is alive
+
+
+class _Stop(Exception):
+    """Raised inside the task group to end it."""
+
+
+@dataclass
+class _Decision:
+    weights: np.ndarray
+    frame_no: int
+    t_read: float
+    feats: np.ndarray
+    fallback: str | None
+
+
+def policy_id(spec: str) -> int:
+    """A stable 32-bit id for a policy spec, written into the weights slot."""
+    return zlib.crc32(spec.encode())
+
+
+class Daemon:
+    def __init__(
+        self, config: cfg.Config, config_path: Path | None = None, notifier: Notifier | None = None
+    ):
+        self.config = config
+        self.config_path = config_path
+        self.notifier = notifier or Notifier()
+        self.metrics = Metrics()
+        self.backend: Backend = create_backend(config.backend)
+        self.policy, self.fallback = self._load_policies(config)
+        self.region: Region | None = None
+        self.reader: FrameReader | None = None
+        self.writer: WeightsWriter | None = None
+        self.capacities = np.ones(0)
+        self.prev_weights = np.ones(0)
+        self.frames: Latest[tuple[Frame, float, float]] = Latest()
+        self.decisions: Latest[_Decision] = Latest()
+        self.alive: dict[str, float] = {}
+        self.latencies: deque[float] = deque(maxlen=100_000)
+        """Recent decision latencies in seconds (for benchmarks; metrics has the histogram)."""
+        self.stop_event = asyncio.Event()
+        self.reload_event = asyncio.Event()
+        self.ready = asyncio.Event()
+        self.metrics_server = MetricsServer(
+            self.metrics, config.metrics.address, config.metrics.port
+        )
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="policy")
+        self._pending: Future[np.ndarray] | None = None
+        self._policy_failed_until = 0.0
+        self._fallback_reason: str | None = None
+        self._reader_seen = (0, 0, 0)
+        self._stalled = False
+        self._swapping = False
+        self._set_info()
+
+    # -- setup ----------------------------------------------------------
+
+    @staticmethod
+    def _load_policies(config: cfg.Config) -> tuple[Policy, Policy]:
+        """Both policies or an error naming the bad spec (nothing half-swapped)."""
+        fallback = load_policy(config.policy.fallback)
+        policy = load_policy(config.policy.name)
+        return policy, fallback
+
+    def _set_info(self) -> None:
+        self.metrics.backend.info(
+            {"kind": self.config.backend.kind, "region": self.backend.region_name}
+        )
+        self.metrics.policy.info(
+            {"name": self.config.policy.name, "fallback": self.config.policy.fallback}
+        )
+
+    async def run(self) -> int:
+        """Serve until SIGTERM/SIGINT; returns the exit code."""
+        loop = asyncio.get_running_loop()
+        try:
+            await self.metrics_server.start()
+        except OSError as exc:
+            log.error("metrics_bind_failed", address=self.config.metrics.address,
+                      port=self.config.metrics.port,
+                      error=exc.strerror)  # fmt: skip
+            return 1
+        log.info(
+            "metrics_listening",
+            url=f"http://{self.config.metrics.address}:{self.metrics_server.port}/metrics",
+        )
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop_event.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_event.set)
+        try:
+            self._warm_up()
+            await self.backend.start()
+            self.notifier.ready(f"serving {self.config.policy.name} on {self.backend.region_name}")
+            self.ready.set()
+            log.info("started", backend=self.backend.kind, region=self.backend.region_name,
+                     policy=self.config.policy.name)  # fmt: skip
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._poller(), name="poller")
+                    tg.create_task(self._inference(), name="inference")
+                    tg.create_task(self._writeback(), name="writeback")
+                    tg.create_task(self.metrics_server.serve(), name="metrics")
+                    tg.create_task(self._watchdog(), name="watchdog")
+                    tg.create_task(self._reloader(), name="reloader")
+                    tg.create_task(self._until_stop(), name="stop")
+            except* _Stop:
+                pass
+        finally:
+            self.notifier.stopping()
+            log.info("stopping")
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            await self.backend.stop()
+            self._detach()
+            await self.metrics_server.close()
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self.notifier.close()
+        log.info("stopped")
+        return 0
+
+    def _warm_up(self) -> None:
+        """Compile the feature kernel (numba) and exercise the policies before READY=1,
+        so the first frame does not stall the event loop."""
+        n, k = 2, 4
+        obs = SimpleNamespace(
+            num_servers=n, ts_ns=0, active=np.ones(n, bool), active_flows=np.zeros(n, np.uint64),
+            n_dur=np.zeros(n, np.uint32), n_fct=np.zeros(n, np.uint32),
+            dur_values=np.zeros((n, k)), fct_values=np.zeros((n, k)),
+            dur_t_ns=np.zeros((n, k), np.uint64), fct_t_ns=np.zeros((n, k), np.uint64),
+        )  # fmt: skip
+        features.compute(obs, np.ones(n))
+
+    async def _until_stop(self) -> None:
+        await self.stop_event.wait()
+        raise _Stop
+
+    # -- region ----------------------------------------------------------
+
+    def _attach(self) -> None:
+        name = self.backend.region_name
+        uids = self.config.backend.expected_uids or None
+        region = Region.attach(name, allowed_uids=uids)
+        n = region.geometry.num_servers
+        caps = self.config.policy.capacities or (
+            tuple(self.backend.capacities) if self.backend.capacities is not None else ()
+        )
+        if caps and len(caps) != n:
+            log.error("capacities_mismatch", configured=len(caps), region_servers=n)
+            caps = ()
+        self.capacities = np.array(caps, dtype=np.float64) if caps else np.ones(n)
+        self.region, self.reader, self.writer = region, FrameReader(region), WeightsWriter(region)
+        self._reader_seen = (0, 0, 0)
+        self.prev_weights = self.capacities.copy()
+        ctx = PolicyContext(num_servers=n, capacities=self.capacities.copy(), seed=0)
+        self.policy.reset(ctx)
+        self.fallback.reset(ctx)
+        self.frames.clear()
+        self.metrics.attached.set(1)
+        self.metrics.attaches.inc()
+        log.info(
+            "attached",
+            region=name,
+            servers=n,
+            epoch=region.epoch,
+            producer_pid=int(region.hdr["producer_pid"]),
+        )
+
+    def _detach(self) -> None:
+        if self.region is not None:
+            self.region.close()
+            log.info("detached", region=self.backend.region_name)
+        self.region = self.reader = self.writer = None
+        self.metrics.attached.set(0)
+
+    # -- tasks ----------------------------------------------------------
+
+    async def _poller(self) -> None:
+        backoff = 0.01
+        period = self.config.daemon.poll_period
+        while True:
+            self.alive["poller"] = time.monotonic()
+            if self._swapping:
+                await asyncio.sleep(period)
+                continue
+            if self.region is None:
+                try:
+                    self._attach()
+                    backoff = 0.01
+                except RegionError as exc:
+                    if backoff >= self.config.daemon.attach_backoff_max / 2:
+                        log.debug("attach_waiting", reason=str(exc))
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, self.config.daemon.attach_backoff_max)
+                    continue
+            self._poll_once()
+            await asyncio.sleep(period)
+
+    def _poll_once(self) -> None:
+        region, reader = self.region, self.reader
+        assert region is not None and reader is not None
+        if region.replaced():
+            self.metrics.restarts.inc()
+            log.warning("producer_restarted", region=self.backend.region_name)
+            self._detach()
+            return
+        age = max(time.monotonic_ns() - region.heartbeat_ns(), 0) / 1e9
+        self.metrics.producer_age.set(age)
+        stalled = age > self.config.daemon.stale_after
+        if stalled != self._stalled:
+            if stalled:
+                log.warning("data_plane_stalled", age=round(age, 3))
+            else:
+                log.info("data_plane_resumed")
+            self._stalled = stalled
+        self.metrics.stalled.set(1 if stalled else 0)
+        try:
+            frame = reader.read_newest()
+        except FrameError as exc:
+            field = str(exc).split(":", 1)[0]
+            label = field.split(".", 1)[-1].split("[")[0] if "." in field else field
+            self.metrics.invalid.labels(field=label).inc()
+            log.warning("frame_rejected", reason=str(exc))
+            frame = None
+        s = reader.stats
+        torn, overruns, missed = self._reader_seen
+        self.metrics.torn.inc(s.torn - torn)
+        self.metrics.overruns.inc(s.overruns - overruns)
+        self.metrics.missed.inc(s.missed - missed)
+        self._reader_seen = (s.torn, s.overruns, s.missed)
+        if frame is None:
+            return
+        self.metrics.frames.inc()
+        if stalled:
+            self.metrics.stale.inc()
+            return
+        self.frames.put((frame, time.perf_counter(), age))
+
+    async def _inference(self) -> None:
+        while True:
+            self.alive["inference"] = time.monotonic()
+            item = await self.frames.get(timeout=_IDLE_WAKE)
+            if item is None or self.region is None:
+                continue
+            frame, t_read, age = item
+            t0 = time.perf_counter()
+            feats = features.compute(frame, self.prev_weights)
+            weights, reason = await self._decide(feats, frame.active)
+            self.metrics.inference.observe(time.perf_counter() - t0)
+            self.metrics.frame_age.set(age)
+            self.decisions.put(_Decision(weights, frame.frame_no, t_read, feats, reason))
+
+    async def _decide(self, feats: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, str | None]:
+        """The policy's weights, or the fallback's with the reason the policy was not used."""
+        now = time.monotonic()
+        reason: str | None = None
+        if now < self._policy_failed_until:
+            reason = self._fallback_reason or "backoff"
+        elif self._pending is not None and not self._pending.done():
+            reason = "busy"  # a previous call still runs (hung policy): do not pile up
+        else:
+            loop = asyncio.get_running_loop()
+            fut = self._executor.submit(self.policy.decide, feats, active, None)
+            self._pending = fut
+            try:
+                w = await asyncio.wait_for(
+                    asyncio.wrap_future(fut, loop=loop), self.config.policy.budget
+                )
+                weights = np.asarray(w, dtype=np.float64)
+                check_weights(weights, feats.shape[0], self._max_ratio())
+            except TimeoutError:
+                reason = "timeout"
+            except WeightsError as exc:
+                reason = "invalid_weights"
+                log.warning("policy_invalid_weights", error=str(exc))
+            except Exception as exc:
+                reason = "error"
+                log.warning("policy_failed", error=repr(exc))
+            else:
+                if self._fallback_reason is not None:
+                    log.info("fallback_left", after=self._fallback_reason)
+                    self._fallback_reason = None
+                    self.metrics.fallback_active.set(0)
+                return weights, None
+            self._policy_failed_until = now + self.config.policy.retry_after
+        if self._fallback_reason is None:
+            log.warning("fallback_entered", reason=reason)
+            self.metrics.fallback_active.set(1)
+        self._fallback_reason = reason
+        self.metrics.fallbacks.labels(reason=reason).inc()
+        return np.asarray(self.fallback.decide(feats, active, None), dtype=np.float64), reason
+
+    def _max_ratio(self) -> float:
+        return float(self.region.hdr["max_weight_ratio"]) if self.region is not None else 100.0
+
+    async def _writeback(self) -> None:
+        spec = self.config.policy.name
+        while True:
+            self.alive["writeback"] = time.monotonic()
+            d = await self.decisions.get(timeout=_IDLE_WAKE)
+            if d is None or self.writer is None:
+                continue
+            pid = policy_id(self.config.policy.fallback if d.fallback else spec)
+            try:
+                self.writer.write(d.weights, policy_id=pid, frame_no=d.frame_no)
+            except WeightsError as exc:
+                self.metrics.weights_refused.inc()
+                log.error("weights_refused", error=str(exc))
+                continue
+            self.prev_weights = d.weights
+            self.backend.publish_extra(d.weights)
+            m = self.metrics
+            m.decisions.inc()
+            latency = time.perf_counter() - d.t_read
+            m.decision_latency.observe(latency)
+            self.latencies.append(latency)
+            m.last_decision.set(time.time())
+            dur = d.feats[:, _DUR_DECAYED]
+            for i, w in enumerate(d.weights):
+                s = str(i)
+                m.weight.labels(server=s).set(w)
+                m.active_flows.labels(server=s).set(d.feats[i, 0])
+                m.duration.labels(server=s).set(dur[i])
+            m.jain.set(fairness.jain(dur))
+
+    async def _watchdog(self) -> None:
+        """WATCHDOG=1 only while every task has run recently (the loop is healthy)."""
+        interval = self.notifier.watchdog_interval or 1.0
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            fresh = all(now - self.alive.get(t, 0.0) < max(interval, 2 * _IDLE_WAKE)
+                        for t in ("poller", "inference", "writeback"))  # fmt: skip
+            if fresh:
+                self.notifier.watchdog()
+            else:
+                log.warning(
+                    "watchdog_withheld", ages={t: round(now - v, 3) for t, v in self.alive.items()}
+                )
+
+    async def _reloader(self) -> None:
+        while True:
+            await self.reload_event.wait()
+            self.reload_event.clear()
+            await self.reload()
+
+    async def reload(self) -> bool:
+        """Re-read the config; swap policy and backend; an invalid config changes nothing."""
+        self.notifier.reloading()
+        try:
+            new = cfg.load(self.config_path)
+            policy, fallback = self._load_policies(new)
+            backend = create_backend(new.backend) if new.backend != self.config.backend else None
+        except Exception as exc:
+            self.metrics.reloads.labels(result="refused").inc()
+            log.error("reload_refused", error=str(exc))
+            self.notifier.ready(f"reload refused: {exc}")
+            return False
+        if new.metrics != self.config.metrics:
+            log.warning("metrics_change_needs_restart")
+        if backend is not None:
+            self._swapping = True  # the poller leaves the region alone meanwhile
+            try:
+                self._detach()
+                old, self.backend = self.backend, backend
+                await old.stop()
+                await backend.start()
+            finally:
+                self._swapping = False
+            self.metrics.swaps.inc()
+        self.policy, self.fallback = policy, fallback
+        self.config = new
+        self._policy_failed_until = 0.0
+        if self.region is not None:
+            ctx = PolicyContext(
+                num_servers=len(self.capacities), capacities=self.capacities.copy(), seed=0
+            )
+            self.policy.reset(ctx)
+            self.fallback.reset(ctx)
+        self._set_info()
+        self.metrics.reloads.labels(result="ok").inc()
+        log.info(
+            "reloaded",
+            backend=new.backend.kind,
+            region=self.backend.region_name,
+            policy=new.policy.name,
+        )
+        self.notifier.ready(f"serving {new.policy.name} on {self.backend.region_name}")
+        return True
+
+
+def main(config_path: Path | None) -> int:
+    """Load the config, configure logging and run the daemon on uvloop."""
+    import uvloop
+
+    from marllbd.daemon.logs import configure
+
+    config = cfg.load(config_path)
+    configure(config.logging.level, config.logging.format)
+
+    async def _run() -> int:
+        return await Daemon(config, config_path).run()
+
+    with (
+        asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner,
+        contextlib.suppress(KeyboardInterrupt),
+    ):
+        return runner.run(_run())
+    return 0

@@ -1,0 +1,37 @@
+"""Latest-value mailboxes: a consumer always gets the newest item, never a backlog."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Latest(Generic[T]):
+    """Holds at most one item; put() replaces an unread one (counted as dropped)."""
+
+    def __init__(self) -> None:
+        self._item: T | None = None
+        self._event = asyncio.Event()
+        self.dropped = 0
+
+    def put(self, item: T) -> None:
+        if self._event.is_set():
+            self.dropped += 1
+        self._item = item
+        self._event.set()
+
+    async def get(self, timeout: float | None = None) -> T | None:
+        """The newest item, waiting up to `timeout` seconds; None on timeout."""
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except TimeoutError:
+            return None
+        self._event.clear()
+        item, self._item = self._item, None
+        return item
+
+    def clear(self) -> None:
+        self._event.clear()
+        self._item = None

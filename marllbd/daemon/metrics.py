@@ -1,0 +1,177 @@
+"""Prometheus metrics of the daemon and their HTTP endpoint (served on the event loop).
+
+Names follow the official conventions: `marllbd_` prefix, base units
+(seconds), `_total` for counters, `_info` for build and configuration facts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from marllbd import __version__
+
+LATENCY_BUCKETS = (
+    1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3,
+    1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0,
+)  # fmt: skip
+"""10 µs to 1 s."""
+
+
+class Metrics:
+    """Every metric the daemon exports, on a registry of its own."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.frames = Counter(
+            "marllbd_frames_read_total", "Complete frames read from the ring", registry=r
+        )
+        self.torn = Counter(
+            "marllbd_torn_reads_total",
+            "Frame copies dropped because the writer overlapped",
+            registry=r,
+        )
+        self.overruns = Counter(
+            "marllbd_ring_overruns_total", "Times the reader fell a whole ring behind", registry=r
+        )
+        self.missed = Counter(
+            "marllbd_frames_skipped_total",
+            "Frames published but never read (only the newest is decided)",
+            registry=r,
+        )
+        self.stale = Counter(
+            "marllbd_stale_frames_total",
+            "Frames skipped because the producer was stalled",
+            registry=r,
+        )
+        self.invalid = Counter(
+            "marllbd_invalid_frames_total", "Frames rejected by validation", ["field"], registry=r
+        )
+        self.restarts = Counter(
+            "marllbd_producer_restarts_total",
+            "Data-plane restarts detected (new epoch or new region)",
+            registry=r,
+        )
+        self.attaches = Counter(
+            "marllbd_region_attaches_total", "Successful attaches to a region", registry=r
+        )
+        self.decisions = Counter("marllbd_decisions_total", "Weight vectors published", registry=r)
+        self.decision_latency = Histogram(
+            "marllbd_decision_latency_seconds",
+            "Frame read to weights published",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inference = Histogram(
+            "marllbd_inference_duration_seconds",
+            "Features and policy for one frame",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.frame_age = Gauge(
+            "marllbd_frame_age_seconds", "Age of the newest frame at its decision", registry=r
+        )
+        self.producer_age = Gauge(
+            "marllbd_producer_heartbeat_age_seconds",
+            "Time since the data plane last published",
+            registry=r,
+        )
+        self.stalled = Gauge(
+            "marllbd_data_plane_stalled",
+            "1 while the data plane's heartbeat is older than stale_after",
+            registry=r,
+        )
+        self.attached = Gauge("marllbd_attached", "1 while attached to a valid region", registry=r)
+        self.fallbacks = Counter(
+            "marllbd_fallbacks_total",
+            "Decisions made by the fallback policy",
+            ["reason"],
+            registry=r,
+        )
+        self.fallback_active = Gauge(
+            "marllbd_fallback_active", "1 while the fallback policy decides", registry=r
+        )
+        self.swaps = Counter("marllbd_backend_swaps_total", "Backend changes by reload", registry=r)
+        self.reloads = Counter(
+            "marllbd_reloads_total", "Configuration reloads", ["result"], registry=r
+        )
+        self.weights_refused = Counter(
+            "marllbd_weights_refused_total", "Weight vectors refused before publishing", registry=r
+        )
+        self.last_decision = Gauge(
+            "marllbd_last_decision_timestamp_seconds", "Unix time of the last decision", registry=r
+        )
+        self.weight = Gauge("marllbd_server_weight", "Published weight", ["server"], registry=r)
+        self.active_flows = Gauge(
+            "marllbd_server_active_flows", "Active flows seen by this LB", ["server"], registry=r
+        )
+        self.duration = Gauge(
+            "marllbd_server_flow_duration_decayed_seconds",
+            "Decayed mean flow duration",
+            ["server"],
+            registry=r,
+        )
+        self.jain = Gauge(
+            "marllbd_flow_duration_jain_index",
+            "Jain's index of the decayed mean flow duration",
+            registry=r,
+        )
+        self.build = Info("marllbd_build", "Build information", registry=r)
+        self.build.info({"version": __version__})
+        self.backend = Info("marllbd_backend", "The active backend", registry=r)
+        self.policy = Info("marllbd_policy", "The active policy", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsServer:
+    """A minimal HTTP/1.1 server for GET /metrics on the daemon's event loop."""
+
+    def __init__(self, metrics: Metrics, address: str, port: int):
+        self.metrics = metrics
+        self.address = address
+        self.port = port
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        """Bind now (so a taken port fails at start-up, not later)."""
+        self._server = await asyncio.start_server(self._handle, self.address, self.port)
+        sock = self._server.sockets[0]
+        self.port = sock.getsockname()[1]
+
+    async def serve(self) -> None:
+        assert self._server is not None
+        async with self._server:
+            await self._server.serve_forever()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5.0)
+            line = request.split(b"\r\n", 1)[0].decode("latin-1").split()
+            if len(line) >= 2 and line[0] == "GET" and line[1].split("?")[0] in ("/metrics", "/"):
+                body, status, ctype = self.metrics.render(), "200 OK", CONTENT_TYPE_LATEST
+            else:
+                body, status, ctype = b"not found\n", "404 Not Found", "text/plain"
+            head = (
+                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            )
+            writer.write(head.encode() + body)
+            await writer.drain()
+        except (
+            TimeoutError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            ConnectionError,
+        ):
+            pass
+        finally:
+            writer.close()

@@ -1,0 +1,56 @@
+"""Config: defaults, the shipped file, and every bad value named by its key path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from marllbd.daemon.config import REPO_CONFIG, Config, ConfigError, from_dict, load
+
+
+def test_shipped_config_is_the_defaults() -> None:
+    shipped = load(REPO_CONFIG)
+    assert shipped == Config()  # source is not compared
+    assert shipped.metrics.address == "127.0.0.1"  # loopback by default
+    assert shipped.backend.kind == "sim"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"deamon": {}}, "deamon: unknown key"),
+        ({"daemon": {"poll_period": 0}}, "daemon.poll_period: must be a number > 0"),
+        ({"daemon": {"poll_period": "fast"}}, "daemon.poll_period: must be a number"),
+        ({"daemon": {"stale_after": -1}}, "daemon.stale_after"),
+        ({"backend": {"kind": "dpdk"}}, "backend.kind: must be one of sim, vpp"),
+        ({"backend": {"region": "../x"}}, "backend.region"),
+        ({"backend": {"lb": -1}}, "backend.lb: must be an integer in 0..1023"),
+        ({"backend": {"sim": {"speed": 0}}}, "backend.sim.speed"),
+        ({"backend": {"sim": {"spawn": "yes"}}}, "backend.sim.spawn: must be true or false"),
+        ({"backend": {"sim": {"colour": 1}}}, "backend.sim.colour: unknown key"),
+        ({"backend": {"papi": {"enabled": True}}}, "backend.papi: enabled needs vip and servers"),
+        ({"backend": {"papi": {"servers": [1]}}}, "backend.papi.servers"),
+        ({"backend": {"expected_uids": ["root"]}}, "backend.expected_uids"),
+        ({"policy": {"name": ""}}, "policy.name: must be a non-empty string"),
+        ({"policy": {"budget": 0}}, "policy.budget"),
+        ({"policy": {"capacities": [1, 0]}}, "policy.capacities"),
+        ({"metrics": {"port": 70000}}, "metrics.port: must be an integer in 0..65535"),
+        ({"metrics": {"port": True}}, "metrics.port"),
+        ({"logging": {"level": "loud"}}, "logging.level: must be one of debug, info"),
+        ({"logging": {"format": "xml"}}, "logging.format"),
+        ({"policy": []}, "policy: must be a table"),
+    ],
+)
+def test_bad_values_name_the_key(data: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        from_dict(data, source="t.toml")
+
+
+def test_file_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[daemon\n")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load(tmp_path / "missing.toml")

@@ -1,0 +1,86 @@
+"""The daemon's parts alone: mailbox, sd_notify over a real socket, the metrics endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import pytest
+
+from marllbd.daemon.channels import Latest
+from marllbd.daemon.metrics import Metrics, MetricsServer
+from marllbd.daemon.sdnotify import Notifier
+
+
+async def test_latest_keeps_only_the_newest() -> None:
+    box: Latest[int] = Latest()
+    assert await box.get(timeout=0.01) is None
+    box.put(1)
+    box.put(2)
+    assert await box.get() == 2
+    assert box.dropped == 1
+    waiter = asyncio.create_task(box.get(timeout=5))
+    await asyncio.sleep(0)
+    box.put(3)
+    assert await waiter == 3
+
+
+def test_notifier_speaks_to_a_real_socket(tmp_path: Path) -> None:
+    path = tmp_path / "notify.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(path))
+    server.settimeout(2)
+    n = Notifier({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "2000000"})
+    assert n.enabled and n.watchdog_interval == 1.0
+    n.ready("serving")
+    assert server.recv(4096) == b"READY=1\nSTATUS=serving"
+    n.reloading()
+    msg = server.recv(4096).decode()
+    assert msg.startswith("RELOADING=1\nMONOTONIC_USEC=") and int(msg.split("=")[-1]) > 0
+    n.watchdog()
+    assert server.recv(4096) == b"WATCHDOG=1"
+    n.stopping()
+    assert server.recv(4096) == b"STOPPING=1"
+    n.close()
+    server.close()
+
+
+def test_notifier_abstract_socket_and_disabled() -> None:
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind("\0marllbd-test-notify")
+    server.settimeout(2)
+    Notifier({"NOTIFY_SOCKET": "@marllbd-test-notify"}).status("hi")
+    assert server.recv(100) == b"STATUS=hi"
+    server.close()
+    quiet = Notifier({})
+    assert not quiet.enabled and quiet.watchdog_interval is None
+    quiet.ready("nobody listens")  # a no-op, not an error
+
+
+async def _get(port: int, path: str) -> tuple[str, str]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    data = (await reader.read()).decode()
+    writer.close()
+    head, body = data.split("\r\n\r\n", 1)
+    return head.split("\r\n")[0], body
+
+
+async def test_metrics_endpoint() -> None:
+    m = Metrics()
+    m.decisions.inc(3)
+    server = MetricsServer(m, "127.0.0.1", 0)
+    await server.start()
+    task = asyncio.create_task(server.serve())
+    status, body = await _get(server.port, "/metrics")
+    assert status == "HTTP/1.1 200 OK"
+    assert "marllbd_decisions_total 3.0" in body and "marllbd_build_info{" in body
+    assert 'le="1e-05"' in body and 'le="1.0"' in body  # latency buckets 10 µs .. 1 s
+    status, _ = await _get(server.port, "/nope")
+    assert status == "HTTP/1.1 404 Not Found"
+    # A second server on the same port fails at start, not later.
+    with pytest.raises(OSError):
+        await MetricsServer(m, "127.0.0.1", server.port).start()
+    task.cancel()
+    await server.close()
