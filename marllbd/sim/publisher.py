@@ -179,15 +179,22 @@ def serve(
     """The `marllbd sim` command: publish until SIGTERM/SIGINT (or, with exit_with_parent,
     until the process that started us dies), then clean up; returns the exit code."""
     parent = os.getppid() if exit_with_parent else None
-    pub = Publisher(scenario, region, speed=speed, mode=mode)
+    stop: list[bool] = []
+    pub: Publisher | None = None
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        pub.request_stop()
+        stop.append(True)
+        if pub is not None:
+            pub.request_stop()
 
+    # Handlers first: a SIGTERM that arrives while the regions are being created
+    # must still lead to their removal.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    pub = Publisher(scenario, region, speed=speed, mode=mode)
     try:
-        pub.run(parent=parent)
+        if not stop:
+            pub.run(parent=parent)
     finally:
         pub.close()
     return 0
