@@ -56,5 +56,5 @@ async def test_child_is_restarted_and_stopped(region_name: str) -> None:
 def test_bad_lb_index() -> None:
     import pytest
 
-    with pytest.raises(ValueError, match="backend.lb: scenario 'paper-7' has 2 LB node"):
+    with pytest.raises(ValueError, match=r"backend\.lb: scenario .paper-7. has 2 LB node"):
         SimBackend(BackendConfig(kind="sim", lb=2, sim=SimBackendConfig("paper-7")))
