@@ -1,0 +1,24 @@
+"""Policies: the interface, the entry-point registry and (in heuristics) the built-ins."""
+
+from marllbd.policies.interface import (
+    DISPATCH_NAMES,
+    ORACLE_RULES,
+    GroundTruth,
+    Policy,
+    PolicyContext,
+    PolicyError,
+    weights_within_ratio,
+)
+from marllbd.policies.registry import available, load
+
+__all__ = [
+    "DISPATCH_NAMES",
+    "ORACLE_RULES",
+    "GroundTruth",
+    "Policy",
+    "PolicyContext",
+    "PolicyError",
+    "available",
+    "load",
+    "weights_within_ratio",
+]

@@ -1,0 +1,150 @@
+"""The built-in heuristic policies, each registered as a `marllbd.policies` entry point.
+
+Static ones return fixed weights (ones, or proportional to the static
+capacities, normalised to mean 1) and leave the work to their dispatch rule.
+`active-wcmp` re-weights every interval from the simulator's ground truth,
+and `gsq` names the simulator's global shortest-queue oracle.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from marllbd.policies.interface import (
+    GroundTruth,
+    Policy,
+    PolicyContext,
+    PolicyError,
+    weights_within_ratio,
+)
+
+ACTIVE_WCMP_FLOOR = 0.01
+"""active-wcmp never gives a server less than this fraction of its real capacity."""
+
+
+def _mean_one(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    return x / x.mean()
+
+
+class StaticWeights:
+    """Fixed weights for a dispatch rule: ones, or proportional to the static capacities."""
+
+    def __init__(
+        self, name: str, dispatch: str, *, by_capacity: bool, needs_ground_truth: bool = False
+    ):
+        self.name = name
+        self.dispatch = dispatch
+        self.needs_ground_truth = needs_ground_truth
+        self._by_capacity = by_capacity
+        self._weights: npt.NDArray[np.float64] | None = None
+
+    def reset(self, ctx: PolicyContext) -> None:
+        if self._by_capacity:
+            self._weights = weights_within_ratio(_mean_one(ctx.capacities))
+        else:
+            self._weights = np.ones(ctx.num_servers)
+
+    def decide(
+        self,
+        features: npt.NDArray[np.float64],
+        active: npt.NDArray[np.bool_],
+        truth: GroundTruth | None,
+    ) -> npt.NDArray[np.float64]:
+        if self._weights is None:
+            raise PolicyError(f"policy {self.name!r}: call reset(ctx) before decide()")
+        return self._weights.copy()
+
+
+class ActiveWcmp:
+    """WCMP re-weighted each interval from ground truth: real capacity × idle fraction.
+
+    w_i ∝ capacity_i × max(1 − utilization_i, ACTIVE_WCMP_FLOOR) with the
+    current real capacities, so weights stay > 0; then clipped to the data
+    plane's max weight ratio (100), since real capacities may differ more.
+    """
+
+    name = "active-wcmp"
+    dispatch = "wcmp"
+    needs_ground_truth = True
+
+    def __init__(self) -> None:
+        self._n: int | None = None
+
+    def reset(self, ctx: PolicyContext) -> None:
+        self._n = ctx.num_servers
+
+    def decide(
+        self,
+        features: npt.NDArray[np.float64],
+        active: npt.NDArray[np.bool_],
+        truth: GroundTruth | None,
+    ) -> npt.NDArray[np.float64]:
+        if self._n is None:
+            raise PolicyError(f"policy {self.name!r}: call reset(ctx) before decide()")
+        if truth is None:
+            raise PolicyError(
+                f"policy {self.name!r} needs ground truth (GroundTruth), got None: "
+                "it runs only in the simulator"
+            )
+        if truth.utilization.shape != (self._n,):
+            raise PolicyError(
+                f"GroundTruth.utilization: expected shape ({self._n},), "
+                f"got {truth.utilization.shape}"
+            )
+        idle = np.maximum(1.0 - np.clip(truth.utilization, 0.0, 1.0), ACTIVE_WCMP_FLOOR)
+        w = np.maximum(truth.capacities, 0.0) * idle
+        return weights_within_ratio(w)
+
+
+def _no_arg(name: str, arg: str | None) -> None:
+    if arg is not None:
+        raise PolicyError(f"policy {name!r} takes no argument, got {name}:{arg}")
+
+
+def ecmp(arg: str | None = None) -> Policy:
+    """Maglev consistent hashing; weights ignored (ones)."""
+    _no_arg("ecmp", arg)
+    return StaticWeights("ecmp", "ecmp", by_capacity=False)
+
+
+def wcmp(arg: str | None = None) -> Policy:
+    """Weighted random over static capacity weights."""
+    _no_arg("wcmp", arg)
+    return StaticWeights("wcmp", "wcmp", by_capacity=True)
+
+
+def lsq(arg: str | None = None) -> Policy:
+    """Least active flows; weights ignored (ones)."""
+    _no_arg("lsq", arg)
+    return StaticWeights("lsq", "lsq", by_capacity=False)
+
+
+def sed(arg: str | None = None) -> Policy:
+    """Shortest expected delay over static capacity weights (the daemon's default fallback)."""
+    _no_arg("sed", arg)
+    return StaticWeights("sed", "sed", by_capacity=True)
+
+
+def lsq2(arg: str | None = None) -> Policy:
+    """Power of two choices by active flows; weights ignored (ones)."""
+    _no_arg("lsq2", arg)
+    return StaticWeights("lsq2", "lsq2", by_capacity=False)
+
+
+def sed2(arg: str | None = None) -> Policy:
+    """Power of two choices by SED score over static capacity weights."""
+    _no_arg("sed2", arg)
+    return StaticWeights("sed2", "sed2", by_capacity=True)
+
+
+def active_wcmp(arg: str | None = None) -> Policy:
+    """WCMP with weights from the simulator's ground truth each interval."""
+    _no_arg("active-wcmp", arg)
+    return ActiveWcmp()
+
+
+def gsq(arg: str | None = None) -> Policy:
+    """The simulator's global shortest-queue oracle; returns static capacity weights."""
+    _no_arg("gsq", arg)
+    return StaticWeights("gsq", "gsq", by_capacity=True, needs_ground_truth=True)
