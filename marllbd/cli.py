@@ -40,20 +40,32 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
+    from marllbd.ipc.region import RegionError, region_path
     from marllbd.sim.publisher import serve
-    from marllbd.sim.scenario import ScenarioError, load_scenario
+    from marllbd.sim.scenario import ScenarioError, build_trace, load_scenario
+    from marllbd.sim.traces import TraceError
 
     try:
         scenario = load_scenario(args.scenario)
-    except ScenarioError as exc:
+        trace = build_trace(scenario)
+        region_path(args.region)
+    except (ScenarioError, TraceError, RegionError) as exc:
         raise UsageError(str(exc)) from None
     if not args.speed > 0:
         raise UsageError(f"--speed: expected a positive number, got {args.speed}")
-    mode = int(args.mode, 8)
+    try:
+        mode = int(args.mode, 8)
+    except ValueError:
+        mode = -1
     if mode not in (0o600, 0o660):
         raise UsageError(f"--mode: expected 0600 or 0660, got {args.mode}")
     return serve(
-        scenario, args.region, speed=args.speed, mode=mode, exit_with_parent=args.exit_with_parent
+        scenario,
+        args.region,
+        speed=args.speed,
+        mode=mode,
+        exit_with_parent=args.exit_with_parent,
+        trace=trace,
     )
 
 

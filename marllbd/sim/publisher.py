@@ -25,6 +25,7 @@ from marllbd.ipc.ring import FrameWriter
 from marllbd.ipc.weights import WeightsReader, WeightsStatus
 from marllbd.sim.engine import Engine, Observation
 from marllbd.sim.scenario import Scenario
+from marllbd.sim.traces import Trace
 
 log = structlog.get_logger("marllbd.sim")
 
@@ -55,6 +56,7 @@ class Publisher:
         speed: float = 1.0,
         mode: int = 0o600,
         ring_len: int = 8,
+        trace: Trace | None = None,
     ):
         if not speed > 0:
             raise ValueError(f"speed: expected a positive number, got {speed}")
@@ -72,7 +74,7 @@ class Publisher:
         ]  # fmt: skip
         self.writers = [FrameWriter(r) for r in self.regions]
         self.readers = [WeightsReader(r) for r in self.regions]
-        self.engine = Engine(scenario)
+        self.engine = Engine(scenario, trace)
         self.stats = PublisherStats(
             per_lb_weights=[self.engine.lb_w[lb].copy() for lb in range(scenario.lb_nodes)]
         )
@@ -175,6 +177,7 @@ def serve(
     speed: float = 1.0,
     mode: int = 0o600,
     exit_with_parent: bool = False,
+    trace: Trace | None = None,
 ) -> int:
     """The `marllbd sim` command: publish until SIGTERM/SIGINT (or, with exit_with_parent,
     until the process that started us dies), then clean up; returns the exit code."""
@@ -191,7 +194,7 @@ def serve(
     # must still lead to their removal.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    pub = Publisher(scenario, region, speed=speed, mode=mode)
+    pub = Publisher(scenario, region, speed=speed, mode=mode, trace=trace)
     try:
         if not stop:
             pub.run(parent=parent)

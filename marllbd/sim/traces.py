@@ -390,6 +390,8 @@ def load_csv(path: str | Path) -> Trace:
     except ValueError as exc:
         _scan_csv(path, raw, names)
         raise TraceError(f"{path}: {exc}") from exc
+    if data.shape[1] != len(names):  # every row one column short: numpy reads it happily
+        _scan_csv(path, raw, names)
     arrival, work = data[:, names.index("timestamp")], data[:, names.index("work")]
     classes = data[:, names.index("class")] if "class" in names else None
     problem = _first_problem(arrival, work, classes)

@@ -1,0 +1,146 @@
+"""The bad-input catalogue: every case is refused on one line that names the field,
+key path or line, with exit code 2 and no traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from marllbd.cli import main
+
+CONFIGS = [
+    ("[deamon]\n", "deamon: unknown key"),
+    ("[daemon]\npoll_period = 'fast'\n", "daemon.poll_period: must be a number"),
+    ("[daemon]\npoll_period = 0\n", "daemon.poll_period: must be a number > 0"),
+    ("[daemon]\nstale_after = -2\n", "daemon.stale_after"),
+    ("[backend]\nkind = 'xdp'\n", "backend.kind: must be one of sim, vpp"),
+    ("[backend]\nregion = 'a/b'\n", "backend.region"),
+    ("[backend]\nlb = 'first'\n", "backend.lb: must be an integer"),
+    ("[backend.sim]\nspeed = 0\n", "backend.sim.speed"),
+    ("[backend.sim]\nscenario = 3\n", "backend.sim.scenario: must be a non-empty string"),
+    ("[backend.papi]\nenabled = true\n", "backend.papi: enabled needs vip and servers"),
+    ("[policy]\nbudget = 'soon'\n", "policy.budget"),
+    ("[policy]\ncapacities = [1, -1]\n", "policy.capacities"),
+    ("[policy]\nextra = 1\n", "policy.extra: unknown key"),
+    ("[metrics]\nport = 99999\n", "metrics.port: must be an integer in 0..65535"),
+    ("[metrics]\naddress = ''\n", "metrics.address"),
+    ("[logging]\nlevel = 'chatty'\n", "logging.level"),
+    ("[policy\n", "invalid TOML"),
+    ("metrics = 3\n", "metrics: must be a table"),
+]
+
+SCENARIOS = [
+    ("servers = {workers = [1, 0]}\n", "servers.workers[1]"),
+    ("servers = {workers = [1, 2]}\nwat = 1\n", "wat"),
+    ("servers = {workers = [1, 2]}\nduration = -5\n", "duration"),
+    ("servers = {workers = [1, 2]}\ncontrol_interval = 0\n", "control_interval"),
+    ("servers = {workers = [1, 2]}\ndispatch = 'random'\n", "dispatch"),
+    ("servers = {workers = [1, 2]}\nlb_nodes = 0\n", "lb_nodes"),
+    ("servers = {workers = [1, 2]}\n[trace]\nkind = 'poisson'\nload = 7\n", "trace.load"),
+    (
+        "servers = {workers = [1, 2]}\n[[faults]]\ntime = 1.0\nserver = 5\nkind = 'down'\n",
+        "faults[0].server",
+    ),
+    (
+        "servers = {workers = [1, 2]}\n[[faults]]\ntime = 1.0\nserver = 0\nkind = 'melt'\n",
+        "faults[0].kind",
+    ),
+    ("servers = {workers = [1, 2]}\ngroups = [[0], [0, 1]]\n", "groups"),
+    ("[servers\n", "invalid TOML"),
+]
+
+TRACES = [
+    ("timestamp,work\n0.0,0.1\n0.5,0.1\n0.2,0.1\n", "trace.csv:4"),
+    ("timestamp,work\n0.0,0.1\n0.5,nan\n", "trace.csv:3"),
+    ("timestamp,work\n0.0,0.1\n0.5,-1\n", "trace.csv:3"),
+    ("", "empty"),
+    ("timestamp\n0.0\n", "work"),
+    ("timestamp,work,class,colour\n0.0,0.1,0,red\n", "colour"),
+    ("timestamp,work\n0.0,abc\n", "trace.csv:2"),
+]
+
+ARGS = [
+    (["bench", "--only", "warp_speed"], "--only: unknown benchmark warp_speed"),
+    (["sim", "--scenario", "paper-7", "--region", "x", "--speed", "-1"], "--speed"),
+    (
+        ["sim", "--scenario", "paper-7", "--region", "x", "--mode", "0777"],
+        "--mode: expected 0600 or 0660",
+    ),
+    (["sim", "--scenario", "paper-7", "--region", "x", "--mode", "rw"], "--mode"),
+    (["sim", "--scenario", "paper-7", "--region", "../etc"], "region name"),
+    (
+        ["sim", "--scenario", "no-such-preset", "--region", "x"],
+        "unknown scenario preset 'no-such-preset'",
+    ),
+    (
+        ["train", "--algo", "sac-gru", "--scenario", "paper-7", "--out", "o", "--steps", "0"],
+        "--steps",
+    ),
+    (
+        [
+            "train",
+            "--algo",
+            "sac-gru",
+            "--scenario",
+            "paper-7",
+            "--out",
+            "o",
+            "--resume",
+            "/nonexistent",
+        ],
+        "--resume: /nonexistent does not exist",
+    ),
+    (["run", "--config", "/nonexistent.toml"], "cannot read"),
+]
+
+
+def _refused(argv: list[str], capsys: pytest.CaptureFixture[str], expected: str) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert expected in lines[0], lines[0]
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(("text", "expected"), CONFIGS)
+def test_bad_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expected: str
+) -> None:
+    path = tmp_path / "marllbd.toml"
+    path.write_text(text)
+    _refused(["run", "--config", str(path)], capsys, expected)
+
+
+@pytest.mark.parametrize(("text", "expected"), SCENARIOS)
+def test_bad_scenario(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expected: str
+) -> None:
+    path = tmp_path / "scenario.toml"
+    path.write_text(text)
+    _refused(["sim", "--scenario", str(path), "--region", "never-created"], capsys, expected)
+    assert not Path("/dev/shm/marllb-never-created").exists()
+
+
+@pytest.mark.parametrize(("text", "expected"), TRACES)
+def test_bad_trace_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expected: str
+) -> None:
+    trace = tmp_path / "trace.csv"
+    trace.write_text(text)
+    scenario = tmp_path / "scenario.toml"
+    scenario.write_text(
+        f"servers = {{workers = [1, 2]}}\n[trace]\nkind = 'file'\npath = '{trace}'\n"
+    )
+    _refused(["sim", "--scenario", str(scenario), "--region", "never-created"], capsys, expected)
+
+
+@pytest.mark.parametrize(("argv", "expected"), ARGS)
+def test_bad_arguments(capsys: pytest.CaptureFixture[str], argv: list[str], expected: str) -> None:
+    _refused(argv, capsys, expected)
+
+
+def test_catalogue_size() -> None:
+    """The README quotes this count; keep them in step."""
+    assert len(CONFIGS) + len(SCENARIOS) + len(TRACES) + len(ARGS) >= 40
