@@ -6,7 +6,6 @@ A quick run is in the default suite; `make fuzz` runs >= 10 000 examples each.""
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
