@@ -1,0 +1,128 @@
+"""Fault injection against a running daemon (the rest of the catalogue is in
+tests/daemon/test_app.py: invalid frames, stalls, region removal, policy
+failures, bad reloads, a taken metrics port)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from pathlib import Path
+
+from marllbd.daemon import config as cfg
+from marllbd.daemon.app import Daemon
+from marllbd.daemon.sdnotify import Notifier
+from marllbd.ipc.region import region_path
+from tests.daemon.test_app import Producer, decide, make_config, until, value
+
+
+async def _start(d: Daemon) -> asyncio.Task[int]:
+    task = asyncio.create_task(d.run())
+    await asyncio.wait_for(d.ready.wait(), 10)
+    return task
+
+
+async def test_reattach_within_one_second_of_a_restart(region_name: str) -> None:
+    prod = Producer(region_name)
+    d = Daemon(make_config(region_name))
+    task = await _start(d)
+    try:
+        await decide(d, prod)
+        t0 = time.monotonic()
+        prod.restart()
+        await until(lambda: value(d, "marllbd_region_attaches_total") == 2, timeout=5)
+        assert time.monotonic() - t0 < 1.0
+        assert value(d, "marllbd_producer_restarts_total") == 1
+        await decide(d, prod)
+    finally:
+        d.stop_event.set()
+        assert await task == 0
+
+
+async def test_corrupt_frames_and_a_bad_magic_after_recreation(region_name: str) -> None:
+    prod = Producer(region_name)
+    d = Daemon(make_config(region_name))
+    task = await _start(d)
+    try:
+        await decide(d, prod)
+        rec = prod.writer.begin()
+        rec["num_servers"] = 99  # more servers than the region holds
+        prod.writer.commit(rec)
+        await until(lambda: value(d, "marllbd_invalid_frames_total", field="num_servers") == 1)
+        prod.publish(n_fct=999)
+        await until(lambda: value(d, "marllbd_invalid_frames_total", field="n_fct") == 1)
+        # The producer comes back with a region whose magic is wrong: refused, no crash.
+        prod.restart()
+        with open(region_path(region_name), "r+b") as f:
+            f.write(b"BADMAGIC")
+        await until(lambda: value(d, "marllbd_attached") == 0)
+        await asyncio.sleep(0.2)
+        assert value(d, "marllbd_attached") == 0 and not task.done()
+        prod.restart()  # a good region again
+        await decide(d, prod)
+    finally:
+        d.stop_event.set()
+        assert await task == 0
+
+
+async def test_watchdog_fed_while_healthy_even_if_the_data_plane_stalls(
+    region_name: str, tmp_path: Path
+) -> None:
+    sock_path = tmp_path / "notify.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(sock_path))
+    server.setblocking(False)
+    prod = Producer(region_name)
+    notifier = Notifier({"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "200000"})
+    d = Daemon(make_config(region_name), notifier=notifier)
+    task = await _start(d)
+
+    def drain() -> list[bytes]:
+        out = []
+        while True:
+            try:
+                out.append(server.recv(4096))
+            except BlockingIOError:
+                return out
+
+    try:
+        await decide(d, prod)
+        drain()
+        await asyncio.sleep(1.0)  # no frames at all: the data plane stalled
+        pings = drain().count(b"WATCHDOG=1")
+        assert pings >= 5, pings  # every 0.1 s: the daemon itself is healthy
+        assert value(d, "marllbd_data_plane_stalled") == 1
+
+        # A task that stops making progress (write-back stuck forever): pings stop.
+        async def stuck(timeout: float | None = None) -> None:
+            await asyncio.Event().wait()
+
+        d.decisions.get = stuck  # type: ignore[method-assign]
+        await asyncio.sleep(1.2)
+        drain()
+        await asyncio.sleep(0.6)
+        assert drain().count(b"WATCHDOG=1") == 0
+    finally:
+        d.stop_event.set()
+        assert await asyncio.wait_for(task, 5) == 0
+        server.close()
+
+
+async def test_sigterm_during_a_reload_exits_cleanly(region_name: str, tmp_path: Path) -> None:
+    conf_path = tmp_path / "marllbd.toml"
+    conf_path.write_text(
+        f'[backend]\nkind = "sim"\nregion = "{region_name}"\n[backend.sim]\nscenario = "paper-7"\n'
+        "speed = 20.0\n[metrics]\nport = 0\n"
+    )
+    d = Daemon(cfg.load(conf_path), conf_path)
+    task = await _start(d)
+    await until(lambda: value(d, "marllbd_decisions_total") >= 3, timeout=60)
+    conf_path.write_text(
+        f'[backend]\nkind = "vpp"\nregion = "{region_name}-vpp"\n[metrics]\nport = 0\n'
+    )
+    d.reload_event.set()
+    await asyncio.sleep(0.01)  # the reload is under way: stopping the sim child
+    d.stop_event.set()
+    assert await asyncio.wait_for(task, 10) == 0
+    for lb in range(2):  # whichever backend was running, its child is gone with its regions
+        await until(lambda lb=lb: not Path(f"/dev/shm/marllb-{region_name}-{lb}").exists(), 10)
