@@ -9,7 +9,7 @@ ASAN := build/asan
 STAMP := $(VENV)/.setup-stamp
 JOBS ?= 2
 
-.PHONY: setup native tools run test test-c test-py lint bench fuzz clean
+.PHONY: setup native tools run test test-c test-py lint bench fuzz soak clean
 
 setup: $(STAMP) native
 
@@ -61,6 +61,11 @@ bench: setup
 
 fuzz: setup
 	$(BIN)/python -m pytest -q -m fuzz
+
+# 10 minutes of the daemon at 200 Hz frames, the data plane killed every minute.
+SOAK_SECONDS ?= 600
+soak: setup
+	$(BIN)/python benchmarks/soak.py --seconds $(SOAK_SECONDS)
 
 clean:
 	rm -rf build $(VENV) .pytest_cache .mypy_cache .ruff_cache

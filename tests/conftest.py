@@ -28,3 +28,38 @@ def require_native(name: str) -> Path:
         if os.environ.get("CI"):
             pytest.fail(str(exc))
         pytest.skip(str(exc))
+
+
+@pytest.fixture(autouse=True)
+def _dump_tasks_if_stuck(request: pytest.FixtureRequest) -> Iterator[None]:
+    """If a test runs for over 150 s, print every asyncio task's stack (a hang's cause)."""
+    import asyncio
+    import sys
+    import threading
+
+    loops: list[asyncio.AbstractEventLoop] = []
+    original = asyncio.BaseEventLoop.run_forever
+
+    def dump() -> None:
+        for loop in loops:
+            if loop.is_running():
+
+                def show() -> None:
+                    for task in asyncio.all_tasks():
+                        task.print_stack(file=sys.stderr)
+
+                loop.call_soon_threadsafe(show)
+
+    def run_forever(self: asyncio.BaseEventLoop) -> None:
+        loops.append(self)
+        original(self)
+
+    asyncio.BaseEventLoop.run_forever = run_forever  # type: ignore[method-assign]
+    timer = threading.Timer(150, dump)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        asyncio.BaseEventLoop.run_forever = original  # type: ignore[method-assign]

@@ -94,6 +94,7 @@ class Daemon:
         self._reader_seen = (0, 0, 0)
         self._stalled = False
         self._swapping = False
+        self._restarted = False
         self._set_info()
 
     # -- setup ----------------------------------------------------------
@@ -180,6 +181,8 @@ class Daemon:
     # -- region ----------------------------------------------------------
 
     def _attach(self) -> None:
+        """Attach to the backend's region; after a producer restart, every frame of the
+        new producer counts (read, or skipped)."""
         name = self.backend.region_name
         uids = self.config.backend.expected_uids or None
         region = Region.attach(name, allowed_uids=uids)
@@ -191,7 +194,10 @@ class Daemon:
             log.error("capacities_mismatch", configured=len(caps), region_servers=n)
             caps = ()
         self.capacities = np.array(caps, dtype=np.float64) if caps else np.ones(n)
-        self.region, self.reader, self.writer = region, FrameReader(region), WeightsWriter(region)
+        from_start = self._restarted
+        self.region, self.writer = region, WeightsWriter(region)
+        self.reader = FrameReader(region, from_start=from_start)
+        self._restarted = False
         self._reader_seen = (0, 0, 0)
         self.prev_weights = self.capacities.copy()
         ctx = PolicyContext(num_servers=n, capacities=self.capacities.copy(), seed=0)
@@ -244,6 +250,8 @@ class Daemon:
         if region.replaced():
             self.metrics.restarts.inc()
             log.warning("producer_restarted", region=self.backend.region_name)
+            self.metrics.missed.inc(reader.account_unread())
+            self._restarted = True
             self._detach()
             return
         age = max(time.monotonic_ns() - region.heartbeat_ns(), 0) / 1e9

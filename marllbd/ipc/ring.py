@@ -211,7 +211,9 @@ class ReaderStats:
 class FrameReader:
     """Return the newest complete frame of a region, at most once each."""
 
-    def __init__(self, region: Region, *, retries: int = 3):
+    def __init__(self, region: Region, *, retries: int = 3, from_start: bool = False):
+        """from_start: count every frame since the producer started as missed if unread
+        (after a producer restart); otherwise counting starts at the first read."""
         self.region = region
         geo = region.geometry
         self.capacity, self.k, self.ring_len = geo.capacity, geo.k, geo.ring_len
@@ -225,8 +227,15 @@ class FrameReader:
         self._hdr_u64 = region.buf[: L.REGION_HDR.itemsize].view("<u8")
         self._pub_index = L.OFF_FRAMES_PUBLISHED // 8
         self._retries = retries
-        self.last_frame_no: int | None = None
+        self.last_frame_no: int | None = -1 if from_start else None
         self.stats = ReaderStats()
+
+    def account_unread(self) -> int:
+        """Count frames published since the last read as missed (before detaching)."""
+        last = -1 if self.last_frame_no is None else self.last_frame_no
+        unread = max(int(self._hdr_u64[self._pub_index]) - 1 - last, 0)
+        self.stats.missed += unread
+        return unread
 
     def read_newest(self, *, validate: bool = True) -> Frame | None:
         """The newest complete frame not returned before, or None.

@@ -1,0 +1,159 @@
+"""Soak: the daemon on the simulator at 200 Hz frames while the data plane is
+killed and restarted every minute.  Prints one JSON line per minute and a summary:
+RSS growth (target < 5 %), decisions missed beyond those counted (target 0), and
+decision-latency p99 per minute (target: stable within 2x).
+
+    python benchmarks/soak.py [--seconds 600] [--port 9470]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from marllbd.ipc import Region, RegionError
+
+BUCKET_PREFIX = "marllbd_decision_latency_seconds_bucket"
+
+
+def scrape(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        lines = r.read().decode().splitlines()
+    out = {}
+    for line in lines:
+        if line and not line.startswith("#"):
+            name, _, v = line.rpartition(" ")
+            out[name] = float(v)
+    return out
+
+
+def p99(before: dict[str, float], after: dict[str, float]) -> float:
+    """p99 of the decisions between two scrapes, from the histogram's bucket deltas."""
+    buckets = sorted(
+        (
+            float(k.split('le="')[1].rstrip('"}').replace("+Inf", "inf")),
+            after[k] - before.get(k, 0.0),
+        )
+        for k in after
+        if k.startswith(BUCKET_PREFIX)
+    )
+    total = buckets[-1][1]
+    if total <= 0:
+        return float("nan")
+    for le, count in buckets:
+        if count >= 0.99 * total:
+            return le
+    return float("inf")
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def published(region: str) -> int:
+    try:
+        r = Region.attach(region)
+    except RegionError:
+        return 0
+    n = r.frames_published()
+    r.close()
+    return n
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=float, default=600.0)
+    ap.add_argument("--port", type=int, default=9470)
+    args = ap.parse_args()
+    region = f"soak-{os.getpid()}"
+    conf = Path(tempfile.mkdtemp()) / "soak.toml"
+    # paper-7 at speed 50: a 0.25 s interval becomes 5 ms, i.e. 200 frames/s per LB.
+    conf.write_text(
+        "[daemon]\npoll_period = 0.001\n"
+        f'[backend]\nkind = "sim"\nregion = "{region}"\n'
+        '[backend.sim]\nscenario = "paper-7"\nspeed = 50.0\n'
+        f'[metrics]\nport = {args.port}\n[logging]\nformat = "json"\nlevel = "warning"\n'
+    )
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "marllbd.cli", "run", "--config", str(conf)],
+        stdout=subprocess.DEVNULL,
+    )
+    name = f"{region}-0"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if scrape(args.port).get("marllbd_decisions_total", 0) > 100:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        start = time.monotonic()
+        base = scrape(args.port)
+        base_rss = rss_kib(daemon.pid)
+        total_published, prev, minute = 0, base, 0
+        first_pub = published(name)
+        p99s = []
+        while time.monotonic() - start < args.seconds:
+            time.sleep(min(60.0, args.seconds - (time.monotonic() - start)))
+            minute += 1
+            # Count this run's frames, then kill the data plane: the backend restarts it.
+            total_published += published(name) - first_pub
+            try:
+                pid = int(Region.attach(name).hdr["producer_pid"])
+                os.kill(pid, signal.SIGKILL)
+            except (RegionError, ProcessLookupError):
+                pass
+            first_pub = 0
+            now = scrape(args.port)
+            p = p99(prev, now)
+            p99s.append(p)
+            print(json.dumps({
+                "minute": minute,
+                "decisions": now["marllbd_decisions_total"] - prev["marllbd_decisions_total"],
+                "p99_s": p,
+                "rss_kib": rss_kib(daemon.pid),
+                "producer_restarts": now["marllbd_producer_restarts_total"],
+            }), flush=True)  # fmt: skip
+            prev = now
+        time.sleep(2.0)
+        end = scrape(args.port)
+        total_published += published(name)
+        d = {k: end.get(k, 0.0) - base.get(k, 0.0) for k in end}
+        counted = (
+            d["marllbd_decisions_total"]
+            + d["marllbd_frames_skipped_total"]
+            + d["marllbd_stale_frames_total"]
+            + sum(v for k, v in d.items() if k.startswith("marllbd_invalid_frames_total"))
+        )  # fmt: skip
+        finite = [x for x in p99s if x == x]
+        summary = {
+            "seconds": args.seconds,
+            "rss_growth_pct": 100.0 * (rss_kib(daemon.pid) - base_rss) / base_rss,
+            "frames_published": total_published,
+            "decisions": d["marllbd_decisions_total"],
+            "missed_uncounted": max(total_published - counted, 0),
+            "p99_min_s": min(finite) if finite else None,
+            "p99_max_s": max(finite) if finite else None,
+            "p99_stable_within_2x": bool(finite) and max(finite) <= 2 * min(finite),
+        }
+        print(json.dumps({"summary": summary}), flush=True)
+        return 0
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
