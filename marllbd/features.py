@@ -260,6 +260,8 @@ def _moments(
     s = 0.0
     sw = 0.0
     swv = 0.0
+    last_age = np.uint64(0)
+    w = 1.0
     for j in range(m):
         t = t_ns[j]
         if t > newest:
@@ -268,8 +270,12 @@ def _moments(
         if age > _AGE_CAP_NS:
             age = _AGE_CAP_NS
         v = values[j]
-        # int64 first: AVX2 has no uint64 -> float64 conversion, and ages are < 2^62.
-        w = math.exp(np.float64(np.int64(age)) * scale)
+        # Samples often share a timestamp (durations are stamped at the window's end):
+        # reuse the previous weight instead of another exp.
+        if j == 0 or age != last_age:
+            # int64 first: AVX2 has no uint64 -> float64 conversion, and ages are < 2^62.
+            w = math.exp(np.float64(np.int64(age)) * scale)
+            last_age = age
         vbuf[j] = v
         wbuf[j] = w
         s += v

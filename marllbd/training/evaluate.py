@@ -1,0 +1,261 @@
+"""Evaluate policies on a scenario: run each (policy, seed) through the simulator, measure.
+
+Every LB node gets its own policy instance, which decides on its own
+observation only (decentralised, as in the daemon).  A run lasts the
+scenario's duration, then keeps stepping without new arrivals until every
+flow has finished, at most DRAIN_LIMIT more seconds.  Metrics:
+
+- FCT statistics over every flow of the trace: rejected flows count at the
+  40 s client timeout (engine.REJECT_PENALTY), and so do flows still
+  unfinished at the drain limit (by then they have waited at least that long).
+  Percentiles use numpy's linear interpolation.
+- jain: Jain's index of the servers' ground-truth utilization (busy fraction
+  of each server's workers, so equal utilization is fair whatever the
+  capacities), averaged over the control intervals of the duration.
+- reward: the environments' default reward (envs.reward.RewardSpec(): Jain of
+  the decayed mean flow duration; with several LB nodes of the per-server
+  feature averaged over them, as the multi-agent env does), averaged over the
+  same intervals.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TextIO
+
+import numpy as np
+import numpy.typing as npt
+
+from marllbd import fairness, features
+from marllbd.envs.reward import RewardSpec
+from marllbd.policies import GroundTruth, PolicyContext, load
+from marllbd.sim.engine import REJECT_PENALTY, Engine
+from marllbd.sim.scenario import Scenario
+
+DRAIN_LIMIT = REJECT_PENALTY
+"""Seconds of draining after the duration; a flow unfinished by then has hit the client timeout."""
+_POLICY_STREAM = 3
+"""SeedSequence spawn key of the policies' seeds (the engine uses 0, 1 and 2)."""
+
+
+class EvaluationError(ValueError):
+    """A policy misbehaved during an evaluation run (e.g. returned invalid weights)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Result:
+    """The outcome of one (policy, seed) run; times in seconds."""
+
+    policy: str
+    """The policy spec as given ("sed", "sac-gru:PATH")."""
+    seed: int
+    flows: int
+    mean_fct: float
+    p50_fct: float
+    p90_fct: float
+    p95_fct: float
+    p99_fct: float
+    jain: float
+    reward: float
+    reject_rate: float
+    """Rejected flows over all flows."""
+    unfinished: int
+    """Flows still in the system at the drain limit (charged the timeout)."""
+    wall_seconds: float
+    fct: npt.NDArray[np.float64]
+    """Every flow's completion time, in arrival order."""
+    t: npt.NDArray[np.float64]
+    """End time of every interval, drain included."""
+    utilization: npt.NDArray[np.float64]
+    """(intervals, servers) ground-truth utilization."""
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One policy's results averaged over seeds (each seed weighs the same)."""
+
+    policy: str
+    seeds: int
+    reward: float
+    jain: float
+    mean_fct: float
+    p50_fct: float
+    p90_fct: float
+    p95_fct: float
+    p99_fct: float
+    reject_rate: float
+    flows: float
+    wall_seconds: float
+
+
+SUMMARY_FIELDS = (
+    "reward",
+    "jain",
+    "mean_fct",
+    "p50_fct",
+    "p90_fct",
+    "p95_fct",
+    "p99_fct",
+    "reject_rate",
+    "flows",
+    "wall_seconds",
+)
+
+
+def policy_seed(seed: int, lb: int) -> int:
+    """The seed handed to LB node `lb`'s policy in the run with scenario seed `seed`."""
+    state = np.random.SeedSequence(seed, spawn_key=(_POLICY_STREAM, lb)).generate_state(1)
+    return int(state[0])
+
+
+def run(
+    scenario: Scenario,
+    spec: str,
+    seed: int,
+    *,
+    on_interval: Callable[[float], None] | None = None,
+) -> Result:
+    """One run of `scenario` with seed `seed`, each LB node driven by its own `load(spec)`.
+
+    `on_interval` gets the run's progress in [0, 1] (simulated time over the duration).
+    """
+    sc = scenario.replace(seed=seed)
+    started = time.perf_counter()
+    policies = [load(spec) for _ in range(sc.lb_nodes)]
+    engine = Engine(sc, rule=[p.dispatch for p in policies])
+    n = engine.num_servers
+    capacities = engine.static_capacities.copy()
+    for lb, policy in enumerate(policies):
+        policy.reset(PolicyContext(n, capacities, policy_seed(seed, lb)))
+    # Before the first decision the LBs use static capacity weights, as the envs do.
+    weights = np.tile(capacities, (sc.lb_nodes, 1))
+    feats = np.zeros((sc.lb_nodes, n, features.NUM_FEATURES))
+    wants_truth = any(p.needs_ground_truth for p in policies)
+    reward_spec = RewardSpec()
+    times: list[float] = []
+    utilization: list[npt.NDArray[np.float64]] = []
+    rewards: list[float] = []
+    in_run = 0  # intervals that belong to the duration
+    while True:
+        step = engine.step(copy=False)
+        times.append(step.t)
+        utilization.append(step.truth.utilization)
+        for lb, obs in enumerate(step.observations):
+            features.compute(obs, weights[lb], out=feats[lb])
+        rewards.append(reward_spec(feats.mean(axis=0)))
+        if not in_run and engine.done:
+            in_run = len(times)
+        if in_run and (engine.drained or step.t >= sc.duration + DRAIN_LIMIT - 1e-9):
+            break
+        truth = (
+            GroundTruth(step.truth.utilization, step.truth.queue, step.truth.capacities)
+            if wants_truth
+            else None
+        )
+        for lb, (policy, obs) in enumerate(zip(policies, step.observations, strict=True)):
+            w = policy.decide(feats[lb], obs.active, truth if policy.needs_ground_truth else None)
+            try:
+                engine.set_weights(lb, w)
+            except ValueError as exc:
+                raise EvaluationError(f"policy {spec!r} at t = {step.t:g} s: {exc}") from None
+            weights[lb] = w
+        if on_interval is not None:
+            on_interval(min(step.t / sc.duration, 1.0))
+    unfinished = np.isnan(engine.f_fct)
+    fct = np.where(unfinished, REJECT_PENALTY, engine.f_fct)
+    util = np.vstack(utilization)
+    flows = int(fct.shape[0])
+    pct = np.percentile(fct, (50, 90, 95, 99)) if flows else np.zeros(4)
+    return Result(
+        policy=spec,
+        seed=seed,
+        flows=flows,
+        mean_fct=float(fct.mean()) if flows else 0.0,
+        p50_fct=float(pct[0]),
+        p90_fct=float(pct[1]),
+        p95_fct=float(pct[2]),
+        p99_fct=float(pct[3]),
+        jain=float(fairness.per_step("jain", util[:in_run]).mean()),
+        reward=float(np.mean(rewards[:in_run])),
+        reject_rate=engine.rejected / flows if flows else 0.0,
+        unfinished=int(unfinished.sum()),
+        wall_seconds=time.perf_counter() - started,
+        fct=fct,
+        t=np.asarray(times),
+        utilization=util,
+    )
+
+
+def evaluate(
+    scenario: Scenario, policies: Sequence[str], seeds: Sequence[int], *, progress: bool
+) -> list[Result]:
+    """Run every policy spec on every seed, in that order; a progress bar on stderr if asked.
+
+    Policies load lazily per run: check the specs with `policies.load` first to
+    fail before any simulation.
+    """
+    bar = _ProgressBar(len(policies) * len(seeds), sys.stderr) if progress else None
+    results = []
+    for spec in policies:
+        for seed in seeds:
+            tick = None if bar is None else bar.run(f"{spec} seed {seed}")
+            results.append(run(scenario, spec, seed, on_interval=tick))
+    if bar is not None:
+        bar.close()
+    return results
+
+
+def summary(results: Sequence[Result]) -> list[Summary]:
+    """Per policy, in first-seen order: every metric averaged over its seeds."""
+    by_policy: dict[str, list[Result]] = {}
+    for r in results:
+        by_policy.setdefault(r.policy, []).append(r)
+    return [
+        Summary(
+            policy=policy,
+            seeds=len(runs),
+            **{f: float(np.mean([getattr(r, f) for r in runs])) for f in SUMMARY_FIELDS},
+        )
+        for policy, runs in by_policy.items()
+    ]
+
+
+class _ProgressBar:
+    """A one-line bar on a terminal: overall progress over runs, redrawn at most 10 times/s."""
+
+    WIDTH = 30
+
+    def __init__(self, runs: int, stream: TextIO) -> None:
+        self._runs = runs
+        self._stream = stream
+        self._index = -1
+        self._label = ""
+        self._drawn = 0.0
+
+    def run(self, label: str) -> Callable[[float], None]:
+        """Start the next run; returns its progress callback."""
+        self._index += 1
+        self._label = label
+        self._draw(0.0, force=True)
+        return self._draw
+
+    def _draw(self, fraction: float, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._drawn < 0.1:
+            return
+        self._drawn = now
+        done = (self._index + fraction) / self._runs
+        filled = round(done * self.WIDTH)
+        self._stream.write(
+            f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] {done:4.0%}  "
+            f"run {self._index + 1}/{self._runs}: {self._label[:40]:40s}"
+        )
+        self._stream.flush()
+
+    def close(self) -> None:
+        """Erase the bar so that only the results remain."""
+        self._stream.write("\r" + " " * (self.WIDTH + 60) + "\r")
+        self._stream.flush()
