@@ -60,7 +60,13 @@ def _run(
     async def main() -> dict[str, float]:
         d = Daemon(conf)
         task = asyncio.create_task(d.run())
-        await d.ready.wait()
+        ready = asyncio.create_task(d.ready.wait())
+        await asyncio.wait({task, ready}, timeout=120, return_when=asyncio.FIRST_COMPLETED)
+        if not d.ready.is_set():
+            ready.cancel()
+            raise RuntimeError(
+                f"the daemon did not start: {task.exception() if task.done() else 'timeout'}"
+            )
         deadline = time.monotonic() + 10
         while d.region is None and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
