@@ -132,7 +132,8 @@ class Daemon:
             loop.add_signal_handler(sig, self.stop_event.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload_event.set)
         try:
-            self._warm_up()
+            # In a thread: the loop keeps serving /metrics while numba compiles.
+            await loop.run_in_executor(None, self._warm_up)
             await self.backend.start()
             self.notifier.ready(f"serving {self.config.policy.name} on {self.backend.region_name}")
             self.ready.set()
