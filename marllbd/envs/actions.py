@@ -57,8 +57,8 @@ class ActionSpec:
                 raise ValueError(f"action: expected finite values in [-1, 1], got {a}")
             level = np.power(self.spread, np.clip(a.astype(np.float64), -1.0, 1.0))
         else:
-            idx = a.astype(np.int64)
-            if (idx < 0).any() or (idx >= len(self.levels)).any():
+            idx = a if a.dtype.kind in "iu" else a.astype(np.int64)
+            if idx.size and (idx.min() < 0 or idx.max() >= len(self.levels)):
                 raise ValueError(f"action: expected levels in 0..{len(self.levels) - 1}, got {a}")
             level = np.asarray(self.levels, dtype=np.float64)[idx]
         return level * base if self.base == "capacity" else level

@@ -36,6 +36,12 @@ class RewardSpec:
 
     def __call__(self, features: np.ndarray) -> float:
         # Features are finite and non-negative by construction: skip the input checks
-        # of fairness.reward and run the metric's row kernel directly (hot path).
-        value = float(fairness.metric(self.metric).kernel(features[None, :, self.column])[0])
+        # of fairness.reward (hot path).  Jain, the default, in closed form: (Σx)² / (n Σx²),
+        # 1 for an all-zero vector as in marllbd.fairness.
+        x = features[:, self.column]
+        if self.metric == "jain":
+            sq = float(x @ x)
+            value = 1.0 if sq == 0.0 else float(x.sum()) ** 2 / (x.shape[0] * sq)
+        else:
+            value = float(fairness.metric(self.metric).kernel(x[None, :])[0])
         return fairness.shape(value, self.shaping, self.metric)

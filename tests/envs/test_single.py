@@ -104,3 +104,15 @@ def test_bad_actions_are_refused() -> None:
 def test_step_before_reset() -> None:
     with pytest.raises(gym.error.ResetNeeded):
         LoadBalanceEnv("paper-7").step(np.zeros(7, dtype=np.float32))
+
+
+@pytest.mark.parametrize("metric", ["jain", "cv", "gini"])
+def test_reward_matches_the_fairness_module(metric: str) -> None:
+    from marllbd import fairness
+    from marllbd.envs.reward import RewardSpec
+
+    rng = np.random.default_rng(0)
+    spec = RewardSpec(metric=metric)
+    for feats in (rng.random((16, 12)), np.zeros((4, 12)), rng.random((1, 12))):
+        want = fairness.reward(metric, feats[:, spec.column])
+        assert spec(feats) == pytest.approx(want, rel=1e-12, abs=1e-12)
