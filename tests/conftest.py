@@ -12,6 +12,22 @@ import pytest
 from marllbd.native import NativeMissingError, native_path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _compiled_kernels() -> None:
+    """Compile the numba kernels once up front (a fresh clone has no cache yet), so that
+    timing-bounded tests and the data-plane processes they start load them warm."""
+    import numpy as np
+
+    from marllbd import features
+    from marllbd.ipc.ring import Frame
+    from marllbd.sim.engine import compile_kernels
+
+    compile_kernels()
+    raw = np.zeros(4096, dtype=np.uint8)
+    raw[32:36] = np.array([1], dtype="<u4").view(np.uint8)  # num_servers = 1
+    features.compute(Frame(raw, 1, 8), np.ones(1))
+
+
 @pytest.fixture
 def region_name() -> Iterator[str]:
     """A region name unique to the test; its file is removed afterwards."""

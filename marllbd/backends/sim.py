@@ -67,7 +67,7 @@ class SimBackend:
             backoff = min(backoff * 2, 5.0)
 
     async def stop(self) -> None:
-        """Stop supervising, then stop the child (SIGTERM, SIGKILL after 5 s)."""
+        """Stop supervising, then stop the child (SIGTERM, SIGKILL after 15 s)."""
         self._stopping = True
         if self._task is not None:
             self._task.cancel()
@@ -77,7 +77,7 @@ class SimBackend:
         if proc is not None and proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(proc.wait(), 5.0)
+                await asyncio.wait_for(proc.wait(), 15.0)
             except TimeoutError:
                 proc.kill()
                 await proc.wait()

@@ -552,3 +552,19 @@ class Engine:
         """Completion time of every flow that has finished or was rejected, in arrival order."""
         done = ~np.isnan(self.f_fct)
         return self.f_fct[done]
+
+
+def compile_kernels() -> None:
+    """Compile (or load from numba's cache) every kernel a run uses, on a tiny run.
+
+    Data-plane processes call this before they create their regions, so the
+    seconds numba may need on a cold cache never stall a published stream.
+    """
+    from marllbd.sim.scenario import from_dict
+
+    tiny = from_dict(
+        {"servers": {"workers": [1, 2]}, "duration": 0.5, "control_interval": 0.25},
+        source="<compile_kernels>",
+    )
+    for rule in RULE_CODES:
+        Engine(tiny, rule=rule).step()

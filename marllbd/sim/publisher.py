@@ -23,7 +23,7 @@ import structlog
 from marllbd.ipc.region import Region
 from marllbd.ipc.ring import FrameWriter
 from marllbd.ipc.weights import WeightsReader, WeightsStatus
-from marllbd.sim.engine import Engine, Observation
+from marllbd.sim.engine import Engine, Observation, compile_kernels
 from marllbd.sim.scenario import Scenario
 from marllbd.sim.traces import Trace
 
@@ -64,6 +64,10 @@ class Publisher:
         self.speed = speed
         self.names = region_names(region, scenario.lb_nodes)
         n = len(scenario.servers)
+        # Compile first (numba may need seconds on a cold cache): a stop requested
+        # meanwhile finds no region to clean up yet, and the first frame is on time.
+        compile_kernels()
+        self.engine = Engine(scenario, trace)
         period_ns = int(scenario.control_interval / speed * 1e9)
         self.regions = [
             Region.create(
@@ -74,7 +78,6 @@ class Publisher:
         ]  # fmt: skip
         self.writers = [FrameWriter(r) for r in self.regions]
         self.readers = [WeightsReader(r) for r in self.regions]
-        self.engine = Engine(scenario, trace)
         self.stats = PublisherStats(
             per_lb_weights=[self.engine.lb_w[lb].copy() for lb in range(scenario.lb_nodes)]
         )

@@ -82,7 +82,7 @@ async def running(region_name: str) -> AsyncIterator[tuple[Daemon, Producer]]:
     prod = Producer(region_name)
     d = Daemon(make_config(region_name))
     task = asyncio.create_task(d.run())
-    await asyncio.wait_for(d.ready.wait(), 10)
+    await asyncio.wait_for(d.ready.wait(), 60)
     yield d, prod
     d.stop_event.set()
     assert await asyncio.wait_for(task, 5) == 0
@@ -244,7 +244,7 @@ def test_never_unlinks_a_region_it_did_not_create(region_name: str) -> None:
     async def go() -> None:
         d = Daemon(make_config(region_name))
         task = asyncio.create_task(d.run())
-        await asyncio.wait_for(d.ready.wait(), 10)
+        await asyncio.wait_for(d.ready.wait(), 60)
         await decide(d, prod)
         d.stop_event.set()
         await task

@@ -43,7 +43,7 @@ async def _scrape_running_daemon(region_name: str) -> str:
     prod = Producer(region_name)
     d = Daemon(make_config(region_name))
     task = asyncio.create_task(d.run())
-    await asyncio.wait_for(d.ready.wait(), 10)
+    await asyncio.wait_for(d.ready.wait(), 60)
     try:
         for _ in range(3):
             await decide(d, prod)
@@ -116,7 +116,7 @@ async def test_real_prometheus_scrapes_the_daemon(region_name: str, tmp_path: Pa
     prod = Producer(region_name)
     d = Daemon(make_config(region_name))
     task = asyncio.create_task(d.run())
-    await asyncio.wait_for(d.ready.wait(), 10)
+    await asyncio.wait_for(d.ready.wait(), 60)
     web = _free_port()
     conf = tmp_path / "prometheus.yml"
     conf.write_text(

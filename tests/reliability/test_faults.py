@@ -18,7 +18,7 @@ from tests.daemon.test_app import Producer, decide, make_config, until, value
 
 async def _start(d: Daemon) -> asyncio.Task[int]:
     task = asyncio.create_task(d.run())
-    await asyncio.wait_for(d.ready.wait(), 10)
+    await asyncio.wait_for(d.ready.wait(), 60)
     return task
 
 
