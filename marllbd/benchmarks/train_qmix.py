@@ -1,0 +1,155 @@
+"""QMIX on seed-16 (4 agents x 4 servers): training throughput and per-decision latency.
+
+train_qmix: environment steps per second of wall time inside `train` (rollouts,
+batched inference, gradient updates, one evaluation and the checkpoints;
+default hyperparameters except an early start of learning, so the short run
+spends most of its time with updates on), beside the same number of
+MultiAgentLoadBalanceEnv instances stepped in lockstep with fixed actions and
+the global state read, as training reads it.  ratio = value / baseline: the
+share of the env's speed that survives the learner.
+
+qmix_decide: median µs of one LB's QMIXPolicy.decide (all four agents in one
+batched call, 16 servers) beside the SED heuristic, on the same stream of real
+feature matrices.  The network is freshly initialised: its cost does not
+depend on what it learned.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from marllbd.benchmarks import BenchResult, benchmark, ratio
+from marllbd.envs import MultiAgentLoadBalanceEnv
+from marllbd.features import NUM_FEATURES
+from marllbd.policies import Policy, PolicyContext
+from marllbd.policies import load as load_policy
+from marllbd.training import TrainConfig
+
+SCENARIO, ENVS, EPISODE_SECONDS = "seed-16", 2, 20.0
+
+
+def _env_only_rate(steps: int) -> float:
+    """Env steps per second of ENVS multi-agent envs stepped in lockstep, state() included."""
+    envs = [
+        MultiAgentLoadBalanceEnv(SCENARIO, episode_seconds=EPISODE_SECONDS) for _ in range(ENVS)
+    ]
+    for i, env in enumerate(envs):
+        env.reset(seed=i)
+    actions = {a: np.zeros(envs[0].group_size, dtype=np.int64) for a in envs[0].possible_agents}
+    done = 0
+    t0 = time.perf_counter()
+    while done < steps:
+        for env in envs:
+            truncated = env.step(actions)[3]
+            env.state()
+            if any(truncated.values()):
+                env.reset()
+        done += ENVS
+    return done / (time.perf_counter() - t0)
+
+
+def _feature_stream(count: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """`count` float64 (16, 12) feature matrices of seed-16's LB under capacity weights."""
+    env = MultiAgentLoadBalanceEnv(SCENARIO)
+    env.reset(seed=0)
+    actions = {a: np.zeros(env.group_size, dtype=np.int64) for a in env.possible_agents}
+    n = env.num_servers
+    out: list[np.ndarray] = []
+    while len(out) < count:
+        # state() starts with every LB's feature matrix; LB 0's comes first.
+        out.append(env.state()[: n * NUM_FEATURES].reshape(n, NUM_FEATURES).astype(np.float64))
+        if any(env.step(actions)[3].values()):
+            env.reset()
+    return out, env.capacities.copy()
+
+
+def _latencies_us(
+    policy: Policy, stream: list[np.ndarray], capacities: np.ndarray, reps: int
+) -> np.ndarray:
+    n = stream[0].shape[0]
+    policy.reset(PolicyContext(num_servers=n, capacities=capacities))
+    active = np.ones(n, dtype=bool)
+    times = []
+    for _ in range(reps):
+        for feats in stream:
+            t0 = time.perf_counter_ns()
+            policy.decide(feats, active, None)
+            times.append(time.perf_counter_ns() - t0)
+    return np.array(times[len(stream) // 10 :], dtype=np.float64) / 1e3  # drop the warm-up
+
+
+@benchmark("train_qmix")
+def train_qmix(quick: bool) -> list[BenchResult]:
+    """Env steps/s of QMIX training against env-only stepping; decide() µs against SED."""
+    import torch
+    from marllbd_rl import qmix
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        steps = 600 if quick else 4000
+        with tempfile.TemporaryDirectory() as tmp:
+            config = TrainConfig(
+                algo="qmix",
+                scenario=SCENARIO,
+                out=Path(tmp),
+                steps=steps,
+                envs=ENVS,
+                eval_every=steps,
+                eval_seeds=(1001,),
+                episode_seconds=EPISODE_SECONDS,
+                progress=False,
+                hyper=(("warmup_steps", 100),),
+            )
+            result = qmix.train(config)
+            policy = qmix.policy_from_checkpoint(result.last, lb=0)
+        value = result.steps / result.wall_seconds
+        base = _env_only_rate(steps)
+        stream, capacities = _feature_stream(500 if quick else 2000)
+        reps = 2 if quick else 5
+        qmix_us = _latencies_us(policy, stream, capacities, reps)
+        sed_us = _latencies_us(load_policy("sed"), stream, capacities, reps)
+    finally:
+        torch.set_num_threads(threads)
+    med, sed_med = float(np.median(qmix_us)), float(np.median(sed_us))
+    cfg = qmix.QMIXConfig()
+    return [
+        BenchResult(
+            name="train_qmix",
+            value=value,
+            unit="steps/s",
+            baseline="env_only",
+            baseline_value=base,
+            ratio=ratio(value, base),
+            extra={
+                "steps": result.steps,
+                "envs": ENVS,
+                "scenario": SCENARIO,
+                "env_steps_per_update": cfg.train_every,
+                "batch_windows": cfg.batch_size,
+                "window": cfg.burn_in + cfg.seq_len,
+                "learner_time_fraction": 1.0 - value / base,
+                "torch_threads": 1,
+            },
+        ),
+        BenchResult(
+            name="qmix_decide",
+            value=med,
+            unit="us",
+            baseline="sed",
+            baseline_value=sed_med,
+            ratio=ratio(med, sed_med),
+            extra={
+                "p99_us": float(np.percentile(qmix_us, 99)),
+                "baseline_p99_us": float(np.percentile(sed_us, 99)),
+                "servers": 16,
+                "agents": len(policy.agents),
+                "decisions": int(qmix_us.size),
+                "torch_threads": 1,
+            },
+        ),
+    ]
