@@ -285,7 +285,8 @@ class Daemon:
         if stalled:
             self.metrics.stale.inc()
             return
-        self.frames.put((frame, time.perf_counter(), age))
+        if self.frames.put((frame, time.perf_counter(), age)):
+            self.metrics.missed.inc()  # the previous frame was never decided
 
     async def _inference(self) -> None:
         while True:
@@ -299,7 +300,8 @@ class Daemon:
             weights, reason = await self._decide(feats, frame.active)
             self.metrics.inference.observe(time.perf_counter() - t0)
             self.metrics.frame_age.set(age)
-            self.decisions.put(_Decision(weights, frame.frame_no, t_read, feats, reason))
+            if self.decisions.put(_Decision(weights, frame.frame_no, t_read, feats, reason)):
+                self.metrics.missed.inc()  # a newer decision superseded an unpublished one
 
     async def _decide(self, feats: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, str | None]:
         """The policy's weights, or the fallback's with the reason the policy was not used."""

@@ -16,11 +16,14 @@ class Latest(Generic[T]):
         self._event = asyncio.Event()
         self.dropped = 0
 
-    def put(self, item: T) -> None:
-        if self._event.is_set():
+    def put(self, item: T) -> bool:
+        """Store item; True when it replaced one nobody had taken (that one is dropped)."""
+        replaced = self._event.is_set()
+        if replaced:
             self.dropped += 1
         self._item = item
         self._event.set()
+        return replaced
 
     async def get(self, timeout: float | None = None) -> T | None:
         """The newest item, waiting up to `timeout` seconds; None on timeout."""

@@ -38,7 +38,7 @@ class Metrics:
         )
         self.missed = Counter(
             "marllbd_frames_skipped_total",
-            "Frames published but never read (only the newest is decided)",
+            "Frames published but never decided (only the newest is read and decided)",
             registry=r,
         )
         self.stale = Counter(
