@@ -9,6 +9,7 @@ decision-latency p99 per minute (target: stable within 2x).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -61,14 +62,15 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def published(region: str) -> int:
+def published(region: str) -> tuple[int, int]:
+    """(frames published, producer pid) of the region's current producer."""
     try:
         r = Region.attach(region)
     except RegionError:
-        return 0
-    n = r.frames_published()
+        return 0, 0
+    n, pid = r.frames_published(), int(r.hdr["producer_pid"])
     r.close()
-    return n
+    return n, pid
 
 
 def main() -> int:
@@ -102,19 +104,19 @@ def main() -> int:
         start = time.monotonic()
         base = scrape(args.port)
         base_rss = rss_kib(daemon.pid)
-        total_published, prev, minute = 0, base, 0
-        first_pub = published(name)
+        total_published, prev, minute, killed = 0, base, 0, 0
+        first_pub, _ = published(name)
         p99s = []
         while time.monotonic() - start < args.seconds:
             time.sleep(min(60.0, args.seconds - (time.monotonic() - start)))
             minute += 1
             # Count this run's frames, then kill the data plane: the backend restarts it.
-            total_published += published(name) - first_pub
-            try:
-                pid = int(Region.attach(name).hdr["producer_pid"])
-                os.kill(pid, signal.SIGKILL)
-            except (RegionError, ProcessLookupError):
-                pass
+            count, pid = published(name)
+            if pid != killed:  # not the dead producer's leftover region
+                total_published += count - first_pub
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                killed = pid
             first_pub = 0
             now = scrape(args.port)
             p = p99(prev, now)
@@ -129,7 +131,9 @@ def main() -> int:
             prev = now
         time.sleep(2.0)
         end = scrape(args.port)
-        total_published += published(name)
+        count, pid = published(name)
+        if pid != killed:
+            total_published += count
         d = {k: end.get(k, 0.0) - base.get(k, 0.0) for k in end}
         counted = (
             d["marllbd_decisions_total"]
