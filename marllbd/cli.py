@@ -81,6 +81,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise UsageError(f"--steps: expected a positive integer, got {args.steps}")
     if args.resume is not None and not Path(args.resume).exists():
         raise UsageError(f"--resume: {args.resume} does not exist")
+    try:
+        eval_seeds = tuple(int(x) for x in args.eval_seeds.split(",") if x.strip())
+    except ValueError:
+        raise UsageError(
+            f"--eval-seeds: expected integers like 1001,1002, got {args.eval_seeds!r}"
+        ) from None
+    if not eval_seeds or args.eval_every < 1 or args.envs < 1:
+        raise UsageError(
+            "--eval-seeds needs one seed or more; --eval-every and --envs must be >= 1"
+        )
     config = TrainConfig(
         algo=args.algo,
         scenario=args.scenario,
@@ -89,6 +99,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         resume=Path(args.resume) if args.resume else None,
         envs=args.envs,
+        eval_every=args.eval_every,
+        eval_seeds=eval_seeds,
         progress=sys.stderr.isatty(),
     )
     try:
@@ -190,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--envs", type=int, default=2, help="simulator instances for rollouts")
     tr.add_argument("--resume", help="checkpoint directory to continue from")
+    tr.add_argument("--eval-every", type=int, default=2000, help="steps between evaluations")
+    tr.add_argument("--eval-seeds", default="1001,1002", help="held-out seeds for evaluations")
     tr.set_defaults(func=_cmd_train)
 
     ev = sub.add_parser("eval", help="evaluate policies on a scenario over seeds")

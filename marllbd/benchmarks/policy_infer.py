@@ -1,0 +1,93 @@
+"""Per-decision latency of the SAC-GRU policy for 16 servers, beside the SED heuristic's.
+
+Both policies get the same stream of real feature matrices (seed-16, one
+simulated minute) and are timed call by call, so the medians and p99s
+compare like with like.  The SAC-GRU policy is freshly initialised: the
+network's cost does not depend on what it learned.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from marllbd.benchmarks import BenchResult, benchmark, ratio
+from marllbd.envs import LoadBalanceEnv
+from marllbd.policies import Policy, PolicyContext
+from marllbd.policies import load as load_policy
+
+
+def _feature_stream(count: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """`count` float64 feature matrices from seed-16 under its capacity weights, and capacities."""
+    env = LoadBalanceEnv("seed-16")
+    obs, _ = env.reset(seed=0)
+    out: list[np.ndarray] = []
+    zeros = np.zeros(env.num_servers, dtype=np.float32)
+    while len(out) < count:
+        out.append(obs.astype(np.float64))
+        obs, _, _, truncated, _ = env.step(zeros)
+        if truncated:
+            obs, _ = env.reset()
+    return out, env.capacities.copy()
+
+
+def _latencies_us(
+    policy: Policy, stream: list[np.ndarray], capacities: np.ndarray, reps: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-call wall and thread-CPU times in µs (CPU time is immune to preemption by
+    other processes on a shared machine; wall time is what the daemon sees)."""
+    n = stream[0].shape[0]
+    policy.reset(PolicyContext(num_servers=n, capacities=capacities))
+    active = np.ones(n, dtype=bool)
+    wall, cpu = [], []
+    for _ in range(reps):
+        for feats in stream:
+            t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
+            policy.decide(feats, active, None)
+            cpu.append(time.thread_time_ns() - c0)
+            wall.append(time.perf_counter_ns() - t0)
+    skip = len(stream) // 10  # the warm-up
+    return np.array(wall[skip:]) / 1e3, np.array(cpu[skip:]) / 1e3
+
+
+@benchmark("policy_infer")
+def policy_infer(quick: bool) -> list[BenchResult]:
+    """Median µs per decide() of sac-gru (16 servers) against sed, same features, same run."""
+    import torch
+    from marllbd_rl.sac_gru import SacGru, SacGruConfig, save_checkpoint
+    from marllbd_rl.sac_gru import load_policy as load_sac
+
+    torch.set_num_threads(1)
+    stream, capacities = _feature_stream(500 if quick else 2000)
+    reps = 2 if quick else 5
+    with tempfile.TemporaryDirectory() as tmp:
+        agent = SacGru(SacGruConfig(), 16 * 12, 16, seed=0)
+        path = save_checkpoint(
+            Path(tmp) / "ckpt", agent, seed=0, scenario="seed-16", step=0, extra={}
+        )
+        learned = load_sac(str(path))
+    sac_us, sac_cpu = _latencies_us(learned, stream, capacities, reps)
+    sed_us, sed_cpu = _latencies_us(load_policy("sed"), stream, capacities, reps)
+    med, base = float(np.median(sac_us)), float(np.median(sed_us))
+    return [
+        BenchResult(
+            name="policy_infer",
+            value=med,
+            unit="us",
+            baseline="sed",
+            baseline_value=base,
+            ratio=ratio(med, base),
+            extra={
+                "p99_us": float(np.percentile(sac_us, 99)),
+                "baseline_p99_us": float(np.percentile(sed_us, 99)),
+                "cpu_median_us": float(np.median(sac_cpu)),
+                "baseline_cpu_median_us": float(np.median(sed_cpu)),
+                "servers": 16,
+                "decisions": int(sac_us.size),
+                "torch_threads": 1,
+            },
+        )
+    ]

@@ -1,0 +1,134 @@
+"""The seed's `TrainingPipeline`: pick a scenario from a server count and trace type, then train.
+
+    TrainingPipeline(agent_type="qmix", num_servers=16, trace_type="wiki").train(num_episodes=100)
+
+It only builds a `TrainConfig` and calls `marllbd.training.train`, so it
+trains exactly what `marllbd train` does; torch is imported by the plugin,
+not here.  A scenario that is not a preset is written to out/scenario.toml
+(the run's record, and what the config names).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from marllbd.sim.scenario import Scenario, load_scenario, synthetic
+from marllbd.training import TRAINERS, TrainConfig, TrainingError, TrainResult, train
+
+TRACE_TYPES = ("poisson", "wiki")
+DEFAULT_SCENARIO = "seed-16"
+"""The preset behind `num_servers=16` (the seed's layout: 16 servers in 4 groups of 4)."""
+
+
+def pipeline_scenario(num_servers: int, trace_type: str) -> Scenario:
+    """seed-16 for 16 servers (its trace swapped for a wiki-like one if asked), else synthetic."""
+    if trace_type not in TRACE_TYPES:
+        raise TrainingError(
+            f"trace_type: expected one of {', '.join(TRACE_TYPES)}, got {trace_type!r}"
+        )
+    if num_servers == 16:
+        sc = load_scenario(DEFAULT_SCENARIO)
+        if trace_type == "wiki":
+            sc = sc.replace(name=f"{DEFAULT_SCENARIO}-wiki", trace={"kind": "wiki", "load": 0.9})
+        return sc
+    return synthetic(num_servers, trace=trace_type)
+
+
+def scenario_toml(scenario: Scenario) -> str:
+    """The scenario as TOML that `load_scenario` reads back into an equal Scenario."""
+    lines = ["# Written by marllbd.training.pipeline: the scenario this run trained on."]
+    lines += [f"{key} = {_toml_value(value)}" for key, value in scenario.to_dict().items()]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"scenario: cannot write the non-finite number {value} to TOML")
+        return repr(value)
+    if isinstance(value, str | Path):
+        return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"scenario: cannot write a {type(value).__name__} to TOML")
+
+
+class TrainingPipeline:
+    """Offline training of a learned policy from the seed's few arguments.
+
+    One episode is one scenario run (duration / control_interval steps), so
+    `train(num_episodes)` trains for num_episodes times that many env steps.
+    """
+
+    def __init__(
+        self,
+        agent_type: str = "sac-gru",
+        num_servers: int = 16,
+        trace_type: str = "poisson",
+        seed: int = 0,
+        out: str | Path | None = None,
+        *,
+        envs: int = 2,
+        eval_every_episodes: int = 10,
+        progress: bool = False,
+        hyper: Mapping[str, Any] | None = None,
+    ) -> None:
+        if agent_type not in TRAINERS:
+            raise TrainingError(
+                f"agent_type: expected one of {', '.join(TRAINERS)}, got {agent_type!r}"
+            )
+        if eval_every_episodes < 1:
+            raise TrainingError(
+                f"eval_every_episodes: expected a positive integer, got {eval_every_episodes}"
+            )
+        self.agent_type = agent_type
+        self.scenario = pipeline_scenario(num_servers, trace_type)
+        self.seed = seed
+        self.out = Path(out) if out is not None else Path("runs") / agent_type
+        self.envs = envs
+        self.eval_every_episodes = eval_every_episodes
+        self.progress = progress
+        self.hyper = dict(hyper or {})
+
+    @property
+    def steps_per_episode(self) -> int:
+        """Env steps of one episode: every control interval after the one reset consumes."""
+        return round(self.scenario.duration / self.scenario.control_interval) - 1
+
+    def config(self, num_episodes: int) -> TrainConfig:
+        """The TrainConfig `train(num_episodes)` runs; writes out/scenario.toml for a non-preset."""
+        if num_episodes < 1:
+            raise TrainingError(f"num_episodes: expected a positive integer, got {num_episodes}")
+        name = self.scenario.name
+        if name == DEFAULT_SCENARIO:
+            scenario_ref = name
+        else:
+            self.out.mkdir(parents=True, exist_ok=True)
+            path = self.out / "scenario.toml"
+            path.write_text(scenario_toml(self.scenario), encoding="utf-8")
+            scenario_ref = str(path)
+        return TrainConfig(
+            algo=self.agent_type,
+            scenario=scenario_ref,
+            out=self.out,
+            steps=num_episodes * self.steps_per_episode,
+            seed=self.seed,
+            envs=self.envs,
+            eval_every=self.eval_every_episodes * self.steps_per_episode,
+            progress=self.progress,
+            hyper=tuple(self.hyper.items()),
+        )
+
+    def train(self, num_episodes: int = 10) -> TrainResult:
+        """Train for `num_episodes` episodes; the best checkpoint is TrainResult.best."""
+        return train(self.config(num_episodes))
