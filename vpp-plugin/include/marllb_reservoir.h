@@ -46,6 +46,16 @@ void marllb_reservoir_reset (marllb_reservoir_t *r);
 /* Offer one value observed at t_ns (Algorithm R). */
 void marllb_reservoir_add (marllb_reservoir_t *r, double value, uint64_t t_ns);
 
+/* Merge m reservoirs, each a uniform sample of its own stream, into out[k]: a
+ * uniform sample without replacement of the union of the streams (used to
+ * combine per-thread reservoirs).  Uniform when every input holds
+ * n = min(seen, k) samples.  Returns the samples written, min(k, sum of
+ * seen), and stores the sum of seen in *seen.  Consumes the inputs: their
+ * samples are reordered and their n and seen count down to what was not
+ * drawn.  Draws from rng. */
+uint32_t marllb_reservoir_merge (marllb_sample_t *out, uint32_t k, marllb_reservoir_t *in,
+                                 uint32_t m, marllb_rng_t *rng, uint64_t *seen);
+
 /*
  * Inline hot path, for per-packet callers that want the update without a call.
  * marllb_reservoir_add is this same code behind a function symbol.

@@ -72,3 +72,48 @@ marllb_reservoir_add (marllb_reservoir_t *r, double value, uint64_t t_ns)
 {
   marllb_reservoir_add_inline (r, value, t_ns);
 }
+
+/*
+ * Sequential sampling without replacement from the union: the next draw
+ * comes from input w with probability (w's undrawn population) / (all
+ * undrawn population), then uniformly from w's undrawn samples.  Given that
+ * draw, w's remaining samples are still a uniform subset of its remaining
+ * population, so every draw is uniform over what is left of the union.  An
+ * input with n = min(seen, k) never runs dry: with seen <= k it holds its
+ * whole population, otherwise k samples against at most k draws.  An input
+ * that does run dry (fewer samples than that) stops being drawn from.
+ */
+uint32_t
+marllb_reservoir_merge (marllb_sample_t *out, uint32_t k, marllb_reservoir_t *in, uint32_t m,
+                        marllb_rng_t *rng, uint64_t *seen)
+{
+  uint64_t total = 0, left = 0;
+  for (uint32_t w = 0; w < m; w++)
+    {
+      total += in[w].seen;
+      if (in[w].n == 0)
+        in[w].seen = 0;
+      left += in[w].seen;
+    }
+  *seen = total;
+  uint32_t j = 0;
+  for (; j < k && left > 0; j++)
+    {
+      uint64_t r = marllb_rng_below64_inline (rng, left);
+      uint32_t w = 0;
+      while (r >= in[w].seen)
+        r -= in[w++].seen;
+      marllb_reservoir_t *src = &in[w];
+      uint32_t i = (uint32_t) marllb_rng_below64_inline (rng, src->n);
+      out[j] = src->samples[i];
+      src->samples[i] = src->samples[--src->n];
+      src->seen--;
+      left--;
+      if (src->n == 0)
+        {
+          left -= src->seen;
+          src->seen = 0;
+        }
+    }
+  return j;
+}

@@ -1,7 +1,7 @@
 /*
  * test_reservoir.c - Algorithm R reservoirs and their PRNG: argument checks,
- * fill / reset / seen bookkeeping, determinism per seed, and uniformity of
- * inclusion (chi-square over many seeds).
+ * fill / reset / seen bookkeeping, determinism per seed, uniformity of
+ * inclusion (chi-square over many seeds), and the same for merged reservoirs.
  */
 #include <math.h>
 #include <stdio.h>
@@ -223,6 +223,101 @@ test_uniform_inclusion (void)
          count[N - 1], expect);
 }
 
+/* Fill reservoir r (k slots in buf) with stream positions [first, last). */
+static void
+fill_positions (marllb_reservoir_t *r, marllb_sample_t *buf, uint32_t k, uint64_t seed,
+                uint64_t first, uint64_t last)
+{
+  marllb_reservoir_init (r, buf, k, seed);
+  for (uint64_t v = first; v < last; v++)
+    marllb_reservoir_add (r, (double) v, v);
+}
+
+static void
+test_merge_bookkeeping (void)
+{
+  enum { K = 8 };
+  marllb_sample_t a_buf[K], b_buf[K], c_buf[K], out[K];
+  marllb_reservoir_t in[3];
+  marllb_rng_t rng;
+  marllb_rng_seed (&rng, 5);
+  uint64_t seen = 0;
+
+  /* Small streams: the merge holds the whole union, each value once. */
+  fill_positions (&in[0], a_buf, K, 1, 0, 3);
+  fill_positions (&in[1], b_buf, K, 2, 3, 3);
+  fill_positions (&in[2], c_buf, K, 3, 3, 8);
+  uint32_t n = marllb_reservoir_merge (out, K, in, 3, &rng, &seen);
+  int seen_all = n == K;
+  for (uint64_t v = 0; v < 8 && seen_all; v++)
+    {
+      int hits = 0;
+      for (uint32_t i = 0; i < n; i++)
+        hits += out[i].t_ns == v && out[i].value == (double) v;
+      seen_all = hits == 1;
+    }
+  CHECK (n == K && seen == 8, "union of 3+0+5 merged to n=%u seen=%llu", n,
+         (unsigned long long) seen);
+  CHECK (seen_all, "a union smaller than k must come out whole, each value once");
+
+  /* Large streams: k distinct samples, seen is the total offered. */
+  fill_positions (&in[0], a_buf, K, 4, 0, 100);
+  fill_positions (&in[1], b_buf, K, 5, 100, 120);
+  n = marllb_reservoir_merge (out, K, in, 2, &rng, &seen);
+  marllb_reservoir_t view = { .samples = out, .k = K, .n = n, .seen = seen };
+  CHECK (n == K && seen == 120, "streams of 100 and 20 merged to n=%u seen=%llu", n,
+         (unsigned long long) seen);
+  CHECK (samples_consistent (&view, 0, 119), "merged samples must be distinct offered values");
+
+  /* An input claiming a population but holding no samples is never drawn. */
+  fill_positions (&in[0], a_buf, K, 6, 0, 4);
+  fill_positions (&in[1], b_buf, K, 7, 0, 0);
+  in[1].seen = 10;
+  n = marllb_reservoir_merge (out, K, in, 2, &rng, &seen);
+  view.n = n;
+  CHECK (n == 4 && seen == 14, "dry input: n=%u seen=%llu, want 4 and 14", n,
+         (unsigned long long) seen);
+  CHECK (samples_consistent (&view, 0, 3), "a dry input must contribute no samples");
+
+  n = marllb_reservoir_merge (out, K, in, 0, &rng, &seen);
+  CHECK (n == 0 && seen == 0, "no inputs must give n=0 seen=0, got %u and %llu", n,
+         (unsigned long long) seen);
+}
+
+/* Uniformity of the merge: positions 0..N-1 are split unevenly over three
+ * thread reservoirs (5, 11 and 16 values); the merged k-sample must include
+ * every position with probability k/N, as if one reservoir had seen the
+ * whole stream (same chi-square as test_uniform_inclusion).  A merge that
+ * took an equal share from each input would over-include the short stream. */
+static void
+test_merge_uniform (void)
+{
+  enum { K = 8, N = 32, T = 20000 };
+  const uint64_t cut[4] = { 0, 5, 16, N };
+  marllb_sample_t buf[3][K], out[K];
+  marllb_reservoir_t in[3];
+  marllb_rng_t rng;
+  marllb_rng_seed (&rng, 11);
+  double count[N] = { 0 };
+  for (uint64_t seed = 0; seed < T; seed++)
+    {
+      for (int w = 0; w < 3; w++)
+        fill_positions (&in[w], buf[w], K, 3 * seed + (uint64_t) w, cut[w], cut[w + 1]);
+      uint64_t seen;
+      uint32_t n = marllb_reservoir_merge (out, K, in, 3, &rng, &seen);
+      for (uint32_t i = 0; i < n; i++)
+        count[out[i].t_ns] += 1.0;
+    }
+  double p = (double) K / N, expect = T * p, var = T * p * (1.0 - p);
+  double stat = 0.0;
+  for (int i = 0; i < N; i++)
+    stat += (count[i] - expect) * (count[i] - expect) / var;
+  stat *= (double) (N - 1) / N;
+  double crit = chi2_critical (N - 1, Z_999);
+  CHECK (stat < crit, "merged inclusion chi-square %.2f >= critical %.2f (df %d)", stat, crit,
+         N - 1);
+}
+
 int
 main (void)
 {
@@ -231,6 +326,8 @@ main (void)
   test_fill_and_reset ();
   test_determinism ();
   test_uniform_inclusion ();
+  test_merge_bookkeeping ();
+  test_merge_uniform ();
   printf ("test_reservoir: %d checks, %d failures\n", checks, failures);
   return failures ? 1 : 0;
 }
