@@ -201,9 +201,7 @@ class Daemon:
         self._restarted = False
         self._reader_seen = (0, 0, 0)
         self.prev_weights = self.capacities.copy()
-        ctx = PolicyContext(num_servers=n, capacities=self.capacities.copy(), seed=0)
-        self.policy.reset(ctx)
-        self.fallback.reset(ctx)
+        self._reset_policies()
         self.frames.clear()
         self.metrics.attached.set(1)
         self.metrics.attaches.inc()
@@ -214,6 +212,23 @@ class Daemon:
             epoch=region.epoch,
             producer_pid=int(region.hdr["producer_pid"]),
         )
+
+    def _reset_policies(self) -> None:
+        """Start both policies on the region's servers.  A policy that cannot serve them
+        (e.g. a checkpoint for another server count) leaves decisions to the fallback."""
+        ctx = PolicyContext(
+            num_servers=len(self.capacities), capacities=self.capacities.copy(), seed=0
+        )
+        self.fallback.reset(ctx)
+        try:
+            self.policy.reset(ctx)
+        except Exception as exc:
+            log.error("policy_unusable", policy=self.config.policy.name, error=str(exc))
+            self._policy_failed_until = float("inf")
+            self._fallback_reason = "unusable"
+            self.metrics.fallback_active.set(1)
+            return
+        self._policy_failed_until = 0.0
 
     def _detach(self) -> None:
         if self.region is not None:
@@ -425,11 +440,7 @@ class Daemon:
         self.config = new
         self._policy_failed_until = 0.0
         if self.region is not None:
-            ctx = PolicyContext(
-                num_servers=len(self.capacities), capacities=self.capacities.copy(), seed=0
-            )
-            self.policy.reset(ctx)
-            self.fallback.reset(ctx)
+            self._reset_policies()
         self._set_info()
         self.metrics.reloads.labels(result="ok").inc()
         log.info(

@@ -252,3 +252,24 @@ def test_never_unlinks_a_region_it_did_not_create(region_name: str) -> None:
     asyncio.run(go())
     assert region_path(region_name).exists()
     assert os.stat(region_path(region_name)).st_mode & 0o777 == 0o600
+
+
+class WrongSize(Raising):
+    def reset(self, ctx: object) -> None:
+        raise ValueError("checkpoint is for 16 servers, the region has 4")
+
+
+async def test_unusable_policy_leaves_decisions_to_the_fallback(region_name: str) -> None:
+    prod = Producer(region_name)
+    d = Daemon(make_config(region_name))
+    d.policy = WrongSize()
+    task = asyncio.create_task(d.run())
+    await asyncio.wait_for(d.ready.wait(), 60)
+    try:
+        await decide(d, prod)
+        await decide(d, prod)
+        assert value(d, "marllbd_fallbacks_total", reason="unusable") == 2
+        assert value(d, "marllbd_fallback_active") == 1
+    finally:
+        d.stop_event.set()
+        assert await task == 0
