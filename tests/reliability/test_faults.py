@@ -126,3 +126,43 @@ async def test_sigterm_during_a_reload_exits_cleanly(region_name: str, tmp_path:
     assert await asyncio.wait_for(task, 10) == 0
     for lb in range(2):  # whichever backend was running, its child is gone with its regions
         await until(lambda lb=lb: not Path(f"/dev/shm/marllb-{region_name}-{lb}").exists(), 10)
+
+
+SHIPPED = Path(__file__).resolve().parents[2] / "configs" / "policies" / "seed-16-sac-gru"
+
+
+async def test_bad_checkpoint_on_reload_keeps_the_old_policy(
+    region_name: str, tmp_path: Path
+) -> None:
+    """A learned policy serves; its checkpoint is corrupted or swapped, then SIGHUP: refused."""
+    import shutil
+
+    import pytest
+
+    pytest.importorskip("torch")
+    ckpt = tmp_path / "policy"
+    shutil.copytree(SHIPPED, ckpt)
+    prod = Producer(region_name)  # 4 servers: the shipped 16-server policy does not fit...
+    conf_path = tmp_path / "marllbd.toml"
+    base = (
+        f'[backend]\nkind = "vpp"\nregion = "{region_name}"\n[metrics]\nport = 0\n'
+        "[daemon]\npoll_period = 0.002\n"
+    )
+    conf_path.write_text(base + '[policy]\nname = "sed"\n')
+    d = Daemon(cfg.load(conf_path), conf_path)
+    task = await _start(d)
+    try:
+        await decide(d, prod)
+        # ... so a reload onto it is refused at load time (dims) or falls back at decide time.
+        weights = ckpt / "weights.safetensors"
+        weights.write_bytes(weights.read_bytes()[:100])  # truncated
+        conf_path.write_text(base + f'[policy]\nname = "sac-gru:{ckpt}"\n')
+        assert not await d.reload()
+        assert d.config.policy.name == "sed"
+        (ckpt / "manifest.json").write_text('{"format": 1, "algorithm": "qmix"}')
+        assert not await d.reload()
+        assert value(d, "marllbd_reloads_total", result="refused") == 2
+        await decide(d, prod)  # still serving with the old policy
+    finally:
+        d.stop_event.set()
+        assert await task == 0

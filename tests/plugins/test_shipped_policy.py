@@ -1,0 +1,36 @@
+"""The shipped pretrained policy loads through the registry and serves seed-16."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from marllbd.features import FEATURE_SPEC_VERSION, NUM_FEATURES  # noqa: E402
+from marllbd.ipc.weights import check_weights  # noqa: E402
+from marllbd.policies import PolicyContext, load  # noqa: E402
+
+SHIPPED = Path(__file__).resolve().parents[2] / "configs" / "policies" / "seed-16-sac-gru"
+
+
+def test_shipped_policy_is_small_and_described() -> None:
+    size = sum(p.stat().st_size for p in SHIPPED.iterdir())
+    assert size <= 5 * 1024 * 1024
+    manifest = json.loads((SHIPPED / "manifest.json").read_text())
+    assert manifest["algorithm"] == "sac-gru" and manifest["scenario"] == "seed-16"
+    assert manifest["feature_spec_version"] == FEATURE_SPEC_VERSION and manifest["seed"] == 0
+
+
+def test_shipped_policy_decides_valid_weights() -> None:
+    policy = load(f"sac-gru:{SHIPPED}")
+    caps = np.array([1, 1, 2, 2, 1, 2, 2, 4, 1, 1, 1, 2, 2, 2, 4, 4], dtype=np.float64)
+    policy.reset(PolicyContext(num_servers=16, capacities=caps, seed=0))
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        feats = rng.random((16, NUM_FEATURES))
+        w = policy.decide(feats, np.ones(16, dtype=bool), None)
+        check_weights(np.asarray(w, dtype=np.float64), 16, 100.0)
