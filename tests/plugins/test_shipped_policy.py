@@ -10,9 +10,9 @@ import pytest
 
 pytest.importorskip("torch")
 
-from marllbd.features import FEATURE_SPEC_VERSION, NUM_FEATURES  # noqa: E402
-from marllbd.ipc.weights import check_weights  # noqa: E402
-from marllbd.policies import PolicyContext, load  # noqa: E402
+from marllbd.features import FEATURE_SPEC_VERSION, NUM_FEATURES
+from marllbd.ipc.weights import check_weights
+from marllbd.policies import PolicyContext, load
 
 SHIPPED = Path(__file__).resolve().parents[2] / "configs" / "policies" / "seed-16-sac-gru"
 
