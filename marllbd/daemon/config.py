@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -288,4 +288,13 @@ def load(path: str | Path | None) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: invalid TOML: {exc}") from None
-    return from_dict(data, source=str(p))
+    config = from_dict(data, source=str(p))
+    return replace(config, policy=_relative_to(config.policy, p.parent))
+
+
+def _relative_to(policy: PolicyConfig, base: Path) -> PolicyConfig:
+    """A policy argument that is a relative path names a file beside the config."""
+    name, sep, arg = policy.name.partition(":")
+    if sep and arg and not Path(arg).is_absolute() and (base / arg).exists():
+        return replace(policy, name=f"{name}:{(base / arg).resolve()}")
+    return policy

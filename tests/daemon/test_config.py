@@ -9,11 +9,19 @@ import pytest
 from marllbd.daemon.config import REPO_CONFIG, Config, ConfigError, from_dict, load
 
 
-def test_shipped_config_is_the_defaults() -> None:
+def test_shipped_config_is_the_defaults_with_the_shipped_policy() -> None:
     shipped = load(REPO_CONFIG)
-    assert shipped == Config()  # source is not compared
     assert shipped.metrics.address == "127.0.0.1"  # loopback by default
     assert shipped.backend.kind == "sim"
+    assert (shipped.daemon, shipped.backend, shipped.metrics) == (
+        Config().daemon,
+        Config().backend,
+        Config().metrics,
+    )
+    # The relative checkpoint path resolves beside the config file.
+    name, _, path = shipped.policy.name.partition(":")
+    assert name == "sac-gru" and Path(path) == REPO_CONFIG.parent / "policies" / "seed-16-sac-gru"
+    assert Path(path).is_dir() and shipped.policy.fallback == "sed"
 
 
 @pytest.mark.parametrize(
