@@ -11,12 +11,14 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
 from marllbd.benchmarks import BenchResult, benchmark, ratio
 from marllbd.native import native_path
 
+SHIPPED_POLICY = Path(__file__).resolve().parents[2] / "configs" / "policies" / "seed-16-sac-gru"
 MARLLB_PUBLISH_HZ = 5.0
 """MARLLB's data plane published a frame every 0.2 s."""
 
@@ -117,17 +119,25 @@ def decision_latency(quick: bool) -> list[BenchResult]:
         seconds = 2.0 if quick else 10.0
         read_only = _read_only_us(name)
         out = []
-        for policy in ("sed",):
+        sed_p50 = 0.0
+        for policy in ("sed", f"sac-gru:{SHIPPED_POLICY}"):
+            if policy != "sed" and not SHIPPED_POLICY.is_dir():
+                continue
             lat = _latencies(name, seconds, policy)
             p50, p99 = float(np.median(lat)), float(np.percentile(lat, 99))
+            label = policy.split(":")[0]
+            base_name, base = (
+                ("frame_read_p50_us", read_only) if label == "sed" else ("sed_p50_us", sed_p50)
+            )
+            sed_p50 = p50 if label == "sed" else sed_p50
             out.append(
                 BenchResult(
-                    name=f"decision_latency_{policy}",
+                    name=f"decision_latency_{label}",
                     value=p50,
                     unit="us_p50",
-                    baseline="frame_read_p50_us",
-                    baseline_value=read_only,
-                    ratio=ratio(p50, read_only),
+                    baseline=base_name,
+                    baseline_value=base,
+                    ratio=ratio(p50, base),
                     extra={
                         "p99_us": p99,
                         "decisions": int(lat.size),
