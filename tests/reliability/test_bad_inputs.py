@@ -95,6 +95,17 @@ ARGS = [
 ]
 
 
+SHIPPED = Path(__file__).resolve().parents[2] / "configs" / "policies" / "seed-16-sac-gru"
+CHECKPOINTS = [
+    ({"manifest.json": '{"format": 1}'}, "missing key 'algorithm'"),
+    ({"manifest.json": "{not json"}, "not valid JSON"),
+    ({"weights.safetensors": "garbage"}, "corrupt or truncated safetensors"),
+    ({"manifest.json": None}, "expected a checkpoint directory"),
+    ({"algorithm": "qmix"}, "algorithm: expected 'sac-gru', got 'qmix'"),
+    ({"feature_spec_version": 0}, "feature_spec_version"),
+]
+
+
 def _refused(argv: list[str], capsys: pytest.CaptureFixture[str], expected: str) -> None:
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -141,6 +152,32 @@ def test_bad_arguments(capsys: pytest.CaptureFixture[str], argv: list[str], expe
     _refused(argv, capsys, expected)
 
 
+@pytest.mark.parametrize(("change", "expected"), CHECKPOINTS)
+def test_bad_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict, expected: str
+) -> None:
+    import json
+    import shutil
+
+    pytest.importorskip("torch")
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(SHIPPED, ckpt)
+    manifest = json.loads((ckpt / "manifest.json").read_text())
+    for key, value in change.items():
+        if key.endswith((".json", ".safetensors")):
+            if value is None:
+                (ckpt / key).unlink()
+            else:
+                (ckpt / key).write_text(value)
+        else:
+            manifest[key] = value
+            (ckpt / "manifest.json").write_text(json.dumps(manifest))
+    argv = ["eval", "--scenario", "paper-7", "--policies", f"sac-gru:{ckpt}", "--seeds", "1",
+            "--out", str(tmp_path / "out")]  # fmt: skip
+    _refused(argv, capsys, expected)
+
+
 def test_catalogue_size() -> None:
     """The README quotes this count; keep them in step."""
-    assert len(CONFIGS) + len(SCENARIOS) + len(TRACES) + len(ARGS) >= 40
+    cases = len(CONFIGS) + len(SCENARIOS) + len(TRACES) + len(ARGS) + len(CHECKPOINTS)
+    assert cases >= 50
