@@ -77,7 +77,8 @@ class SimBackend:
         if proc is not None and proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(proc.wait(), 15.0)
+                async with asyncio.timeout(15.0):
+                    await proc.wait()
             except TimeoutError:
                 proc.kill()
                 await proc.wait()

@@ -331,9 +331,8 @@ class Daemon:
             fut = self._executor.submit(self.policy.decide, feats, active, None)
             self._pending = fut
             try:
-                w = await asyncio.wait_for(
-                    asyncio.wrap_future(fut, loop=loop), self.config.policy.budget
-                )
+                async with asyncio.timeout(self.config.policy.budget):  # not wait_for: 3.11
+                    w = await asyncio.wrap_future(fut, loop=loop)
                 weights = np.asarray(w, dtype=np.float64)
                 check_weights(weights, feats.shape[0], self._max_ratio())
             except TimeoutError:

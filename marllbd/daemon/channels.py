@@ -27,8 +27,11 @@ class Latest(Generic[T]):
 
     async def get(self, timeout: float | None = None) -> T | None:
         """The newest item, waiting up to `timeout` seconds; None on timeout."""
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+        # that lands in the same loop iteration as the item, and the task never stops.
         try:
-            await asyncio.wait_for(self._event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._event.wait()
         except TimeoutError:
             return None
         self._event.clear()

@@ -154,7 +154,8 @@ class MetricsServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5.0)
+            async with asyncio.timeout(5.0):
+                request = await reader.readuntil(b"\r\n\r\n")
             line = request.split(b"\r\n", 1)[0].decode("latin-1").split()
             if len(line) >= 2 and line[0] == "GET" and line[1].split("?")[0] in ("/metrics", "/"):
                 body, status, ctype = self.metrics.render(), "200 OK", CONTENT_TYPE_LATEST

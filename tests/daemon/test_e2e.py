@@ -81,7 +81,7 @@ def test_daemon_end_to_end(tmp_path: Path, region_name: str, procs: list[subproc
     write_config(conf, port, sim_backend)
     log_path = tmp_path / "daemon.log"
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "marllbd.cli", "run", "--config", str(conf)],
+        [sys.executable, "-X", "faulthandler", "-m", "marllbd.cli", "run", "--config", str(conf)],
         stdout=log_path.open("w"), stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     procs.append(daemon)
@@ -117,7 +117,13 @@ def test_daemon_end_to_end(tmp_path: Path, region_name: str, procs: list[subproc
     # SIGTERM: a clean exit within 2 s, and the peer's region is left alone.
     t0 = time.monotonic()
     daemon.send_signal(signal.SIGTERM)
-    assert daemon.wait(timeout=10) == 0
+    try:
+        code = daemon.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        daemon.send_signal(signal.SIGABRT)  # faulthandler: every thread's stack into the log
+        daemon.wait(timeout=10)
+        pytest.fail("no exit 10 s after SIGTERM; daemon log:\n" + log_path.read_text()[-8000:])
+    assert code == 0
     assert time.monotonic() - t0 < 2.0
     assert Path(f"/dev/shm/marllb-{peer_region}").exists()
     logs = [json.loads(x) for x in log_path.read_text().splitlines() if x.startswith("{")]

@@ -26,6 +26,28 @@ async def test_latest_keeps_only_the_newest() -> None:
     assert await waiter == 3
 
 
+async def test_latest_get_is_cancellable_when_an_item_lands_in_the_same_iteration() -> None:
+    """The daemon's tasks loop on get(); a cancellation (SIGTERM) that arrives together
+    with an item must still end them.  asyncio.wait_for on 3.11 swallowed it: the
+    daemon then never stopped."""
+    box: Latest[int] = Latest()
+    gets = 0
+
+    async def consumer() -> None:
+        nonlocal gets
+        while True:
+            await box.get(timeout=5)
+            gets += 1
+
+    task = asyncio.create_task(consumer())
+    await asyncio.sleep(0)  # the consumer now waits on the mailbox
+    box.put(1)  # wakes the wait ...
+    task.cancel()  # ... and the cancellation lands in the same loop iteration
+    done, _ = await asyncio.wait({task}, timeout=2.0)
+    assert task in done and task.cancelled()
+    assert gets == 0
+
+
 def test_notifier_speaks_to_a_real_socket(tmp_path: Path) -> None:
     path = tmp_path / "notify.sock"
     server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
