@@ -299,6 +299,33 @@ def test_serving_step_matches_the_training_sequence_forward(action_type: str) ->
 
 
 @pytest.mark.parametrize("action_type", ["continuous", "discrete"])
+def test_served_policy_computes_what_the_torch_actor_computes(action_type: str) -> None:
+    """Serving runs the actor in numpy: same actions as actor.step over a stream, state carried."""
+    cfg = S.SacGruConfig(action_type=action_type, **SMALL)
+    torch.manual_seed(3)
+    n = 4
+    actor, norm = S.Actor(n * NUM_FEATURES, n, cfg), S.RunningNorm(n * NUM_FEATURES, 5.0)
+    rng = np.random.default_rng(3)
+    norm.update(rng.gamma(1.0, 2.0, (64, n * NUM_FEATURES)))
+    with torch.no_grad():
+        for p in actor.parameters():
+            p.normal_(0.0, 0.3)  # far from the neutral initialisation
+    spec = cfg.action_spec()
+    policy = S.SacGruPolicy(actor, norm, spec, n)
+    caps = np.array([1.0, 2.0, 4.0, 1.0])
+    policy.reset(PolicyContext(num_servers=n, capacities=caps))
+    h = torch.zeros(1, cfg.hidden)
+    for _ in range(6):
+        f = rng.gamma(1.0, 2.0, (n, NUM_FEATURES))
+        with torch.no_grad():
+            raw, h = actor.step(norm(torch.from_numpy(f.reshape(1, -1)).float()), h)
+            expected = spec.weights(actor.mode(raw)[0].numpy(), caps)
+        got = policy.decide(f, np.ones(n, bool), None)
+        np.testing.assert_allclose(got, expected, rtol=1e-5)
+    assert len(set(np.round(got / caps, 6))) > 1  # not the trivial neutral action
+
+
+@pytest.mark.parametrize("action_type", ["continuous", "discrete"])
 def test_initial_policy_is_the_neutral_action(action_type: str) -> None:
     """With capacity weights the untrained policy is SED with capacity weights."""
     cfg = S.SacGruConfig(action_type=action_type, **SMALL)
