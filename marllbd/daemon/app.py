@@ -20,6 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import structlog
@@ -81,6 +82,7 @@ class Daemon:
         self.alive: dict[str, float] = {}
         self.latencies: deque[float] = deque(maxlen=100_000)
         """Recent decision latencies in seconds (for benchmarks; metrics has the histogram)."""
+        self._gauges: list[tuple[Any, Any, Any]] = []
         self.stop_event = asyncio.Event()
         self.reload_event = asyncio.Event()
         self.ready = asyncio.Event()
@@ -383,12 +385,24 @@ class Daemon:
             self.latencies.append(latency)
             m.last_decision.set(time.time())
             dur = d.feats[:, _DUR_DECAYED]
-            for i, w in enumerate(d.weights):
-                s = str(i)
-                m.weight.labels(server=s).set(w)
-                m.active_flows.labels(server=s).set(d.feats[i, 0])
-                m.duration.labels(server=s).set(dur[i])
+            gauges = self._server_gauges(len(d.weights))
+            for (weight, flows, duration), w, f, t in zip(
+                gauges, d.weights.tolist(), d.feats[:, 0].tolist(), dur.tolist(), strict=False
+            ):
+                weight.set(w)
+                flows.set(f)
+                duration.set(t)
             m.jain.set(fairness.jain(dur))
+
+    def _server_gauges(self, n: int) -> list[tuple[Any, Any, Any]]:
+        """The per-server gauge children (weight, active flows, duration), looked up once."""
+        while len(self._gauges) < n:
+            s, m = str(len(self._gauges)), self.metrics
+            self._gauges.append(
+                (m.weight.labels(server=s), m.active_flows.labels(server=s),
+                 m.duration.labels(server=s))
+            )  # fmt: skip
+        return self._gauges[:n]
 
     async def _watchdog(self) -> None:
         """WATCHDOG=1 only while every task has run recently (the loop is healthy)."""
