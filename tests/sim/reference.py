@@ -1,8 +1,19 @@
-"""A small, obviously-correct processor-sharing simulator to check the engine against.
+"""Small, obviously-correct processor-sharing simulators to check the engine against.
 
-Every event updates every in-service flow's remaining work directly (no virtual
-time, no heaps): slow and plain.  Dispatch uses the same rule functions as the
-engine (marllbd.dataplane.dispatch), over each LB's own active-flow counts.
+One plain event loop (linear scans, no heaps, Python lists) with two server models:
+
+- `Direct`: every event updates every in-service flow's remaining work
+  (no virtual time at all).  Independent of the engine's arithmetic, it
+  checks the model: the engine must agree within float rounding.
+- `Virtual`: each server keeps a virtual clock V that advances at the
+  per-flow rate when something happens at that server (and at each control
+  interval's end); a flow admitted at V0 with work w ends when V reaches
+  V0 + w.  It performs the engine's float operations in the engine's order,
+  so the engine must agree with it exactly, bit for bit.
+
+Dispatch uses the same rule functions as the engine (marllbd.dataplane.dispatch),
+over each LB's own active-flow counts.  Events at equal times run as
+completion, then fault, then arrival.
 """
 
 from __future__ import annotations
@@ -13,6 +24,67 @@ import numpy as np
 
 from marllbd.dataplane import dispatch as D
 from marllbd.sim.engine import REJECT_PENALTY
+
+
+class Direct:
+    """Remaining work per flow, brought up to date on every server at every event."""
+
+    lazy = False
+
+    def __init__(self, n: int) -> None:
+        self.flows: list[dict[int, float]] = [{} for _ in range(n)]  # flow -> remaining work
+        self.last = [0.0] * n
+
+    def advance(self, s: int, t: float, w: float) -> None:
+        if self.flows[s]:
+            rate = min(w / len(self.flows[s]), 1.0)
+            for flow in self.flows[s]:
+                self.flows[s][flow] -= (t - self.last[s]) * rate
+        self.last[s] = t
+
+    def next_completion(self, w: list[float]) -> tuple[float, int, int]:
+        best = (np.inf, -1, -1)
+        for s, flows in enumerate(self.flows):
+            for flow, rem in flows.items():
+                t = self.last[s] + rem / min(w[s] / len(flows), 1.0)
+                if (t, flow) < (best[0], best[2]):
+                    best = (t, s, flow)
+        return best
+
+    def admit(self, s: int, flow: int, work: float) -> None:
+        self.flows[s][flow] = work
+
+
+class Virtual:
+    """A virtual clock per server and a finishing tag V0 + work per flow."""
+
+    lazy = True
+
+    def __init__(self, n: int) -> None:
+        self.flows: list[dict[int, float]] = [{} for _ in range(n)]  # flow -> finishing tag
+        self.last = [0.0] * n
+        self.v = [0.0] * n
+
+    def advance(self, s: int, t: float, w: float) -> None:
+        dt = t - self.last[s]
+        if dt > 0.0:
+            if self.flows[s]:
+                self.v[s] += dt * min(w / len(self.flows[s]), 1.0)
+            self.last[s] = t
+
+    def next_completion(self, w: list[float]) -> tuple[float, int, int]:
+        best = (np.inf, -1, -1)
+        for s, flows in enumerate(self.flows):
+            if flows:
+                tag, flow = min((tag, flow) for flow, tag in flows.items())
+                rate = min(w[s] / len(flows), 1.0)
+                t = self.last[s] + max(tag - self.v[s], 0.0) / rate
+                if t < best[0]:  # ties between servers: the lower index
+                    best = (t, s, flow)
+        return best
+
+    def admit(self, s: int, flow: int, work: float) -> None:
+        self.flows[s][flow] = self.v[s] + work
 
 
 def simulate(
@@ -27,6 +99,8 @@ def simulate(
     rule: str,
     weights: np.ndarray,
     faults: list[tuple[float, int, str, float]] = (),  # type: ignore[assignment]
+    interval: float = 0.25,
+    model: type[Direct] | type[Virtual] = Direct,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return (server of each flow, FCT of each flow)."""
     n = len(workers)
@@ -34,46 +108,52 @@ def simulate(
     up = np.ones(n, dtype=np.uint8)
     nl = weights.shape[0]
     active = np.zeros((nl, n), dtype=np.uint64)
-    service: list[list[list[float]]] = [[] for _ in range(n)]  # [flow, remaining]
+    servers = model(n)
     queue: list[deque[int]] = [deque() for _ in range(n)]
     server = np.full(len(arrival), -1)
     fct = np.full(len(arrival), np.nan)
     faults = sorted(faults, key=lambda f: f[0])
-    t, i, fi = 0.0, 0, 0
+    i, fi, t_end = 0, 0, interval
+
+    def touch(s: int, t: float) -> None:
+        if servers.lazy:
+            servers.advance(s, t, w[s])
+        else:
+            for x in range(n):
+                servers.advance(x, t, w[x])
+
+    def fill(s: int) -> None:
+        while queue[s] and len(servers.flows[s]) < w[s] * mp_level[s]:
+            nxt = queue[s].popleft()
+            servers.admit(s, nxt, float(work[nxt]))
+
     while True:
-        rates = [min(w[s] / len(service[s]), 1.0) if service[s] else 0.0 for s in range(n)]
-        t_cmp, s_cmp, f_cmp = np.inf, -1, -1
-        for s in range(n):
-            for flow, rem in service[s]:
-                tc = t + rem / rates[s]
-                if tc < t_cmp or (tc == t_cmp and flow < f_cmp):
-                    t_cmp, s_cmp, f_cmp = tc, s, flow
+        t_cmp, s_cmp, f_cmp = servers.next_completion(w)
         t_arr = arrival[i] if i < len(arrival) else np.inf
         t_fault = faults[fi][0] if fi < len(faults) else np.inf
         t_next = min(t_cmp, t_arr, t_fault)
         if t_next == np.inf:
             break
-        for s in range(n):
-            for entry in service[s]:
-                entry[1] -= (t_next - t) * rates[s]
-        t = t_next
+        if t_next > t_end:  # the control interval ends: every server's clock catches up
+            for s in range(n):
+                servers.advance(s, t_end, w[s])
+            t_end = t_end + interval
+            continue
         if t_cmp <= t_fault and t_cmp <= t_arr:
-            service[s_cmp] = [e for e in service[s_cmp] if e[0] != f_cmp]
-            fct[f_cmp] = t - arrival[f_cmp] + rtt
+            touch(s_cmp, t_cmp)
+            del servers.flows[s_cmp][f_cmp]
+            fct[f_cmp] = t_cmp - arrival[f_cmp] + rtt
             active[f_lb[f_cmp], s_cmp] -= np.uint64(1)
-            while queue[s_cmp] and len(service[s_cmp]) < w[s_cmp] * mp_level[s_cmp]:
-                nxt = queue[s_cmp].popleft()
-                service[s_cmp].append([nxt, float(work[nxt])])
+            fill(s_cmp)
         elif t_fault <= t_arr:
             _, s, kind, value = faults[fi]
             fi += 1
             if kind in ("down", "up"):
                 up[s] = 1 if kind == "up" else 0
             else:
+                touch(s, t_fault)
                 w[s] = value
-                while queue[s] and len(service[s]) < w[s] * mp_level[s]:
-                    nxt = queue[s].popleft()
-                    service[s].append([nxt, float(work[nxt])])
+                fill(s)
         else:
             flow, lb = i, int(f_lb[i])
             i += 1
@@ -87,8 +167,9 @@ def simulate(
                 fct[flow] = REJECT_PENALTY
                 continue
             server[flow] = s
-            if len(service[s]) < w[s] * mp_level[s]:
-                service[s].append([flow, float(work[flow])])
+            if len(servers.flows[s]) < w[s] * mp_level[s]:
+                touch(s, t_arr)
+                servers.admit(s, flow, float(work[flow]))
                 active[lb, s] += np.uint64(1)
             elif len(queue[s]) < backlog[s]:
                 queue[s].append(flow)

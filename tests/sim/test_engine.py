@@ -61,16 +61,23 @@ def test_engine_agrees_with_reference(rule: str, faults: list) -> None:
     for lb in range(2):
         e.set_weights(lb, weights[lb])
     _run_all(e)
-    ref_server, ref_fct = reference.simulate(
-        e.arrival, e.work, e.f_lb, e.fhash,
+    args = dict(
+        arrival=e.arrival, work=e.work, f_lb=e.f_lb, fhash=e.fhash,
         workers=[1, 2, 1], mp_level=[2, 2, 1], backlog=[3, 3, 2], rtt=sc.rtt,
         rule=rule, weights=weights,
         faults=[(f.time, f.server, f.kind, float(f.workers or 0)) for f in sc.faults],
+        interval=sc.control_interval,
     )  # fmt: skip
     assert len(e.arrival) > 20
     assert e.rejected > 0  # load 1.1 with small backlogs exercises rejection too
-    np.testing.assert_array_equal(e.f_server, ref_server)
-    np.testing.assert_allclose(e.f_fct, ref_fct, rtol=0, atol=1e-9)
+    # The virtual-clock reference does the engine's arithmetic: identical, bit for bit.
+    v_server, v_fct = reference.simulate(**args, model=reference.Virtual)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(e.f_server, v_server)
+    np.testing.assert_array_equal(e.f_fct, v_fct)
+    # Updating every flow's remaining work (no virtual time) agrees up to rounding.
+    d_server, d_fct = reference.simulate(**args, model=reference.Direct)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(e.f_server, d_server)
+    np.testing.assert_allclose(e.f_fct, d_fct, rtol=0, atol=1e-9)
 
 
 def test_same_seed_same_run() -> None:
