@@ -826,11 +826,11 @@ def train(config: TrainConfig) -> TrainResult:
     )  # fmt: skip
     metrics = MetricsLog(out / "metrics.csv", METRICS)
     progress = Progress(config.steps, config.progress)
-    policy = SacGruPolicy(agent.actor, agent.norm, cfg.action_spec(), n)
     start = plotted = time.monotonic()
 
     def checkpoint_and_eval(at: int) -> None:
         nonlocal best_fct
+        policy = SacGruPolicy(agent.actor, agent.norm, cfg.action_spec(), n)  # this step's actor
         ev = evaluate(policy, scenario, config.eval_seeds)
         metrics.write(
             {
@@ -934,8 +934,8 @@ class SacGruPolicy:
         self._spec, self.num_servers = spec, num_servers
         self._n, self._k = actor.n, actor.k
 
-        def arr(t: torch.Tensor) -> np.ndarray:
-            return np.ascontiguousarray(t.detach().to(torch.float32).numpy())
+        def arr(t: torch.Tensor) -> np.ndarray:  # a copy: later training does not leak in
+            return np.array(t.detach().to(torch.float32).numpy(), order="C")
 
         w_ih, w_hh, b_ih, b_hh = (arr(cast(torch.Tensor, p)) for p in actor.gru.all_weights[0])
         self._enc_w, self._enc_b = arr(actor.encode.weight), arr(actor.encode.bias)
