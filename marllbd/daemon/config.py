@@ -80,7 +80,7 @@ class PolicyConfig:
 @dataclass(frozen=True)
 class DaemonConfig:
     poll_period: float = 0.005
-    """Seconds between two looks at the ring."""
+    """Seconds between two looks at the ring: 0 (busy poll, one core at 100 %) or 0.001..1."""
     stale_after: float = 2.0
     """A producer whose heartbeat is older than this is stalled; its frames are stale."""
     attach_backoff_max: float = 2.0
@@ -135,6 +135,20 @@ class _Reader:
         upper = f" and <= {hi:g}" if hi != math.inf else ""
         raise self.fail(key, f"must be a number {bound}{upper}, got {v!r}")
 
+    def poll_period(self, v: object) -> float:
+        """0 (busy poll) or 1 ms .. 1 s: the event loop's timers have 1 ms resolution, and a
+        shorter sleep returns at once, which would be a busy poll nobody asked for."""
+        if isinstance(v, int | float) and not isinstance(v, bool) and v == 0:
+            return 0.0
+        try:
+            return self.number(v, "daemon.poll_period", 0.001, 1, open_lo=False)
+        except ConfigError:
+            raise self.fail(
+                "daemon.poll_period",
+                f"must be 0 for a busy poll or a number >= 0.001 and <= 1 "
+                f"(event-loop timers have 1 ms resolution), got {v!r}",
+            ) from None
+
     def integer(self, v: object, key: str, lo: int, hi: int) -> int:
         if isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi:
             return v
@@ -158,9 +172,7 @@ class _Reader:
         )
         dd = DaemonConfig()
         daemon = DaemonConfig(
-            poll_period=self.number(
-                d.get("poll_period", dd.poll_period), "daemon.poll_period", 0, 1
-            ),
+            poll_period=self.poll_period(d.get("poll_period", dd.poll_period)),
             stale_after=self.number(
                 d.get("stale_after", dd.stale_after), "daemon.stale_after", 0, 3600
             ),

@@ -28,8 +28,8 @@ def test_shipped_config_is_the_defaults_with_the_shipped_policy() -> None:
     ("data", "message"),
     [
         ({"deamon": {}}, "deamon: unknown key"),
-        ({"daemon": {"poll_period": 0}}, "daemon.poll_period: must be a number > 0"),
-        ({"daemon": {"poll_period": "fast"}}, "daemon.poll_period: must be a number"),
+        ({"daemon": {"poll_period": 0.0005}}, r"poll_period: must be 0 .*>= 0.001 .* got 0.0005"),
+        ({"daemon": {"poll_period": "fast"}}, "poll_period: must be 0 for a busy poll or a number"),
         ({"daemon": {"stale_after": -1}}, "daemon.stale_after"),
         ({"backend": {"kind": "dpdk"}}, "backend.kind: must be one of sim, vpp"),
         ({"backend": {"region": "../x"}}, "backend.region"),
@@ -53,6 +53,11 @@ def test_shipped_config_is_the_defaults_with_the_shipped_policy() -> None:
 def test_bad_values_name_the_key(data: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         from_dict(data, source="t.toml")
+
+
+@pytest.mark.parametrize(("value", "expected"), [(0, 0.0), (0.001, 0.001), (1, 1.0)])
+def test_poll_period_is_busy_or_at_least_1ms(value: float, expected: float) -> None:
+    assert from_dict({"daemon": {"poll_period": value}}).daemon.poll_period == expected
 
 
 def test_file_errors(tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ from marllbd.cli import main
 
 CONFIGS = [
     ("[deamon]\n", "deamon: unknown key"),
-    ("[daemon]\npoll_period = 'fast'\n", "daemon.poll_period: must be a number"),
-    ("[daemon]\npoll_period = 0\n", "daemon.poll_period: must be a number > 0"),
+    ("[daemon]\npoll_period = 'fast'\n", "poll_period: must be 0 for a busy poll or a number"),
+    ("[daemon]\npoll_period = 0.0002\n", "1 ms resolution), got 0.0002"),
     ("[daemon]\nstale_after = -2\n", "daemon.stale_after"),
     ("[backend]\nkind = 'xdp'\n", "backend.kind: must be one of sim, vpp"),
     ("[backend]\nregion = 'a/b'\n", "backend.region"),
