@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import time
 import zlib
@@ -136,6 +137,9 @@ class Daemon:
         try:
             # In a thread: the loop keeps serving /metrics while numba compiles.
             await loop.run_in_executor(None, self._warm_up)
+            # Everything loaded so far (numpy, numba, torch, the policies) lives as long as
+            # the daemon: out of the collector's sight, full collections stay short.
+            gc.freeze()
             await self.backend.start()
             self.notifier.ready(f"serving {self.config.policy.name} on {self.backend.region_name}")
             self.ready.set()
