@@ -72,9 +72,15 @@ clean:
 
 # The shipped policy: SAC-GRU on seed-16 (seed 0); the best checkpoint by evaluation
 # on held-out seeds becomes configs/policies/seed-16-sac-gru (used by `make run`).
+# The shipped policies: the default one (seed-16) and one for capacities that drift
+# away from the static weights (drift-7; a weaker pull towards SED, prior_weight 1).
 pretrain: setup
 	$(BIN)/marllbd train --algo sac-gru --scenario seed-16 --out runs/pretrain --steps 8000 \
 	    --seed 0 --envs 2 --eval-every 4000 --eval-seeds 1001,1002,1003
-	rm -rf configs/policies/seed-16-sac-gru
+	$(BIN)/marllbd train --algo sac-gru --scenario drift-7 --out runs/pretrain-drift-7 \
+	    --steps 12000 --seed 0 --envs 2 --eval-every 4000 --eval-seeds 1001,1002,1003 \
+	    --hyper prior_weight=1.0
+	rm -rf configs/policies/seed-16-sac-gru configs/policies/drift-7-sac-gru
 	mkdir -p configs/policies
 	cp -r runs/pretrain/checkpoints/best configs/policies/seed-16-sac-gru
+	cp -r runs/pretrain-drift-7/checkpoints/best configs/policies/drift-7-sac-gru

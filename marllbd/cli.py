@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -91,7 +92,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise UsageError(
             "--eval-seeds needs one seed or more; --eval-every and --envs must be >= 1"
         )
+    hyper = []
+    for item in args.hyper:
+        name, sep, raw = item.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--hyper: expected NAME=VALUE, got {item!r}")
+        try:  # a TOML value: 1, 0.5, true, [1.0, 2.0], "text"; anything else is a string
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        hyper.append((name.strip(), value))
     config = TrainConfig(
+        hyper=tuple(hyper),
         algo=args.algo,
         scenario=args.scenario,
         out=Path(args.out),
@@ -204,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", help="checkpoint directory to continue from")
     tr.add_argument("--eval-every", type=int, default=2000, help="steps between evaluations")
     tr.add_argument("--eval-seeds", default="1001,1002", help="held-out seeds for evaluations")
+    tr.add_argument(
+        "--hyper", action="append", default=[], metavar="NAME=VALUE",
+        help="override a hyperparameter (repeatable), e.g. --hyper prior_weight=1.0",
+    )  # fmt: skip
     tr.set_defaults(func=_cmd_train)
 
     ev = sub.add_parser("eval", help="evaluate policies on a scenario over seeds")

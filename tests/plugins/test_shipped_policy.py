@@ -34,3 +34,18 @@ def test_shipped_policy_decides_valid_weights() -> None:
         feats = rng.random((16, NUM_FEATURES))
         w = policy.decide(feats, np.ones(16, dtype=bool), None)
         check_weights(np.asarray(w, dtype=np.float64), 16, 100.0)
+
+
+@pytest.mark.parametrize("name", ["seed-16-sac-gru", "drift-7-sac-gru"])
+def test_shipped_policy_reproduces_its_evaluation(name: str) -> None:
+    """`make pretrain` selected each checkpoint on seeds 1001-1003; the same evaluation
+    gives the numbers its manifest records."""
+    from marllbd_rl.rollout import evaluate
+
+    from marllbd.sim.scenario import load_scenario
+
+    path = SHIPPED.parent / name
+    manifest = json.loads((path / "manifest.json").read_text())
+    ev = evaluate(load(f"sac-gru:{path}"), load_scenario(manifest["scenario"]), (1001, 1002, 1003))
+    assert ev.fct_mean == pytest.approx(manifest["eval_fct_mean"], rel=1e-3)
+    assert ev.fct_p90 == pytest.approx(manifest["eval_fct_p90"], rel=1e-3)

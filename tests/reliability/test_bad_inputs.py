@@ -91,6 +91,18 @@ ARGS = [
         ],
         "--resume: /nonexistent does not exist",
     ),
+    (
+        ["train", "--algo", "sac-gru", "--scenario", "paper-7", "--out", "o", "--hyper", "gamma"],
+        "--hyper: expected NAME=VALUE, got 'gamma'",
+    ),
+    (
+        ["train", "--algo", "sac-gru", "--scenario", "paper-7", "--out", "o", "--hyper", "hiden=3"],
+        "unknown SAC-GRU hyperparameters ['hiden']",
+    ),
+    (
+        ["train", "--algo", "sac-gru", "--scenario", "paper-7", "--out", "o", "--hyper", "gamma=2"],
+        "hyper.gamma must be in [0, 1)",
+    ),
     (["run", "--config", "/nonexistent.toml"], "cannot read"),
 ]
 
