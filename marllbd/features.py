@@ -71,9 +71,9 @@ _AGE_CAP_NS = np.uint64(1 << 62)  # ~146 years: only a garbage timestamp is olde
 _PIVOT_SAMPLE = 16  # subsample size for the quantiles' pivot
 _PIVOT_RANK = 11  # about the 70th percentile: both p90s usually lie above it
 
-# The per-quantity helpers allocate nothing and run without the numba runtime (the private
-# `_nrt` option, as marllbd.dataplane.reservoir's scalar kernels): with it, each call
-# taking arrays counts their references atomically, several times per server.
+# The helpers allocate nothing and run without the numba runtime (the private `_nrt`
+# option, as marllbd.dataplane.reservoir's scalar kernels): with it, each array view and
+# each call taking arrays counts references atomically, several times per server.
 _NO_RUNTIME: dict[str, Any] = {"_nrt": False}
 _helper = numba.njit(cache=True, nogil=True, **_NO_RUNTIME)
 
@@ -200,6 +200,20 @@ def kernel(
     wbuf = np.empty(k)
     ubuf = np.empty((2, k))
     sample = np.empty(_PIVOT_SAMPLE)
+    _rows(
+        ts, active_flows, n_dur, dur_values, dur_t_ns, n_fct, fct_values, fct_t_ns,
+        prev_weights, tau, out, vbuf, wbuf, ubuf, sample,
+    )  # fmt: skip
+
+
+@_helper
+def _rows(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    ts, active_flows, n_dur, dur_values, dur_t_ns, n_fct, fct_values, fct_t_ns,
+    prev_weights, tau, out, vbuf, wbuf, ubuf, sample,
+):  # fmt: skip
+    """kernel's loop over the servers, with its scratch buffers (allocates nothing)."""
+    n = out.shape[0]
+    k = dur_values.shape[1]
     for i in range(n):
         if n_dur[i] > k or n_fct[i] > k:
             raise ValueError("features: n_dur and n_fct must be <= k (the sample array width)")

@@ -43,7 +43,6 @@ RULE_CODES = {"sed": 0, "wcmp": 1, "ecmp": 2, "lsq": 3, "lsq2": 4, "sed2": 5, "g
 """Dispatch rules the engine runs; gsq (global shortest queue) is a simulator-only oracle."""
 
 _FAULT_CODES = {"down": 0, "up": 1, "capacity": 2}
-_WCMP = RULE_CODES["wcmp"]
 _F64 = np.dtype(np.float64)
 _HASH_STREAM = 1  # SeedSequence spawn keys: trace 0 (scenario.TRACE_STREAM), hashes 1, reservoirs 2
 _RES_STREAM = 2
@@ -578,7 +577,7 @@ class Engine:
                 raise ValueError(f"weights: expected finite values > 0, got {w}")
             weights = w
         self.lb_w[lb] = weights
-        if self.lb_rule[lb] == _WCMP:
+        if self._rules[lb] == "wcmp":
             prob, alias = D.alias_build(self.lb_w[lb], self.si[:, _UP].astype(np.uint8))
             self.al_prob[lb] = prob
             self.al_alias[lb] = alias
