@@ -107,7 +107,8 @@ class LoadBalanceEnv(gym.Env[np.ndarray, np.ndarray]):
         )
         self.action_space = self.action_spec.space(n)
         self._features = np.zeros((1, n, features.NUM_FEATURES))  # this LB's, for Engine.advance
-        self._fct_counts = slice(lb * n, (lb + 1) * n)  # this LB's reservoirs in Engine.rn[1]
+        self._feats = self._features[0]
+        self._n_fct = np.zeros(n, dtype=np.int64)  # this LB's FCT sample counts, set on reset
         self._engine: Engine | None = None
         self._weights = self.capacities.copy()
 
@@ -125,6 +126,9 @@ class LoadBalanceEnv(gym.Env[np.ndarray, np.ndarray]):
         # The scenario is validated already and the seed is valid: skip Scenario.replace's
         # round trip through from_dict (same result, in a fraction of the time).
         self._engine = Engine(dataclasses.replace(self.scenario, seed=episode_seed))
+        # This LB's FCT sample counts of the latest frame (a view that Engine.advance refills).
+        n, lb = self.num_servers, self.lb
+        self._n_fct = self._engine.rn[1, lb * n : (lb + 1) * n]
         self._weights = self.capacities.copy()
         obs, _, _, _, info = self._advance()
         return obs, info
@@ -139,9 +143,9 @@ class LoadBalanceEnv(gym.Env[np.ndarray, np.ndarray]):
         engine.set_weights(self.lb, self._weights, checked=False)
         # One compiled call: the interval, then this LB's features with these weights.
         truth = engine.advance(self._features, first_lb=self.lb, tau=self.tau)
-        feats = self._features[0]
+        feats = self._feats
         reward = self.reward_spec(feats)
-        info = step_info(engine, truth[0], feats, engine.rn[1, self._fct_counts])
+        info = step_info(engine, truth[0], feats, self._n_fct)
         info["weights"] = self._weights  # a fresh array every step, never changed in place
         # There is no terminal state: a run ends only because its time is up.
         return feats.astype(np.float32), reward, False, engine.done, info
