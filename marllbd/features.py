@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numba
 import numpy as np
@@ -70,6 +70,12 @@ _COL_PREV = _COL_FCT + _STATS
 _AGE_CAP_NS = np.uint64(1 << 62)  # ~146 years: only a garbage timestamp is older
 _PIVOT_SAMPLE = 16  # subsample size for the quantiles' pivot
 _PIVOT_RANK = 11  # about the 70th percentile: both p90s usually lie above it
+
+# The helpers allocate nothing and run without the numba runtime (the private `_nrt`
+# option, as marllbd.dataplane.reservoir's scalar kernels): with it, each array view and
+# each call taking arrays counts references atomically, several times per server.
+_NO_RUNTIME: dict[str, Any] = {"_nrt": False}
+_helper = numba.njit(cache=True, nogil=True, **_NO_RUNTIME)
 
 
 class Observation(Protocol):
@@ -111,12 +117,12 @@ class FeatureSpec:
     k: int = DEFAULT_K
 
     def __post_init__(self) -> None:
-        _check_tau(self.tau)
+        check_tau(self.tau)
         if self.k < 1:
             raise ValueError(f"FeatureSpec.k: expected a reservoir size >= 1, got {self.k}")
 
 
-def _check_tau(tau: float) -> None:
+def check_tau(tau: float) -> None:
     if not tau > 0.0:
         raise ValueError(
             f"tau: expected a decay time constant > 0 seconds (inf allowed), got {tau}"
@@ -139,8 +145,8 @@ def compute(
             f"out: expected a float64 array of shape ({n}, {NUM_FEATURES}), "
             f"got {out.dtype} {out.shape}"
         )
-    _check_tau(tau)
-    _kernel(
+    check_tau(tau)
+    kernel(
         np.uint64(obs.ts_ns),
         obs.active_flows,
         obs.n_dur,
@@ -157,7 +163,7 @@ def compute(
 
 
 @numba.njit(cache=True, nogil=True)
-def _kernel(
+def kernel(
     ts: np.uint64,
     active_flows: npt.NDArray[np.uint64],
     n_dur: npt.NDArray[np.uint32],
@@ -194,6 +200,20 @@ def _kernel(
     wbuf = np.empty(k)
     ubuf = np.empty((2, k))
     sample = np.empty(_PIVOT_SAMPLE)
+    _rows(
+        ts, active_flows, n_dur, dur_values, dur_t_ns, n_fct, fct_values, fct_t_ns,
+        prev_weights, tau, out, vbuf, wbuf, ubuf, sample,
+    )  # fmt: skip
+
+
+@_helper
+def _rows(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    ts, active_flows, n_dur, dur_values, dur_t_ns, n_fct, fct_values, fct_t_ns,
+    prev_weights, tau, out, vbuf, wbuf, ubuf, sample,
+):  # fmt: skip
+    """kernel's loop over the servers, with its scratch buffers (allocates nothing)."""
+    n = out.shape[0]
+    k = dur_values.shape[1]
     for i in range(n):
         if n_dur[i] > k or n_fct[i] > k:
             raise ValueError("features: n_dur and n_fct must be <= k (the sample array width)")
@@ -210,7 +230,7 @@ def _kernel(
         row[_COL_PREV] = np.float64(prev_weights[i])
 
 
-@numba.njit(cache=True, nogil=True)
+@_helper
 def _quantity(
     values: npt.NDArray[np.float64],
     t_ns: npt.NDArray[np.uint64],
@@ -238,7 +258,7 @@ def _quantity(
     row[col + 4] = dp90
 
 
-@numba.njit(cache=True, nogil=True)
+@_helper
 def _moments(
     values: npt.NDArray[np.float64],
     t_ns: npt.NDArray[np.uint64],
@@ -289,7 +309,7 @@ def _moments(
     return mean, math.sqrt(ss / m), swv / sw, sw
 
 
-@numba.njit(cache=True, nogil=True)
+@_helper
 def _quantiles(
     v: npt.NDArray[np.float64],
     w: npt.NDArray[np.float64],
@@ -344,7 +364,7 @@ def _quantiles(
     return p90, dp90
 
 
-@numba.njit(cache=True, nogil=True)
+@_helper
 def _quantile(
     v: npt.NDArray[np.float64],
     w: npt.NDArray[np.float64],

@@ -10,6 +10,8 @@ Weights are level × base, where base is the server's static capacity
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,12 +55,22 @@ class ActionSpec:
         if a.shape != base.shape:
             raise ValueError(f"action: expected shape {base.shape}, got {a.shape}")
         if self.kind == "continuous":
-            if not np.isfinite(a).all():
+            # Hot path (once per environment step): a few ufunc calls on one fresh array.
+            w = a.astype(np.float64)
+            # A finite sum means finite values; only an infinite one needs the full check.
+            if not math.isfinite(np.add.reduce(w)) and not np.isfinite(w).all():
                 raise ValueError(f"action: expected finite values in [-1, 1], got {a}")
-            level = np.power(self.spread, np.clip(a.astype(np.float64), -1.0, 1.0))
+            np.minimum(np.maximum(w, -1.0, out=w), 1.0, out=w)  # clip to [-1, 1]
+            np.power(self.spread, w, out=w)
         else:
             idx = a if a.dtype.kind in "iu" else a.astype(np.int64)
             if idx.size and (idx.min() < 0 or idx.max() >= len(self.levels)):
                 raise ValueError(f"action: expected levels in 0..{len(self.levels) - 1}, got {a}")
-            level = np.asarray(self.levels, dtype=np.float64)[idx]
-        return level * base if self.base == "capacity" else level
+            w = self._levels[idx]
+        if self.base == "capacity":
+            w *= base
+        return w
+
+    @functools.cached_property
+    def _levels(self) -> np.ndarray:
+        return np.asarray(self.levels, dtype=np.float64)

@@ -24,7 +24,7 @@ from marllbd import features
 from marllbd.envs.actions import FEATURE_HIGH, ActionSpec
 from marllbd.envs.reward import RewardSpec
 from marllbd.envs.single import resolve_scenario, step_info
-from marllbd.sim.engine import Engine, Step
+from marllbd.sim.engine import Engine, GroundTruth
 from marllbd.sim.scenario import Scenario
 
 
@@ -86,7 +86,7 @@ class MultiAgentLoadBalanceEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
         self._weights = np.tile(self.capacities, (nl, 1))
         self._features = np.zeros((nl, n, features.NUM_FEATURES))
         self._engine: Engine | None = None
-        self._last: Step | None = None
+        self._last: GroundTruth | None = None  # of the last interval, for state()
         self.np_random, _ = seeding.np_random()
 
     @functools.cache  # noqa: B019 - the same space object on every call
@@ -139,12 +139,13 @@ class MultiAgentLoadBalanceEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
     ]:
         engine = self._engine
         assert engine is not None
+        n = self.num_servers
         for lb in range(self.scenario.lb_nodes):
-            engine.set_weights(lb, self._weights[lb])
-        step = engine.step(copy=False)
-        self._last = step
-        for lb, o in enumerate(step.observations):
-            features.compute(o, self._weights[lb], tau=self.tau, out=self._features[lb])
+            # Valid by construction (ActionSpec.weights), so set without the checks.
+            engine.set_weights(lb, self._weights[lb], checked=False)
+        # One compiled call: the interval, then every LB's features with its weights.
+        truth = engine.advance(self._features, tau=self.tau)
+        self._last = GroundTruth(truth[0], truth[1], engine.capacities)
         team = self.reward_spec(self._features.mean(axis=0))
         obs: dict[str, np.ndarray] = {}
         infos: dict[str, dict[str, Any]] = {}
@@ -153,7 +154,8 @@ class MultiAgentLoadBalanceEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
             idx = self.groups[g]
             block[: len(idx)] = self._features[lb, idx]
             obs[name] = block
-            infos[name] = step_info(step, self._features[lb], step.observations[lb].n_fct)
+            n_fct = engine.rn[1, lb * n : (lb + 1) * n]
+            infos[name] = step_info(engine, truth[0], self._features[lb], n_fct)
         truncated = engine.done
         agents = list(self.agents)
         rewards = {a: team for a in agents}
@@ -167,7 +169,7 @@ class MultiAgentLoadBalanceEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
         """Every LB's features, then utilization and queue per worker of every server."""
         if self._last is None:
             raise RuntimeError("call reset() before state()")
-        truth = self._last.truth
+        truth = self._last
         return np.concatenate(
             [
                 self._features.ravel(),

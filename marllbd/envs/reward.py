@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,9 +32,13 @@ class RewardSpec:
                 f"got {self.shaping!r}"
             )
 
-    @property
+    @functools.cached_property
     def column(self) -> int:
         return FEATURE_NAMES.index(self.field)
+
+    @functools.cached_property
+    def _higher_is_better(self) -> bool:
+        return fairness.metric(self.metric).higher_is_better
 
     def __call__(self, features: np.ndarray) -> float:
         # Features are finite and non-negative by construction: skip the input checks
@@ -41,7 +47,10 @@ class RewardSpec:
         x = features[:, self.column]
         if self.metric == "jain":
             sq = float(x @ x)
-            value = 1.0 if sq == 0.0 else float(x.sum()) ** 2 / (x.shape[0] * sq)
+            value = 1.0 if sq == 0.0 else float(np.add.reduce(x)) ** 2 / (x.shape[0] * sq)
         else:
             value = float(fairness.metric(self.metric).kernel(x[None, :])[0])
+        if self.shaping == "identity" and math.isfinite(value):
+            # fairness.shape's identity, without its checks
+            return value if self._higher_is_better else -value
         return fairness.shape(value, self.shaping, self.metric)

@@ -25,10 +25,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numba
 import numpy as np
 
+from marllbd import features
 from marllbd.dataplane import dispatch as D
 from marllbd.dataplane.reservoir import make_rng_state, reservoir_add
 from marllbd.sim.scenario import Scenario, build_trace
@@ -41,18 +43,35 @@ RULE_CODES = {"sed": 0, "wcmp": 1, "ecmp": 2, "lsq": 3, "lsq2": 4, "sed2": 5, "g
 """Dispatch rules the engine runs; gsq (global shortest queue) is a simulator-only oracle."""
 
 _FAULT_CODES = {"down": 0, "up": 1, "capacity": 2}
+_F64 = np.dtype(np.float64)
 _HASH_STREAM = 1  # SeedSequence spawn keys: trace 0 (scenario.TRACE_STREAM), hashes 1, reservoirs 2
 _RES_STREAM = 2
 
-# Column indices of the per-server float state.
-_W, _V, _LAST, _BUSY = 0, 1, 2, 3
+# The event loop and its helpers allocate nothing and run without the numba runtime (the
+# private `_nrt` option, as marllbd.dataplane.reservoir's scalar kernels): with it, each
+# array view and each call taking arrays counts references atomically, which measured
+# over a fifth of an environment step.
+_NO_RUNTIME: dict[str, Any] = {"_nrt": False}
+_event_kernel = numba.njit(cache=True, **_NO_RUNTIME)
+
+# Column indices of the per-server float state (_TNEXT: time of the next completion, inf
+# when idle, recomputed by _refresh whenever the server's state changes).
+_W, _V, _LAST, _BUSY, _TNEXT = 0, 1, 2, 3, 4
 # Column indices of the per-server integer state.
 _SLOTS, _MP, _BCAP, _NSERV, _BHEAD, _BLEN, _UP = 0, 1, 2, 3, 4, 5, 6
 # Counters.
 _C_NEXT_FLOW, _C_NEXT_FAULT, _C_REJECTED, _C_COMPLETED, _C_TABLES_DIRTY = 0, 1, 2, 3, 4
+# Rows of the per-flow float state, of the per-flow integer state, of the per-LB flow
+# counters, of the fault table's float and integer parts and of the reservoir counts.
+_F_ARRIVAL, _F_WORK, _F_START, _F_DONE, _F_FCT = 0, 1, 2, 3, 4
+_F_LB, _F_SERVER = 0, 1
+_L_ACTIVE, _L_NEW, _L_DONE = 0, 1, 2
+_X_TIME, _X_WORKERS = 0, 1
+_X_SERVER, _X_KIND = 0, 1
+_R_N, _R_SEEN = 0, 1
 
 
-@numba.njit(cache=True)
+@_event_kernel
 def _heap_push(
     hf: np.ndarray, hid: np.ndarray, s: int, n: int, tag: float, flow: int
 ) -> None:  # pragma: no cover
@@ -69,7 +88,7 @@ def _heap_push(
     hid[s, i] = flow
 
 
-@numba.njit(cache=True)
+@_event_kernel
 def _heap_pop(hf: np.ndarray, hid: np.ndarray, s: int, n: int) -> int:  # pragma: no cover
     """Remove the smallest (tag, flow) of a heap of n entries; returns the flow."""
     top = hid[s, 0]
@@ -94,7 +113,7 @@ def _heap_pop(hf: np.ndarray, hid: np.ndarray, s: int, n: int) -> int:  # pragma
     return top
 
 
-@numba.njit(cache=True)
+@_event_kernel
 def _advance(sf: np.ndarray, si: np.ndarray, s: int, t: float) -> None:  # pragma: no cover
     """Bring server s's virtual clock and busy integral up to time t."""
     dt = t - sf[s, _LAST]
@@ -108,12 +127,34 @@ def _advance(sf: np.ndarray, si: np.ndarray, s: int, t: float) -> None:  # pragm
         sf[s, _LAST] = t
 
 
-@numba.njit(cache=True)
+@_event_kernel
+def _refresh(sf: np.ndarray, si: np.ndarray, hf: np.ndarray, s: int) -> None:  # pragma: no cover
+    """Recompute server s's next completion time from its current state (inf when idle)."""
+    n = si[s, _NSERV]
+    if n > 0:
+        rate = min(sf[s, _W] / n, 1.0)
+        sf[s, _TNEXT] = sf[s, _LAST] + max(hf[s, 0] - sf[s, _V], 0.0) / rate
+    else:
+        sf[s, _TNEXT] = np.inf
+
+
+@_event_kernel
 def _admit(sf, si, hf, hid, f_start, work, s, flow, t):  # type: ignore[no-untyped-def]  # pragma: no cover
     n = si[s, _NSERV]
     _heap_push(hf, hid, s, n, sf[s, _V] + work[flow], flow)
     si[s, _NSERV] = n + 1
     f_start[flow] = t
+
+
+@_event_kernel
+def _admit_backlog(sf, si, hf, hid, bq, f_start, work, s, t):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Admit from server s's backlog while slots are free (capacity may have grown)."""
+    while si[s, _BLEN] > 0 and si[s, _NSERV] < si[s, _SLOTS]:
+        head = si[s, _BHEAD]
+        nxt = bq[s, head]
+        si[s, _BHEAD] = (head + 1) % bq.shape[1]
+        si[s, _BLEN] -= 1
+        _admit(sf, si, hf, hid, f_start, work, s, nxt, t)
 
 
 @numba.njit(cache=True)
@@ -126,18 +167,40 @@ def _rebuild_tables(si, lb_w, al_prob, al_alias, maglev):  # type: ignore[no-unt
     maglev[:] = D.maglev_build(up, maglev.shape[0])
 
 
-@numba.njit(cache=True)
+@_event_kernel
+def _pick(rule, lb, h, sf, si, up, lb_w, active, al_prob, al_alias, maglev):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """The server LB node lb's rule picks for a new flow of hash h; -1 if none."""
+    if rule == 0:
+        return D.sed_pick(active, lb_w[lb], up)
+    if rule == 1:
+        return D.alias_pick(al_prob[lb], al_alias[lb], h)
+    if rule == 2:
+        return D.maglev_pick(maglev, h)
+    if rule == 3:
+        return D.lsq_pick(active, up)
+    if rule == 4:
+        return D.p2_pick(active, lb_w[lb], up, h, False)
+    if rule == 5:
+        return D.p2_pick(active, lb_w[lb], up, h, True)
+    # Oracle: fewest flows per worker on the real servers, ties to the lowest index.
+    s = -1
+    best = np.inf
+    for i in range(sf.shape[0]):
+        if si[i, _UP] != 0:
+            score = (si[i, _NSERV] + si[i, _BLEN] + 1) / sf[i, _W]
+            if score < best:
+                best = score
+                s = i
+    return s
+
+
+@_event_kernel
 def _run(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
     t_end,
-    arrival,
-    work,
-    fhash,
-    f_lb,
-    f_server,
-    f_start,
-    f_done,
-    f_fct,
     rtt,
+    flows,
+    f_int,
+    fhash,
     sf,
     si,
     hf,
@@ -145,42 +208,43 @@ def _run(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
     bq,
     lb_rule,
     lb_w,
-    lb_active,
-    lb_new,
-    lb_done,
+    lb_counts,
     al_prob,
     al_alias,
     maglev,
     rv,
     rt,
-    rn,
-    rseen,
+    rc,
     rng,
-    fault_t,
-    fault_s,
-    fault_kind,
-    fault_val,
+    fault_f,
+    fault_i,
     counters,
+    up,
 ):
-    """Process every event with time <= t_end; then bring all servers to t_end."""
+    """Process every event with time <= t_end, then bring all servers to t_end; but
+    return True right after a server goes down or up, for the caller to rebuild the
+    dispatch tables (which allocates) and call again.  up mirrors si[:, _UP]."""
     n_srv = sf.shape[0]
-    n_flows = arrival.shape[0]
-    up = si[:, _UP].astype(np.uint8)
+    n_flows = flows.shape[1]
+    n_faults = fault_f.shape[1]
+    arrival, work, f_start = flows[_F_ARRIVAL], flows[_F_WORK], flows[_F_START]
+    f_done, f_fct = flows[_F_DONE], flows[_F_FCT]
+    f_lb, f_server = f_int[_F_LB], f_int[_F_SERVER]
+    lb_active, lb_new, lb_done = lb_counts[_L_ACTIVE], lb_counts[_L_NEW], lb_counts[_L_DONE]
+    fct_v, fct_t, fct_n, fct_seen = rv[1], rt[1], rc[_R_N, 1], rc[_R_SEEN, 1]
     while True:
         nf = counters[_C_NEXT_FLOW]
         t_arr = arrival[nf] if nf < n_flows else np.inf
         nft = counters[_C_NEXT_FAULT]
-        t_fault = fault_t[nft] if nft < fault_t.shape[0] else np.inf
+        t_fault = fault_f[_X_TIME, nft] if nft < n_faults else np.inf
+        # The earliest completion, ties to the lowest server index.
         t_cmp = np.inf
         s_cmp = -1
         for s in range(n_srv):
-            n = si[s, _NSERV]
-            if n > 0:
-                rate = min(sf[s, _W] / n, 1.0)
-                t = sf[s, _LAST] + max(hf[s, 0] - sf[s, _V], 0.0) / rate
-                if t < t_cmp:
-                    t_cmp = t
-                    s_cmp = s
+            t = sf[s, _TNEXT]
+            if t < t_cmp:
+                t_cmp = t
+                s_cmp = s
         t_next = min(t_cmp, t_fault, t_arr)
         if t_next > t_end:
             break
@@ -198,61 +262,33 @@ def _run(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
             lb_done[lb, s] += np.uint64(1)
             counters[_C_COMPLETED] += 1
             reservoir_add(
-                rv[1], rt[1], rn[1], rseen[1], lb * n_srv + s, fct, np.uint64(t_cmp * 1e9), rng
+                fct_v, fct_t, fct_n, fct_seen, lb * n_srv + s, fct, np.uint64(t_cmp * 1e9), rng
             )
-            # Admit from the backlog while slots are free (capacity may have grown).
-            while si[s, _BLEN] > 0 and si[s, _NSERV] < si[s, _SLOTS]:
-                head = si[s, _BHEAD]
-                nxt = bq[s, head]
-                si[s, _BHEAD] = (head + 1) % bq.shape[1]
-                si[s, _BLEN] -= 1
-                _admit(sf, si, hf, hid, f_start, work, s, nxt, t_cmp)
+            _admit_backlog(sf, si, hf, hid, bq, f_start, work, s, t_cmp)
+            _refresh(sf, si, hf, s)
         elif t_fault <= t_arr:
-            s = fault_s[nft]
-            kind = fault_kind[nft]
+            s = fault_i[_X_SERVER, nft]
+            kind = fault_i[_X_KIND, nft]
             counters[_C_NEXT_FAULT] = nft + 1
             if kind == 0 or kind == 1:
                 si[s, _UP] = 1 if kind == 1 else 0
                 up[s] = si[s, _UP]
-                _rebuild_tables(si, lb_w, al_prob, al_alias, maglev)
+                return True
             else:
                 _advance(sf, si, s, t_fault)
-                sf[s, _W] = fault_val[nft]
-                si[s, _SLOTS] = np.int64(fault_val[nft]) * si[s, _MP]
-                while si[s, _BLEN] > 0 and si[s, _NSERV] < si[s, _SLOTS]:
-                    head = si[s, _BHEAD]
-                    nxt = bq[s, head]
-                    si[s, _BHEAD] = (head + 1) % bq.shape[1]
-                    si[s, _BLEN] -= 1
-                    _admit(sf, si, hf, hid, f_start, work, s, nxt, t_fault)
+                workers = fault_f[_X_WORKERS, nft]
+                sf[s, _W] = workers
+                si[s, _SLOTS] = np.int64(workers) * si[s, _MP]
+                _admit_backlog(sf, si, hf, hid, bq, f_start, work, s, t_fault)
+                _refresh(sf, si, hf, s)
         else:
             flow = nf
             counters[_C_NEXT_FLOW] = nf + 1
             lb = f_lb[flow]
-            h = fhash[flow]
-            rule = lb_rule[lb]
-            if rule == 0:
-                s = D.sed_pick(lb_active[lb], lb_w[lb], up)
-            elif rule == 1:
-                s = D.alias_pick(al_prob[lb], al_alias[lb], h)
-            elif rule == 2:
-                s = D.maglev_pick(maglev, h)
-            elif rule == 3:
-                s = D.lsq_pick(lb_active[lb], up)
-            elif rule == 4:
-                s = D.p2_pick(lb_active[lb], lb_w[lb], up, h, False)
-            elif rule == 5:
-                s = D.p2_pick(lb_active[lb], lb_w[lb], up, h, True)
-            else:
-                # Oracle: fewest flows per worker on the real servers, ties to the lowest index.
-                s = -1
-                best = np.inf
-                for i in range(n_srv):
-                    if si[i, _UP] != 0:
-                        score = (si[i, _NSERV] + si[i, _BLEN] + 1) / sf[i, _W]
-                        if score < best:
-                            best = score
-                            s = i
+            s = _pick(
+                lb_rule[lb], lb, fhash[flow], sf, si, up, lb_w, lb_active[lb],
+                al_prob, al_alias, maglev,
+            )  # fmt: skip
             if s < 0:
                 f_fct[flow] = REJECT_PENALTY
                 counters[_C_REJECTED] += 1
@@ -263,6 +299,7 @@ def _run(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
                 lb_active[lb, s] += np.uint64(1)
                 _advance(sf, si, s, t_arr)
                 _admit(sf, si, hf, hid, f_start, work, s, flow, t_arr)
+                _refresh(sf, si, hf, s)
             elif si[s, _BLEN] < si[s, _BCAP]:
                 lb_active[lb, s] += np.uint64(1)
                 tail = (si[s, _BHEAD] + si[s, _BLEN]) % bq.shape[1]
@@ -275,14 +312,16 @@ def _run(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
                 counters[_C_REJECTED] += 1
     for s in range(n_srv):
         _advance(sf, si, s, t_end)
+        _refresh(sf, si, hf, s)
+    return False
 
 
-@numba.njit(cache=True)
-def _sample_ages(t, arrival, f_lb, si, hid, bq, rv, rt, rn, rseen, rng):  # type: ignore[no-untyped-def]  # pragma: no cover
+@_event_kernel
+def _sample_ages(t, arrival, f_lb, si, hid, bq, rv, rt, rc, rng):  # type: ignore[no-untyped-def]  # pragma: no cover
     """Offer the age of every active flow to its LB's duration reservoir for its server."""
     t_ns = np.uint64(t * 1e9)
     n = si.shape[0]
-    values, stamps, counts, seen = rv[0], rt[0], rn[0], rseen[0]
+    values, stamps, counts, seen = rv[0], rt[0], rc[_R_N, 0], rc[_R_SEEN, 0]
     for s in range(n):
         for i in range(si[s, _NSERV]):
             flow = hid[s, i]
@@ -295,6 +334,70 @@ def _sample_ages(t, arrival, f_lb, si, hid, bq, rv, rt, rn, rseen, rng):  # type
             reservoir_add(
                 values, stamps, counts, seen, f_lb[flow] * n + s, t - arrival[flow], t_ns, rng
             )
+
+
+@numba.njit(cache=True)
+def _interval(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    t_end,
+    ts_ns,
+    interval,
+    rtt,
+    flows,
+    f_int,
+    fhash,
+    sf,
+    si,
+    hf,
+    hid,
+    bq,
+    lb_rule,
+    lb_w,
+    lb_counts,
+    al_prob,
+    al_alias,
+    maglev,
+    rv,
+    rt,
+    rc,
+    rng,
+    fault_f,
+    fault_i,
+    counters,
+    truth,
+    tau,
+    feats,
+    first_lb,
+):
+    """One control interval in one call: run the events up to t_end, sample the active
+    flows' ages, write the servers' (utilization, queue) into truth and the feature
+    matrix of LB node first_lb + i's frame (stamped ts_ns) into feats[i], if any."""
+    n = sf.shape[0]
+    if (
+        feats.shape[1] != n
+        or feats.shape[2] != features.NUM_FEATURES
+        or not 0 <= first_lb <= lb_w.shape[0] - feats.shape[0]
+    ):
+        raise ValueError("feats: expected (m, num_servers, 12) for LB nodes first_lb + i < num_lbs")
+    rc[:] = 0  # a new publication window: the reservoirs start empty
+    up = si[:, _UP].astype(np.uint8)
+    while _run(
+        t_end, rtt, flows, f_int, fhash, sf, si, hf, hid, bq, lb_rule, lb_w, lb_counts,
+        al_prob, al_alias, maglev, rv, rt, rc, rng, fault_f, fault_i, counters, up,
+    ):  # fmt: skip
+        _rebuild_tables(si, lb_w, al_prob, al_alias, maglev)
+    _sample_ages(t_end, flows[_F_ARRIVAL], f_int[_F_LB], si, hid, bq, rv, rt, rc, rng)
+    for s in range(n):
+        truth[0, s] = sf[s, _BUSY] / interval
+        truth[1, s] = np.float64(si[s, _NSERV] + si[s, _BLEN])
+        sf[s, _BUSY] = 0.0
+    for i in range(feats.shape[0]):
+        lb = first_lb + i
+        r = slice(lb * n, (lb + 1) * n)
+        features.kernel(
+            np.uint64(ts_ns), lb_counts[_L_ACTIVE, lb],
+            rc[_R_N, 0, r], rv[0, r], rt[0, r], rc[_R_N, 1, r], rv[1, r], rt[1, r],
+            lb_w[lb], tau, feats[i],
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -385,15 +488,19 @@ class Engine:
         sc, n, nl, k = self.scenario, self.num_servers, self.num_lbs, self.scenario.reservoir_k
         tr = self.trace
         nflows = tr.arrival.shape[0]
-        self.arrival = np.ascontiguousarray(tr.arrival, dtype=np.float64)
-        self.work = np.ascontiguousarray(tr.work, dtype=np.float64)
+        # Per-flow state, one row per quantity; the named attributes are views of the rows.
+        self.flows = np.full((5, nflows), np.nan)
+        self.flows[_F_ARRIVAL] = tr.arrival
+        self.flows[_F_WORK] = tr.work
+        self.arrival, self.work = self.flows[_F_ARRIVAL], self.flows[_F_WORK]
+        self.f_start, self.f_done = self.flows[_F_START], self.flows[_F_DONE]
+        self.f_fct = self.flows[_F_FCT]
         self.fhash = _flow_hashes(sc.seed, nflows)
+        self.f_int = np.empty((2, nflows), dtype=np.int64)
         # The edge router: ECMP over LB nodes on the high bits of the flow hash.
-        self.f_lb = ((self.fhash >> np.uint64(40)) % np.uint64(nl)).astype(np.int64)
-        self.f_server = np.full(nflows, -1, dtype=np.int64)
-        self.f_start = np.full(nflows, np.nan)
-        self.f_done = np.full(nflows, np.nan)
-        self.f_fct = np.full(nflows, np.nan)
+        self.f_int[_F_LB] = (self.fhash >> np.uint64(40)) % np.uint64(nl)
+        self.f_int[_F_SERVER] = -1
+        self.f_lb, self.f_server = self.f_int[_F_LB], self.f_int[_F_SERVER]
 
         workers = np.array([s.workers for s in sc.servers], dtype=np.float64)
         mp = np.array([s.mp_level for s in sc.servers], dtype=np.int64)
@@ -403,8 +510,9 @@ class Engine:
             if f.kind == "capacity" and f.workers is not None:
                 max_workers[f.server] = max(max_workers[f.server], f.workers)
         self.static_capacities = workers.copy()
-        self.sf = np.zeros((n, 4))
+        self.sf = np.zeros((n, 5))
         self.sf[:, _W] = workers
+        self.sf[:, _TNEXT] = np.inf
         self.si = np.zeros((n, 7), dtype=np.int64)
         self.si[:, _SLOTS] = workers.astype(np.int64) * mp
         self.si[:, _MP] = mp
@@ -417,44 +525,59 @@ class Engine:
 
         self.lb_rule = np.array([RULE_CODES[r] for r in self._rules], dtype=np.int64)
         self.lb_w = np.tile(workers, (nl, 1))
-        self.lb_active = np.zeros((nl, n), dtype=np.uint64)
-        self.lb_new = np.zeros((nl, n), dtype=np.uint64)
-        self.lb_done = np.zeros((nl, n), dtype=np.uint64)
+        self.lb_counts = np.zeros((3, nl, n), dtype=np.uint64)
+        self.lb_active = self.lb_counts[_L_ACTIVE]
+        self.lb_new = self.lb_counts[_L_NEW]
+        self.lb_done = self.lb_counts[_L_DONE]
         self.al_prob = np.zeros((nl, n), dtype=np.uint32)
         self.al_alias = np.zeros((nl, n), dtype=np.int32)
         self.maglev = np.zeros(self._maglev_size, dtype=np.int32)
 
-        # Reservoirs per quantity (0 duration, 1 FCT), one per (LB, server) at lb * n + s.
+        # Reservoirs per quantity (0 duration, 1 FCT), one per (LB, server) at lb * n + s;
+        # their counts (valid samples rn, values offered rseen) restart every interval.
         self.rv = np.zeros((2, nl * n, k))
         self.rt = np.zeros((2, nl * n, k), dtype=np.uint64)
-        self.rn = np.zeros((2, nl * n), dtype=np.int64)
-        self.rseen = np.zeros((2, nl * n), dtype=np.int64)
-        self._rn_spare = np.zeros_like(self.rn)
-        self._rseen_spare = np.zeros_like(self.rseen)
+        self.rc = np.zeros((2, 2, nl * n), dtype=np.int64)
+        self.rn, self.rseen = self.rc[_R_N], self.rc[_R_SEEN]
         res_seed = np.random.SeedSequence(sc.seed, spawn_key=(_RES_STREAM,)).generate_state(1)
         self.rng = make_rng_state(int(res_seed[0]))
 
         faults = sorted(sc.faults, key=lambda f: f.time)
-        self.fault_t = np.array([f.time for f in faults], dtype=np.float64)
-        self.fault_s = np.array([f.server for f in faults], dtype=np.int64)
-        self.fault_kind = np.array([_FAULT_CODES[f.kind] for f in faults], dtype=np.int64)
-        self.fault_val = np.array([float(f.workers or 0) for f in faults], dtype=np.float64)
+        self.fault_f = np.array(
+            [[f.time for f in faults], [float(f.workers or 0) for f in faults]], dtype=np.float64
+        ).reshape(2, len(faults))
+        self.fault_i = np.array(
+            [[f.server for f in faults], [_FAULT_CODES[f.kind] for f in faults]], dtype=np.int64
+        ).reshape(2, len(faults))
         self.counters = np.zeros(5, dtype=np.int64)
         self.t = 0.0
         self.frame_no = 0
         _rebuild_tables(self.si, self.lb_w, self.al_prob, self.al_alias, self.maglev)
+        # Everything the interval kernel reads or updates, in its argument order.
+        self._state = (
+            self.flows, self.f_int, self.fhash, self.sf, self.si, self.hf, self.hid, self.bq,
+            self.lb_rule, self.lb_w, self.lb_counts, self.al_prob, self.al_alias, self.maglev,
+            self.rv, self.rt, self.rc, self.rng, self.fault_f, self.fault_i, self.counters,
+        )  # fmt: skip
+        self._no_features = np.empty((0, n, features.NUM_FEATURES))
 
     # -- control ---------------------------------------------------------
 
-    def set_weights(self, lb: int, weights: np.ndarray) -> None:
-        """Weights for LB node `lb`'s new flows from now on (finite, > 0)."""
-        w = np.asarray(weights, dtype=np.float64)
-        if w.shape != (self.num_servers,):
-            raise ValueError(f"weights: expected shape ({self.num_servers},), got {w.shape}")
-        if not (np.isfinite(w).all() and (w > 0).all()):
-            raise ValueError(f"weights: expected finite values > 0, got {w}")
-        self.lb_w[lb] = w
-        if self.lb_rule[lb] == RULE_CODES["wcmp"]:
+    def set_weights(self, lb: int, weights: np.ndarray, *, checked: bool = True) -> None:
+        """Weights for LB node `lb`'s new flows from now on (finite, > 0).
+
+        checked=False skips the checks, for callers whose weights are valid by
+        construction (the environments' actions).
+        """
+        if checked:
+            w = np.asarray(weights, dtype=np.float64)
+            if w.shape != (self.num_servers,):
+                raise ValueError(f"weights: expected shape ({self.num_servers},), got {w.shape}")
+            if not (np.isfinite(w).all() and (w > 0).all()):
+                raise ValueError(f"weights: expected finite values > 0, got {w}")
+            weights = w
+        self.lb_w[lb] = weights
+        if self._rules[lb] == "wcmp":
             prob, alias = D.alias_build(self.lb_w[lb], self.si[:, _UP].astype(np.uint8))
             self.al_prob[lb] = prob
             self.al_alias[lb] = alias
@@ -480,45 +603,58 @@ class Engine:
             self.counters[_C_NEXT_FLOW] == self.arrival.shape[0] and not np.isnan(self.f_fct).any()
         )
 
+    def advance(
+        self,
+        feats: np.ndarray | None = None,
+        *,
+        first_lb: int = 0,
+        tau: float = features.DEFAULT_TAU,
+    ) -> np.ndarray:
+        """Advance one control interval without building observations (the environments'
+        hot path); returns the servers' ground truth as rows (utilization, queue).
+
+        With `feats`, a C-contiguous float64 array (m, num_servers, NUM_FEATURES), it
+        also writes into feats[i] the feature matrix of LB node first_lb + i's frame,
+        exactly `features.compute(obs, lb_w[first_lb + i], tau=tau)` on the observation
+        `step()` would publish.  The frame's reservoir counts stay readable in `rn`
+        until the next interval starts.
+        """
+        if feats is None:
+            feats = self._no_features
+        elif not (
+            type(feats) is np.ndarray
+            and feats.ndim == 3
+            and feats.dtype is _F64
+            and feats.flags.c_contiguous
+        ):
+            # (Anything else would compile another specialization of the kernel; the
+            # kernel checks the shape.)
+            raise ValueError("feats: expected a C-contiguous 3-d float64 numpy array")
+        features.check_tau(tau)
+        t_end = self.t + self.interval
+        truth = np.empty((2, self.num_servers))
+        _interval(
+            t_end, round(t_end * 1e9), self.interval, self.scenario.rtt, *self._state,
+            truth, float(tau), feats, first_lb,
+        )  # fmt: skip
+        self.t = t_end
+        self.frame_no += 1
+        return truth
+
     def step(self, *, copy: bool = True) -> Step:
         """Advance one control interval and publish one observation per LB node.
 
         With copy=False the observations' arrays are views into the engine's
         state, valid only until the next step() (for the environments' hot path).
         """
-        t_end = self.t + self.interval
-        _run(
-            t_end, self.arrival, self.work, self.fhash, self.f_lb, self.f_server, self.f_start,
-            self.f_done, self.f_fct, self.scenario.rtt,
-            self.sf, self.si, self.hf, self.hid, self.bq,
-            self.lb_rule, self.lb_w, self.lb_active, self.lb_new, self.lb_done,
-            self.al_prob, self.al_alias, self.maglev,
-            self.rv, self.rt, self.rn, self.rseen, self.rng,
-            self.fault_t, self.fault_s, self.fault_kind, self.fault_val, self.counters,
-        )  # fmt: skip
-        _sample_ages(t_end, self.arrival, self.f_lb, self.si, self.hid, self.bq,
-                     self.rv, self.rt, self.rn, self.rseen, self.rng)  # fmt: skip
-        self.t = t_end
+        truth = self.advance()
         obs = tuple(self._observation(lb, copy) for lb in range(self.num_lbs))
-        truth = GroundTruth(
-            utilization=self.sf[:, _BUSY] / self.interval,
-            queue=(self.si[:, _NSERV] + self.si[:, _BLEN]).astype(np.float64),
-            capacities=self.sf[:, _W].copy(),
-        )
-        self.sf[:, _BUSY] = 0.0
-        # A new publication window: the next step's reservoirs start empty.
-        # (Views handed out with copy=False keep their counts in the spare buffers.)
-        self.rn, self._rn_spare = self._rn_spare, self.rn
-        self.rseen, self._rseen_spare = self._rseen_spare, self.rseen
-        self.rn[:] = 0
-        self.rseen[:] = 0
-        self.frame_no += 1
         return Step(
-            t=t_end,
+            t=self.t,
             observations=obs,
-            truth=truth,
-            completed=int(self.counters[_C_COMPLETED]),
-            rejected=int(self.counters[_C_REJECTED]),
+            truth=GroundTruth(utilization=truth[0], queue=truth[1], capacities=self.capacities),
+            completed=self.completed,
+            rejected=self.rejected,
         )
 
     def _observation(self, lb: int, copy: bool) -> Observation:
@@ -527,7 +663,7 @@ class Engine:
         return Observation(
             num_servers=self.num_servers,
             ts_ns=round(self.t * 1e9),
-            frame_no=self.frame_no,
+            frame_no=self.frame_no - 1,
             active=self.si[:, _UP] != 0,
             active_flows=c(self.lb_active[lb]),
             new_flows=c(self.lb_new[lb]),
@@ -543,6 +679,16 @@ class Engine:
         )
 
     # -- reports ---------------------------------------------------------
+
+    @property
+    def capacities(self) -> np.ndarray:
+        """A copy of the servers' current real workers."""
+        return self.sf[:, _W].copy()
+
+    @property
+    def completed(self) -> int:
+        """Flows completed so far (all LBs)."""
+        return int(self.counters[_C_COMPLETED])
 
     @property
     def rejected(self) -> int:
