@@ -74,20 +74,17 @@ marllb_rng_next_inline (marllb_rng_t *r)
   return (uint64_t) (m >> 64) ^ (uint64_t) m;
 }
 
-/* Lemire's rejection loop for marllb_rng_below64_inline, out of line: it runs
- * with probability below n / 2^64, and keeping it out of the caller's loop
- * keeps that loop's registers for the common path. */
+/* Lemire's rejection step for marllb_rng_below64_inline, out of line: it runs
+ * with probability below n / 2^64.  It takes the draw x rather than the
+ * product x * n, so the caller's loop keeps one 64-bit value alive for it. */
 __attribute__ ((noinline, cold, unused)) static uint64_t
-marllb_rng_below64_retry (marllb_rng_t *r, uint64_t n, uint64_t hi, uint64_t lo)
+marllb_rng_below64_retry (marllb_rng_t *r, uint64_t n, uint64_t x)
 {
   uint64_t threshold = -n % n;
-  while (lo < threshold)
-    {
-      marllb_u128_t m = (marllb_u128_t) marllb_rng_next_inline (r) * n;
-      hi = (uint64_t) (m >> 64);
-      lo = (uint64_t) m;
-    }
-  return hi;
+  marllb_u128_t m = (marllb_u128_t) x * n;
+  while ((uint64_t) m < threshold)
+    m = (marllb_u128_t) marllb_rng_next_inline (r) * n;
+  return (uint64_t) (m >> 64);
 }
 
 /* Uniform integer in [0, n), n >= 1: Lemire's multiply-shift on a 64-bit draw
@@ -95,11 +92,11 @@ marllb_rng_below64_retry (marllb_rng_t *r, uint64_t n, uint64_t hi, uint64_t lo)
 static inline uint64_t
 marllb_rng_below64_inline (marllb_rng_t *r, uint64_t n)
 {
-  marllb_u128_t m = (marllb_u128_t) marllb_rng_next_inline (r) * n;
-  uint64_t hi = (uint64_t) (m >> 64), lo = (uint64_t) m;
-  if (__builtin_expect (lo < n, 0))
-    return marllb_rng_below64_retry (r, n, hi, lo);
-  return hi;
+  uint64_t x = marllb_rng_next_inline (r);
+  marllb_u128_t m = (marllb_u128_t) x * n;
+  if (__builtin_expect ((uint64_t) m < n, 0))
+    return marllb_rng_below64_retry (r, n, x);
+  return (uint64_t) (m >> 64);
 }
 
 /* Past this many times k values in a window, the update takes a branch on
