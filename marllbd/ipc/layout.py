@@ -10,6 +10,7 @@ inline helpers.
 from __future__ import annotations
 
 import functools
+import struct
 
 import numpy as np
 
@@ -95,6 +96,21 @@ _FRAME_HDR_FIELDS: Fields = [
     ("flags", "<u4", 36),
 ]
 FRAME_HDR = _struct(_FRAME_HDR_FIELDS, 64)
+
+
+def _unpacker(fields: Fields) -> struct.Struct:
+    """A struct.Struct reading the given fields, in offset order, in one call."""
+    codes = {"<u8": "Q", "<u4": "I", "<f8": "d"}
+    fmt, pos = "<", 0
+    for _, np_format, off in sorted(fields, key=lambda f: f[2]):
+        fmt += "x" * (off - pos) + codes[np_format]
+        pos = off + np.dtype(np_format).itemsize
+    return struct.Struct(fmt)
+
+
+# The frame header's fields in offset order (seq, frame_no, ts_ns, window_start_ns,
+# num_servers, flags) for readers that parse a copied frame with one unpack_from.
+FRAME_HDR_UNPACK = _unpacker(_FRAME_HDR_FIELDS)
 
 # Byte offsets of the live 64-bit words, for readers that poll them directly.
 _REGION_OFFSETS = {name: off for name, _, off in _REGION_HDR_FIELDS}

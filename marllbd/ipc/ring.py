@@ -23,6 +23,8 @@ from marllbd.ipc.region import Region
 
 # A counter read as u64 that is this large was a negative number written as i64.
 _COUNTER_LIMIT = 1 << 62
+# The largest finite double: a sample value v is valid when 0 <= v <= _F64_MAX.
+_F64_MAX = float(np.finfo(np.float64).max)
 
 
 class FrameError(Exception):
@@ -39,6 +41,7 @@ class Frame:
         "_blk64",
         "_blkf",
         "capacity",
+        "flags",
         "frame_no",
         "k",
         "num_servers",
@@ -50,11 +53,10 @@ class Frame:
     def __init__(self, raw: np.ndarray, capacity: int, k: int):
         self.raw = raw
         self.capacity, self.k = capacity, k
-        u64 = raw[:32].view("<u8")
-        self.frame_no = int(u64[1])
-        self.ts_ns = int(u64[2])
-        self.window_start_ns = int(u64[3])
-        self.num_servers = int(raw[32:36].view("<u4")[0])
+        # One unpack of the header instead of a numpy view per field.
+        (_, self.frame_no, self.ts_ns, self.window_start_ns, self.num_servers, self.flags) = (
+            L.FRAME_HDR_UNPACK.unpack_from(raw.data)
+        )
         self._blk64: np.ndarray | None = None
         self._blkf: np.ndarray | None = None
         self._blk32: np.ndarray | None = None
@@ -70,10 +72,6 @@ class Frame:
             self._blkf = body.view("<f8").reshape(cap, words)[:n]
             self._blk32 = body.view("<u4").reshape(cap, 2 * words)[:n]
         return self._blk64, self._blkf, self._blk32
-
-    @property
-    def flags(self) -> int:
-        return int(self.raw[36:40].view("<u4")[0])
 
     @property
     def servers(self) -> np.ndarray:
@@ -174,27 +172,28 @@ class Frame:
 
 @numba.njit(cache=True, nogil=True)
 def _frame_ok(raw: np.ndarray, k: int, n: int) -> bool:  # pragma: no cover - compiled
-    """Branch-free scan of n server records: flags, counts, counters, sample values."""
+    """Branch-free scan of n server records: flags, counts, counters, sample values.
+
+    Every test is a comparison folded into one flag with `&`, with no
+    floating-point accumulator, so the compiler is free to vectorize the
+    sample loop: NaN fails both comparisons, +-inf and negatives fail one.
+    """
     u64 = raw.view(np.uint64)
     f64 = raw.view(np.float64)
     u32 = raw.view(np.uint32)
     head = 8  # frame header words
     words = 8 + 4 * k
-    bad = False
+    good = True
     for i in range(n):
         b = head + i * words
-        bad |= (u32[2 * b] > 1) | (u32[2 * b + 1] > k) | (u32[2 * b + 2] > k)
+        good &= (u32[2 * b] <= 1) & (u32[2 * b + 1] <= k) & (u32[2 * b + 2] <= k)
         for c in range(2, 7):
-            bad |= u64[b + c] >= _COUNTER_LIMIT
-        # x * 0 is NaN for NaN and +-inf, 0 otherwise: one pass checks finiteness.
-        acc = 0.0
-        lo = 0.0
+            good &= u64[b + c] < _COUNTER_LIMIT
+        values = f64[b + 8 : b + 8 + 4 * k : 2]  # dur then fct sample values
         for j in range(2 * k):
-            v = f64[b + 8 + 2 * j]
-            acc += v * 0.0
-            lo = min(lo, v)
-        bad |= not (acc == 0.0 and lo >= 0.0)
-    return not bad
+            v = values[j]
+            good &= (v >= 0.0) & (v <= _F64_MAX)
+    return good
 
 
 @dataclass
@@ -223,8 +222,10 @@ class FrameReader:
             region.buf[base + i * self._frame_size : base + (i + 1) * self._frame_size]
             for i in range(geo.ring_len)
         ]
-        self._seqs = [slot[:8].view("<u8") for slot in self._slots]
-        self._hdr_u64 = region.buf[: L.REGION_HDR.itemsize].view("<u8")
+        # The live words as memoryviews of u64: indexing one reads the word
+        # straight into a Python int, without a numpy scalar in between.
+        self._seqs = [slot[:8].data.cast("Q") for slot in self._slots]
+        self._hdr_u64 = region.buf[: L.REGION_HDR.itemsize].data.cast("Q")
         self._pub_index = L.OFF_FRAMES_PUBLISHED // 8
         self._retries = retries
         self.last_frame_no: int | None = -1 if from_start else None
@@ -233,7 +234,7 @@ class FrameReader:
     def account_unread(self) -> int:
         """Count frames published since the last read as missed (before detaching)."""
         last = -1 if self.last_frame_no is None else self.last_frame_no
-        unread = max(int(self._hdr_u64[self._pub_index]) - 1 - last, 0)
+        unread = max(self._hdr_u64[self._pub_index] - 1 - last, 0)
         self.stats.missed += unread
         return unread
 
@@ -244,7 +245,7 @@ class FrameReader:
         invalid frame is counted and raises FrameError.
         """
         for _ in range(self._retries):
-            pub = int(self._hdr_u64[self._pub_index])
+            pub = self._hdr_u64[self._pub_index]
             if pub == 0:
                 return None
             newest = pub - 1
@@ -252,18 +253,17 @@ class FrameReader:
                 return None
             idx = newest & (self.ring_len - 1)
             seq = self._seqs[idx]
-            s1 = int(seq[0])
+            s1 = seq[0]
             if s1 & 1:
                 self.stats.torn += 1
                 continue
             raw = self._slots[idx].copy()
-            s2 = int(seq[0])
-            frame_no = int(raw[8:16].view("<u8")[0])
-            if s1 != s2 or frame_no != newest:
+            s2 = seq[0]
+            frame = Frame(raw, self.capacity, self.k)
+            if s1 != s2 or frame.frame_no != newest:
                 self.stats.torn += 1
                 continue
             self._account(newest)
-            frame = Frame(raw, self.capacity, self.k)
             if validate:
                 try:
                     frame.validate()

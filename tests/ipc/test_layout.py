@@ -112,3 +112,12 @@ def test_live_words_are_aligned() -> None:
     dt = L.frame_dtype(2, 4)
     assert dt.fields["servers"][1] == L.FRAME_HDR.itemsize
     assert np.dtype(dt).fields["seq"][1] == 0
+
+
+def test_frame_header_unpack_matches_dtype() -> None:
+    """FRAME_HDR_UNPACK reads the same fields, in order, as the FRAME_HDR dtype."""
+    hdr = np.zeros(1, dtype=L.FRAME_HDR)
+    for i, name in enumerate(L.FRAME_HDR.names):
+        hdr[name] = 1000 * (i + 1) + i
+    unpacked = L.FRAME_HDR_UNPACK.unpack_from(hdr.tobytes())
+    assert list(unpacked) == [int(hdr[name][0]) for name in L.FRAME_HDR.names]

@@ -116,6 +116,35 @@ def test_non_finite_or_negative_samples_rejected(
         rd.read_newest()
 
 
+@pytest.mark.parametrize(
+    ("quantity", "server", "slot", "bad"),
+    [("dur", 0, 0, -5e-324), ("dur", 3, 7, np.nan), ("fct", 0, 0, -np.inf), ("fct", 3, 7, -0.5)],
+)
+def test_bad_sample_found_in_every_corner(
+    pair: tuple[FrameWriter, FrameReader], quantity: str, server: int, slot: int, bad: float
+) -> None:
+    """The first and last sample of each quantity of the first and last server are checked."""
+    w, rd = pair
+    rec = w.begin()
+    rec["num_servers"] = 4
+    rec["servers"][quantity]["value"][server, slot] = bad
+    w.commit(rec)
+    with pytest.raises(FrameError, match=rf"servers\[{server}\].{quantity}\[{slot}\].value"):
+        rd.read_newest()
+
+
+def test_edge_sample_values_accepted(pair: tuple[FrameWriter, FrameReader]) -> None:
+    """-0.0, the smallest subnormal and the largest finite double are valid samples."""
+    w, rd = pair
+    rec = w.begin()
+    rec["num_servers"] = 4
+    rec["servers"]["dur"]["value"][0, :3] = [-0.0, 5e-324, np.finfo(np.float64).max]
+    rec["servers"]["fct"]["t_ns"][1, :] = np.uint64(2**64 - 1)  # timestamps are not values
+    w.commit(rec)
+    f = rd.read_newest()
+    assert f is not None and rd.stats.invalid == 0 and f.flags == 0
+
+
 def test_server_count_above_capacity(pair: tuple[FrameWriter, FrameReader]) -> None:
     w, rd = pair
     rec = w.begin()

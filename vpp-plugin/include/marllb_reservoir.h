@@ -36,6 +36,7 @@ typedef struct marllb_reservoir
   uint32_t n;    /* valid samples: min(seen, k) */
   uint64_t seen; /* values offered since the last reset */
   marllb_rng_t rng;
+  marllb_sample_t spill; /* write target of rejected values (branch-free update) */
 } marllb_reservoir_t;
 
 /* Returns 0, or -1 when samples is NULL or k is 0 or above MARLLB_MAX_K. */
@@ -73,40 +74,76 @@ marllb_rng_next_inline (marllb_rng_t *r)
   return (uint64_t) (m >> 64) ^ (uint64_t) m;
 }
 
-/* Uniform integer in [0, n), n >= 1: Lemire's multiply-shift on a 64-bit draw
- * with its rejection step, which runs with probability below n / 2^64. */
-static inline uint64_t
-marllb_rng_below64_inline (marllb_rng_t *r, uint64_t n)
+/* Lemire's rejection step for marllb_rng_below64_inline, out of line: it runs
+ * with probability below n / 2^64.  It takes the draw x rather than the
+ * product x * n, so the caller's loop keeps one 64-bit value alive for it. */
+__attribute__ ((noinline, cold, unused)) static uint64_t
+marllb_rng_below64_retry (marllb_rng_t *r, uint64_t n, uint64_t x)
 {
-  marllb_u128_t m = (marllb_u128_t) marllb_rng_next_inline (r) * n;
-  if (__builtin_expect ((uint64_t) m < n, 0))
-    {
-      uint64_t threshold = -n % n;
-      while ((uint64_t) m < threshold)
-        m = (marllb_u128_t) marllb_rng_next_inline (r) * n;
-    }
+  uint64_t threshold = -n % n;
+  marllb_u128_t m = (marllb_u128_t) x * n;
+  while ((uint64_t) m < threshold)
+    m = (marllb_u128_t) marllb_rng_next_inline (r) * n;
   return (uint64_t) (m >> 64);
 }
 
+/* Uniform integer in [0, n), n >= 1: Lemire's multiply-shift on a 64-bit draw
+ * with its rejection step (no division unless the low half falls below n). */
+static inline uint64_t
+marllb_rng_below64_inline (marllb_rng_t *r, uint64_t n)
+{
+  uint64_t x = marllb_rng_next_inline (r);
+  marllb_u128_t m = (marllb_u128_t) x * n;
+  if (__builtin_expect ((uint64_t) m < n, 0))
+    return marllb_rng_below64_retry (r, n, x);
+  return (uint64_t) (m >> 64);
+}
+
+/* Past this many times k values in a window, the update takes a branch on
+ * j < k instead of the branch-free store (see marllb_reservoir_add_inline). */
+#define MARLLB_RESERVOIR_BRANCH_AT 16u
+
 /* Algorithm R: item s (1-based) fills slot s - 1 while s <= k, then replaces
- * slot j ~ U[0, s) when j < k.  The PRNG is drawn only past the fill.  Plain
- * branches measured faster than a branch-free select here: a select makes
- * every update store through an address that waits on the PRNG chain. */
+ * slot j ~ U[0, s) when j < k.  The PRNG is drawn only past the fill.
+ *
+ * Past the fill, j < k is a coin that comes up heads with probability k / s.
+ * While k / s is large (a window that starts with a reset spends its first
+ * 16 k values there, and that is where most replacements happen) a branch on
+ * it mispredicts often, so the store is unconditional and only its address is
+ * selected, without a branch: samples[j] when j < k, else the reservoir's own
+ * spill slot, which nobody reads.  Once k / s <= 1/16 the branch is right
+ * nearly always and cheaper than a store on every update, so the update
+ * branches there.  The fill branch stays a branch: it flips once per window. */
 static inline void
 marllb_reservoir_add_inline (marllb_reservoir_t *r, double value, uint64_t t_ns)
 {
   uint64_t s = ++r->seen;
   uint64_t k = r->k;
-  uint64_t j = s - 1;
+  marllb_sample_t *slot;
   if (s <= k)
-    r->n = (uint32_t) s;
-  else
-    j = marllb_rng_below64_inline (&r->rng, s);
-  if (j < k)
     {
-      r->samples[j].value = value;
-      r->samples[j].t_ns = t_ns;
+      r->n = (uint32_t) s;
+      slot = &r->samples[s - 1];
     }
+  else if (s <= MARLLB_RESERVOIR_BRANCH_AT * k)
+    {
+      uint64_t j = marllb_rng_below64_inline (&r->rng, s);
+      /* Integer arithmetic, not a conditional expression, which compilers
+       * turn back into a branch; no out-of-bounds pointer is formed. */
+      uintptr_t keep = (uintptr_t) 0 - (uintptr_t) (j < k);
+      uintptr_t hit = (uintptr_t) r->samples + (uintptr_t) j * sizeof (marllb_sample_t);
+      uintptr_t miss = (uintptr_t) &r->spill;
+      slot = (marllb_sample_t *) (miss ^ ((hit ^ miss) & keep));
+    }
+  else
+    {
+      uint64_t j = marllb_rng_below64_inline (&r->rng, s);
+      if (j >= k)
+        return;
+      slot = &r->samples[j];
+    }
+  slot->value = value;
+  slot->t_ns = t_ns;
 }
 
 #ifdef __cplusplus

@@ -57,6 +57,7 @@ marllb_reservoir_init (marllb_reservoir_t *r, marllb_sample_t *samples, uint32_t
   r->n = 0;
   r->seen = 0;
   marllb_rng_seed (&r->rng, seed);
+  r->spill = (marllb_sample_t){ 0 };
   return 0;
 }
 

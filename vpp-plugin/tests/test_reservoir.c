@@ -1,7 +1,9 @@
 /*
  * test_reservoir.c - Algorithm R reservoirs and their PRNG: argument checks,
- * fill / reset / seen bookkeeping, determinism per seed, uniformity of
- * inclusion (chi-square over many seeds), and the same for merged reservoirs.
+ * fill / reset / seen bookkeeping, determinism per seed, equality with a
+ * plain Algorithm R over windows that reach both update regimes (branch-free
+ * and branching), uniformity of inclusion (chi-square over many seeds) in
+ * each regime, and the same for merged reservoirs.
  */
 #include <math.h>
 #include <stdio.h>
@@ -187,6 +189,60 @@ test_determinism (void)
   CHECK (memcmp (a_buf, c_buf, sizeof a_buf) != 0, "seeds 99 and 100 gave the same samples");
 }
 
+/* The textbook Algorithm R on the same PRNG stream: every slot write is a
+ * plain branch on j < k.  The library's update must match it exactly. */
+typedef struct
+{
+  marllb_sample_t samples[64];
+  uint64_t seen;
+  marllb_rng_t rng;
+} plain_reservoir_t;
+
+static void
+plain_add (plain_reservoir_t *p, uint32_t k, double value, uint64_t t_ns)
+{
+  uint64_t s = ++p->seen;
+  uint64_t j = s <= k ? s - 1 : marllb_rng_below64_inline (&p->rng, s);
+  if (j < k)
+    {
+      p->samples[j].value = value;
+      p->samples[j].t_ns = t_ns;
+    }
+}
+
+/* Windows shorter than the fill, inside the branch-free range (up to
+ * MARLLB_RESERVOIR_BRANCH_AT k) and well past it, with a reset between. */
+static void
+test_matches_plain_algorithm_r (void)
+{
+  enum { K = 8 };
+  const uint64_t windows[] = { 5, 8, 9, 100, MARLLB_RESERVOIR_BRANCH_AT * K,
+                               MARLLB_RESERVOIR_BRANCH_AT * K + 1, 3000, 1, 40000, 77 };
+  marllb_sample_t buf[K];
+  marllb_reservoir_t r;
+  plain_reservoir_t p = { .seen = 0 };
+  marllb_reservoir_init (&r, buf, K, 2024);
+  marllb_rng_seed (&p.rng, 2024);
+  uint64_t t = 0;
+  int same = 1;
+  for (size_t w = 0; w < sizeof windows / sizeof windows[0] && same; w++)
+    {
+      marllb_reservoir_reset (&r);
+      p.seen = 0;
+      for (uint64_t i = 0; i < windows[w]; i++, t++)
+        {
+          marllb_reservoir_add_inline (&r, (double) t, t);
+          plain_add (&p, K, (double) t, t);
+        }
+      uint32_t n = (uint32_t) (p.seen < K ? p.seen : K);
+      same = r.n == n && r.seen == p.seen
+             && memcmp (buf, p.samples, n * sizeof (marllb_sample_t)) == 0
+             && r.rng.state == p.rng.state;
+      CHECK (same, "window %zu of %llu values: n=%u seen=%llu differ from plain Algorithm R", w,
+             (unsigned long long) windows[w], r.n, (unsigned long long) r.seen);
+    }
+}
+
 /*
  * Uniformity: over T seeds, count how often each of the N stream positions
  * ends in a k-sample.  Under Algorithm R every k-subset is equally likely, so
@@ -196,31 +252,41 @@ test_determinism (void)
  * compared with its 1 - 1e-3 quantile (Wilson-Hilferty: 61.2 for df = 31).
  */
 static void
-test_uniform_inclusion (void)
+check_uniform_inclusion (uint32_t k, uint32_t n, uint64_t trials)
 {
-  enum { K = 8, N = 32, T = 20000 };
-  marllb_sample_t buf[K];
+  marllb_sample_t buf[MARLLB_DEFAULT_K];
+  double count[256] = { 0 };
   marllb_reservoir_t r;
-  double count[N] = { 0 };
-  for (uint64_t seed = 0; seed < T; seed++)
+  for (uint64_t seed = 0; seed < trials; seed++)
     {
-      marllb_reservoir_init (&r, buf, K, seed);
-      for (uint64_t v = 0; v < N; v++)
+      marllb_reservoir_init (&r, buf, k, seed);
+      for (uint64_t v = 0; v < n; v++)
         marllb_reservoir_add (&r, (double) v, v);
-      for (uint32_t i = 0; i < K; i++)
+      for (uint32_t i = 0; i < k; i++)
         count[buf[i].t_ns] += 1.0;
     }
-  double p = (double) K / N, expect = T * p, var = T * p * (1.0 - p);
+  double p = (double) k / n, expect = (double) trials * p, var = expect * (1.0 - p);
   double stat = 0.0;
-  for (int i = 0; i < N; i++)
+  for (uint32_t i = 0; i < n; i++)
     stat += (count[i] - expect) * (count[i] - expect) / var;
-  stat *= (double) (N - 1) / N;
-  double crit = chi2_critical (N - 1, Z_999);
-  CHECK (stat < crit, "inclusion chi-square %.2f >= critical %.2f (df %d)", stat, crit, N - 1);
+  stat *= (double) (n - 1) / n;
+  double crit = chi2_critical (n - 1, Z_999);
+  CHECK (stat < crit, "k=%u n=%u: inclusion chi-square %.2f >= critical %.2f (df %u)", k, n, stat,
+         crit, n - 1);
 
-  /* A reservoir that never replaces after the fill would keep only 0..K-1. */
-  CHECK (count[N - 1] > 0.5 * expect, "last position included %.0f times, expected ~%.0f",
-         count[N - 1], expect);
+  /* A reservoir that never replaces after the fill would keep only 0..k-1. */
+  CHECK (count[n - 1] > 0.5 * expect, "k=%u n=%u: last position included %.0f times, expected ~%.0f",
+         k, n, count[n - 1], expect);
+}
+
+static void
+test_uniform_inclusion (void)
+{
+  /* k=8, n=32: every update past the fill takes the branch-free store. */
+  check_uniform_inclusion (8, 32, 20000);
+  /* k=2, n=128: positions past MARLLB_RESERVOIR_BRANCH_AT k = 32 take the
+   * branching update, the ones before the branch-free one. */
+  check_uniform_inclusion (2, 128, 40000);
 }
 
 /* Fill reservoir r (k slots in buf) with stream positions [first, last). */
@@ -325,6 +391,7 @@ main (void)
   test_init_args ();
   test_fill_and_reset ();
   test_determinism ();
+  test_matches_plain_algorithm_r ();
   test_uniform_inclusion ();
   test_merge_bookkeeping ();
   test_merge_uniform ();
