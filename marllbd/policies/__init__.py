@@ -7,6 +7,7 @@ from marllbd.policies.interface import (
     Policy,
     PolicyContext,
     PolicyError,
+    is_bounded,
     weights_within_ratio,
 )
 from marllbd.policies.registry import available, load
@@ -19,6 +20,7 @@ __all__ = [
     "PolicyContext",
     "PolicyError",
     "available",
+    "is_bounded",
     "load",
     "weights_within_ratio",
 ]

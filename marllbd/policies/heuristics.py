@@ -36,6 +36,7 @@ class StaticWeights:
         self.name = name
         self.dispatch = dispatch
         self.needs_ground_truth = needs_ground_truth
+        self.bounded = True
         self._by_capacity = by_capacity
         self._weights: npt.NDArray[np.float64] | None = None
 
@@ -67,6 +68,7 @@ class ActiveWcmp:
     name = "active-wcmp"
     dispatch = "wcmp"
     needs_ground_truth = True
+    bounded = True
 
     def __init__(self) -> None:
         self._n: int | None = None

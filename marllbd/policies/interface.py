@@ -106,6 +106,14 @@ class Policy(Protocol):
         ...
 
 
+def is_bounded(policy: object) -> bool:
+    """True if the policy declares `bounded = True`: its `decide` does a fixed amount of
+    array arithmetic, with no I/O, locks or unbounded loops.  The daemon then calls it
+    on its event loop; any other policy runs in a worker thread whose overrun it can
+    survive (a policy that overruns on the loop is moved to the thread)."""
+    return getattr(policy, "bounded", False) is True
+
+
 def weights_within_ratio(
     weights: npt.ArrayLike, max_ratio: float = DEFAULT_MAX_WEIGHT_RATIO
 ) -> npt.NDArray[np.float64]:

@@ -929,6 +929,8 @@ class SacGruPolicy:
     name = ALGORITHM
     dispatch = "sed"
     needs_ground_truth = False
+    bounded = True
+    """A dozen fixed-size array operations: the daemon may call it on its loop."""
 
     def __init__(self, actor: Actor, norm: RunningNorm, spec: ActionSpec, num_servers: int) -> None:
         self._spec, self.num_servers = spec, num_servers

@@ -108,6 +108,7 @@ async def test_decides_every_frame_with_sed_capacity_weights(running) -> None:  
     )
     assert value(d, "marllbd_server_active_flows", server="2") == 3.0
     assert value(d, "marllbd_attached") == 1
+    assert d._pending is None  # SED is bounded: decided on the loop, never in the thread
 
 
 async def test_invalid_frames_are_counted_and_skipped(running) -> None:  # type: ignore[no-untyped-def]
@@ -178,8 +179,23 @@ class Garbage(Raising):
         return np.full(features.shape[0], np.nan) if self.fail else np.full(features.shape[0], 3.0)
 
 
+class BoundedRaising(Raising):
+    bounded = True  # called on the event loop
+
+
+class BoundedHanging(Hanging):
+    bounded = True
+
+
 @pytest.mark.parametrize(
-    ("policy", "reason"), [(Raising, "error"), (Hanging, "timeout"), (Garbage, "invalid_weights")]
+    ("policy", "reason"),
+    [
+        (Raising, "error"),
+        (Hanging, "timeout"),
+        (Garbage, "invalid_weights"),
+        (BoundedRaising, "error"),
+        (BoundedHanging, "timeout"),
+    ],
 )
 async def test_policy_failure_falls_back_then_recovers(running, policy, reason) -> None:  # type: ignore[no-untyped-def]
     d, prod = running
@@ -187,6 +203,8 @@ async def test_policy_failure_falls_back_then_recovers(running, policy, reason) 
     d.policy = bad
     await decide(d, prod)
     assert value(d, "marllbd_fallbacks_total", reason=reason) == 1
+    # A bounded policy that overran on the loop is moved to the worker thread.
+    assert (d._demoted is bad) == (policy is BoundedHanging)
     assert value(d, "marllbd_fallback_active") == 1
     assert prod.weights.read() is WeightsStatus.NEW
     w = prod.weights.weights
