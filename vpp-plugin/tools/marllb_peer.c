@@ -308,6 +308,8 @@ cmd_publish (const opts_t *o)
       uint64_t now = now_ns (CLOCK_MONOTONIC);
       if (next_tick > now)
         sleep_ns (next_tick - now);
+      else
+        next_tick = now; /* late: drop the missed ticks, never publish a burst */
     }
   free (store), free (dur), free (fct), free (flows), free (active), free (newf), free (done);
   free (up), free (workers);
