@@ -8,6 +8,8 @@ and `gsq` names the simulator's global shortest-queue oracle.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import numpy.typing as npt
 
@@ -104,49 +106,39 @@ def _no_arg(name: str, arg: str | None) -> None:
         raise PolicyError(f"policy {name!r} takes no argument, got {name}:{arg}")
 
 
-def ecmp(arg: str | None = None) -> Policy:
-    """Maglev consistent hashing; weights ignored (ones)."""
-    _no_arg("ecmp", arg)
-    return StaticWeights("ecmp", "ecmp", by_capacity=False)
+def _static(
+    name: str, by_capacity: bool, doc: str, needs_ground_truth: bool = False
+) -> Callable[[str | None], Policy]:
+    """The entry-point factory of a StaticWeights policy (no argument)."""
+
+    def factory(arg: str | None = None) -> Policy:
+        _no_arg(name, arg)
+        return StaticWeights(
+            name, name, by_capacity=by_capacity, needs_ground_truth=needs_ground_truth
+        )
+
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = doc
+    return factory
 
 
-def wcmp(arg: str | None = None) -> Policy:
-    """Weighted random over static capacity weights."""
-    _no_arg("wcmp", arg)
-    return StaticWeights("wcmp", "wcmp", by_capacity=True)
-
-
-def lsq(arg: str | None = None) -> Policy:
-    """Least active flows; weights ignored (ones)."""
-    _no_arg("lsq", arg)
-    return StaticWeights("lsq", "lsq", by_capacity=False)
-
-
-def sed(arg: str | None = None) -> Policy:
-    """Shortest expected delay over static capacity weights (the daemon's default fallback)."""
-    _no_arg("sed", arg)
-    return StaticWeights("sed", "sed", by_capacity=True)
-
-
-def lsq2(arg: str | None = None) -> Policy:
-    """Power of two choices by active flows; weights ignored (ones)."""
-    _no_arg("lsq2", arg)
-    return StaticWeights("lsq2", "lsq2", by_capacity=False)
-
-
-def sed2(arg: str | None = None) -> Policy:
-    """Power of two choices by SED score over static capacity weights."""
-    _no_arg("sed2", arg)
-    return StaticWeights("sed2", "sed2", by_capacity=True)
+ecmp = _static("ecmp", False, "Maglev consistent hashing; weights ignored (ones).")
+wcmp = _static("wcmp", True, "Weighted random over static capacity weights.")
+lsq = _static("lsq", False, "Least active flows; weights ignored (ones).")
+sed = _static(
+    "sed", True, "Shortest expected delay over static capacity weights (the default fallback)."
+)
+lsq2 = _static("lsq2", False, "Power of two choices by active flows; weights ignored (ones).")
+sed2 = _static("sed2", True, "Power of two choices by SED score over static capacity weights.")
+gsq = _static(
+    "gsq",
+    True,
+    "The simulator's global shortest-queue oracle; returns static capacity weights.",
+    needs_ground_truth=True,
+)
 
 
 def active_wcmp(arg: str | None = None) -> Policy:
     """WCMP with weights from the simulator's ground truth each interval."""
     _no_arg("active-wcmp", arg)
     return ActiveWcmp()
-
-
-def gsq(arg: str | None = None) -> Policy:
-    """The simulator's global shortest-queue oracle; returns static capacity weights."""
-    _no_arg("gsq", arg)
-    return StaticWeights("gsq", "gsq", by_capacity=True, needs_ground_truth=True)
