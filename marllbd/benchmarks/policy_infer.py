@@ -1,8 +1,9 @@
 """Per-decision latency of the SAC-GRU policy for 16 servers, beside the SED heuristic's.
 
-Both policies get the same stream of real feature matrices (seed-16, one
-simulated minute) and are timed call by call, so the medians and p99s
-compare like with like.  The SAC-GRU policy is freshly initialised: the
+A decision is what the daemon does with a frame: the features, then the
+policy.  Both policies get the same stream of real frames (LB 0 of seed-16)
+and are timed decision by decision, so the medians and p99s compare like
+with like.  The SAC-GRU policy is freshly initialised: the
 network's cost does not depend on what it learned.
 """
 
@@ -14,39 +15,44 @@ from pathlib import Path
 
 import numpy as np
 
+from marllbd import features
 from marllbd.benchmarks import BenchResult, benchmark, ratio
-from marllbd.envs import LoadBalanceEnv
 from marllbd.policies import Policy, PolicyContext
 from marllbd.policies import load as load_policy
+from marllbd.sim.engine import Engine, Observation
+from marllbd.sim.scenario import load_scenario
 
 
-def _feature_stream(count: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """`count` float64 feature matrices from seed-16 under its capacity weights, and capacities."""
-    env = LoadBalanceEnv("seed-16")
-    obs, _ = env.reset(seed=0)
-    out: list[np.ndarray] = []
-    zeros = np.zeros(env.num_servers, dtype=np.float32)
+def _frame_stream(count: int) -> tuple[list[Observation], np.ndarray]:
+    """`count` frames of LB 0 on seed-16 under its capacity weights, and the capacities."""
+    sc = load_scenario("seed-16")
+    engine = Engine(sc)
+    capacities = engine.capacities.copy()
+    engine.set_weights(0, capacities)
+    out: list[Observation] = []
     while len(out) < count:
-        out.append(obs.astype(np.float64))
-        obs, _, _, truncated, _ = env.step(zeros)
-        if truncated:
-            obs, _ = env.reset()
-    return out, env.capacities.copy()
+        out.append(engine.step(copy=True).observations[0])
+        if engine.done:
+            engine = Engine(sc.replace(seed=engine.scenario.seed + 1))
+            engine.set_weights(0, capacities)
+    return out, capacities
 
 
 def _latencies_us(
-    policy: Policy, stream: list[np.ndarray], capacities: np.ndarray, reps: int
+    policy: Policy, stream: list[Observation], capacities: np.ndarray, reps: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-call wall and thread-CPU times in µs (CPU time is immune to preemption by
-    other processes on a shared machine; wall time is what the daemon sees)."""
-    n = stream[0].shape[0]
+    """Per-decision (features + decide) wall and thread-CPU times in µs (CPU time is
+    immune to preemption by other processes on a shared machine; wall time is what the
+    daemon sees)."""
+    n = stream[0].num_servers
     policy.reset(PolicyContext(num_servers=n, capacities=capacities))
-    active = np.ones(n, dtype=bool)
+    weights = capacities.copy()
     wall, cpu = [], []
     for _ in range(reps):
-        for feats in stream:
+        for obs in stream:
             t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
-            policy.decide(feats, active, None)
+            feats = features.compute(obs, weights)
+            weights = policy.decide(feats, obs.active, None)
             cpu.append(time.thread_time_ns() - c0)
             wall.append(time.perf_counter_ns() - t0)
     skip = len(stream) // 10  # the warm-up
@@ -55,13 +61,14 @@ def _latencies_us(
 
 @benchmark("policy_infer")
 def policy_infer(quick: bool) -> list[BenchResult]:
-    """Median µs per decide() of sac-gru (16 servers) against sed, same features, same run."""
+    """Median µs per decision (features + decide) of sac-gru on 16 servers against sed, on
+    the same frames, in the same run."""
     import torch
     from marllbd_rl.sac_gru import SacGru, SacGruConfig, save_checkpoint
     from marllbd_rl.sac_gru import load_policy as load_sac
 
     torch.set_num_threads(1)
-    stream, capacities = _feature_stream(500 if quick else 2000)
+    stream, capacities = _frame_stream(500 if quick else 2000)
     reps = 2 if quick else 5
     with tempfile.TemporaryDirectory() as tmp:
         agent = SacGru(SacGruConfig(), 16 * 12, 16, seed=0)

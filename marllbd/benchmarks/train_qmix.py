@@ -16,20 +16,18 @@ depend on what it learned.
 
 from __future__ import annotations
 
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
 from marllbd.benchmarks import BenchResult, benchmark, ratio
+from marllbd.benchmarks.train_sac import ENVS, SCENARIO, timed_training, training_result
 from marllbd.envs import MultiAgentLoadBalanceEnv
 from marllbd.features import NUM_FEATURES
 from marllbd.policies import Policy, PolicyContext
 from marllbd.policies import load as load_policy
-from marllbd.training import TrainConfig
 
-SCENARIO, ENVS, EPISODE_SECONDS = "seed-16", 2, 20.0
+EPISODE_SECONDS = 20.0
 
 
 def _env_only_rate(steps: int) -> float:
@@ -92,22 +90,14 @@ def train_qmix(quick: bool) -> list[BenchResult]:
     torch.set_num_threads(1)
     try:
         steps = 600 if quick else 4000
-        with tempfile.TemporaryDirectory() as tmp:
-            config = TrainConfig(
-                algo="qmix",
-                scenario=SCENARIO,
-                out=Path(tmp),
-                steps=steps,
-                envs=ENVS,
-                eval_every=steps,
-                eval_seeds=(1001,),
-                episode_seconds=EPISODE_SECONDS,
-                progress=False,
-                hyper=(("warmup_steps", 100),),
-            )
-            result = qmix.train(config)
-            policy = qmix.policy_from_checkpoint(result.last, lb=0)
-        value = result.steps / result.wall_seconds
+        result, value, policy = timed_training(
+            qmix.train,
+            "qmix",
+            steps,
+            (("warmup_steps", 100),),
+            EPISODE_SECONDS,
+            then=lambda r: qmix.policy_from_checkpoint(r.last, lb=0),
+        )
         base = _env_only_rate(steps)
         stream, capacities = _feature_stream(500 if quick else 2000)
         reps = 2 if quick else 5
@@ -118,21 +108,15 @@ def train_qmix(quick: bool) -> list[BenchResult]:
     med, sed_med = float(np.median(qmix_us)), float(np.median(sed_us))
     cfg = qmix.QMIXConfig()
     return [
-        BenchResult(
-            name="train_qmix",
-            value=value,
-            unit="steps/s",
-            baseline="env_only",
-            baseline_value=base,
-            ratio=ratio(value, base),
-            extra={
-                "steps": result.steps,
-                "envs": ENVS,
-                "scenario": SCENARIO,
+        training_result(
+            "train_qmix",
+            value,
+            base,
+            result.steps,
+            {
                 "env_steps_per_update": cfg.train_every,
                 "batch_windows": cfg.batch_size,
                 "window": cfg.burn_in + cfg.seq_len,
-                "learner_time_fraction": 1.0 - value / base,
                 "torch_threads": 1,
             },
         ),

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,41 +42,63 @@ def _env_only_rate(steps: int) -> float:
     return done / (time.perf_counter() - t0)
 
 
-@benchmark("train_sac")
-def train_sac(quick: bool) -> list[BenchResult]:
-    """Env steps/s of SAC-GRU training (updates included) against env-only stepping."""
-    from marllbd_rl.sac_gru import SacGruConfig, train
-
-    steps = 600 if quick else 6000
+def timed_training(
+    train: Callable[[TrainConfig], Any],
+    algo: str,
+    steps: int,
+    hyper: tuple[tuple[str, Any], ...],
+    episode_seconds: float | None = None,
+    then: Callable[[Any], Any] = lambda result: None,
+) -> tuple[Any, float, Any]:
+    """Train `algo` on SCENARIO for `steps` in a scratch directory, one evaluation at the
+    end; returns the plugin's TrainResult, its env steps per second of wall time, and
+    then(result), called while the scratch checkpoints still exist."""
     with tempfile.TemporaryDirectory() as tmp:
         config = TrainConfig(
-            algo="sac-gru",
+            algo=algo,
             scenario=SCENARIO,
             out=Path(tmp),
             steps=steps,
             envs=ENVS,
             eval_every=steps,
             eval_seeds=(1001,),
+            episode_seconds=episode_seconds,
             progress=False,
-            hyper=(("learning_starts", 100),),
+            hyper=hyper,
         )
         result = train(config)
-    value = result.steps / result.wall_seconds
+        kept = then(result)
+    return result, result.steps / result.wall_seconds, kept
+
+
+def training_result(
+    name: str, value: float, base: float, steps: int, extra: dict[str, Any]
+) -> BenchResult:
+    """The JSON line of a training benchmark: steps/s beside the env-only rate."""
+    return BenchResult(
+        name=name,
+        value=value,
+        unit="steps/s",
+        baseline="env_only",
+        baseline_value=base,
+        ratio=ratio(value, base),
+        extra={
+            "steps": steps,
+            "envs": ENVS,
+            "scenario": SCENARIO,
+            **extra,
+            "learner_time_fraction": 1.0 - value / base,
+        },
+    )
+
+
+@benchmark("train_sac")
+def train_sac(quick: bool) -> list[BenchResult]:
+    """Env steps/s of SAC-GRU training (updates included) against env-only stepping."""
+    from marllbd_rl.sac_gru import SacGruConfig, train
+
+    steps = 600 if quick else 6000
+    result, value, _ = timed_training(train, "sac-gru", steps, (("learning_starts", 100),))
     base = _env_only_rate(steps)
-    return [
-        BenchResult(
-            name="train_sac",
-            value=value,
-            unit="steps/s",
-            baseline="env_only",
-            baseline_value=base,
-            ratio=ratio(value, base),
-            extra={
-                "steps": result.steps,
-                "envs": ENVS,
-                "scenario": SCENARIO,
-                "updates_per_step": SacGruConfig().updates_per_step,
-                "learner_time_fraction": 1.0 - value / base,
-            },
-        )
-    ]
+    extra = {"updates_per_step": SacGruConfig().updates_per_step}
+    return [training_result("train_sac", value, base, result.steps, extra)]
