@@ -478,6 +478,7 @@ class Daemon:
         if self.region is not None:
             self._reset_policies()
         self._set_info()
+        gc.freeze()  # the new policy's objects too (see run)
         self.metrics.reloads.labels(result="ok").inc()
         log.info(
             "reloaded",
