@@ -4,7 +4,6 @@ runs reproduce, checkpoints fail clearly, and a short run learns a capacity diff
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +38,6 @@ load = 0.8
 mean_work = 0.05
 """
 SMALL = {"hidden": 16, "burn_in": 3, "seq_len": 5, "batch_size": 8}
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture
