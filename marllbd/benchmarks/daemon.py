@@ -46,8 +46,10 @@ def _run(
     policy: str,
     probe: Callable[[object], dict[str, float]],
     poll_period: float = 0.001,
+    warm_lead: float | None = None,
 ) -> dict[str, float]:
-    """Run a daemon against region `name` for `seconds`; return probe(daemon) at the end."""
+    """Run a daemon against region `name` for `seconds`; return probe(daemon) at the end.
+    warm_lead None keeps the default config's."""
     import uvloop
 
     from marllbd.daemon import config as cfg
@@ -55,7 +57,8 @@ def _run(
 
     conf = cfg.from_dict(
         {
-            "daemon": {"poll_period": poll_period},
+            "daemon": {"poll_period": poll_period}
+            | ({} if warm_lead is None else {"warm_lead": warm_lead}),
             "backend": {"kind": "vpp", "region": name},
             "policy": {"name": policy},
             "metrics": {"port": 0},
@@ -102,23 +105,31 @@ def _counts(d: object) -> dict[str, float]:
     }
 
 
-def _latencies(name: str, seconds: float, policy: str, poll_period: float = 0.001) -> np.ndarray:
+def _latencies(
+    name: str,
+    seconds: float,
+    policy: str,
+    poll_period: float = 0.001,
+    warm_lead: float | None = None,
+) -> tuple[np.ndarray, float]:
+    """Decision latencies in µs and the daemon's CPU use in percent of one core."""
     lat: list[float] = []
 
     def probe(d: object) -> dict[str, float]:
         lat[:] = list(d.latencies)  # type: ignore[attr-defined]
-        return {"n": float(len(lat))}
+        return _counts(d)
 
-    _run(name, seconds, policy, probe, poll_period)
-    return np.array(lat) * 1e6
+    r = _run(name, seconds, policy, probe, poll_period, warm_lead)
+    return np.array(lat) * 1e6, 100.0 * r["cpu_delta"] / r["wall_delta"]
 
 
 @benchmark("decision_latency")
 def decision_latency(quick: bool) -> list[BenchResult]:
-    """p50/p99 from frame read to weights published, 16 servers, frames at 100 Hz; beside
-    them the same at 1 kHz with a busy poll, where the process never goes idle (on a
-    virtual machine the first instructions after an idle 10 ms run several times slower:
-    that is most of the 100 Hz figure)."""
+    """p50/p99 from frame read to weights published, 16 servers, frames at 100 Hz, with
+    the default config's warm-up before each frame (`daemon.warm_lead`); beside them the
+    same without it, and at 1 kHz with a busy poll, where the process never goes idle (on
+    a virtual machine the first instructions after an idle 10 ms run several times
+    slower: that is what the warm-up is for)."""
     name, warm = f"bench-lat-{os.getpid()}", f"bench-lat-warm-{os.getpid()}"
     peer = _peer(name, 100.0)
     try:
@@ -130,11 +141,12 @@ def decision_latency(quick: bool) -> list[BenchResult]:
         for policy in ("sed", f"sac-gru:{SHIPPED_POLICY}"):
             if policy != "sed" and not SHIPPED_POLICY.is_dir():
                 continue
-            lat = _latencies(name, seconds, policy)
+            lat, cpu = _latencies(name, seconds, policy)
+            cold, cold_cpu = _latencies(name, seconds, policy, warm_lead=0.0)
             warm_peer = _peer(warm, 1000.0)  # only now: it would load the 100 Hz run
             try:
                 time.sleep(0.2)
-                hot = _latencies(warm, seconds / 2, policy, poll_period=0.0)
+                hot, _ = _latencies(warm, seconds / 2, policy, poll_period=0.0)
             finally:
                 _stop(warm_peer)
             p50, p99 = float(np.median(lat)), float(np.percentile(lat, 99))
@@ -156,6 +168,10 @@ def decision_latency(quick: bool) -> list[BenchResult]:
                         "decisions": int(lat.size),
                         "servers": 16,
                         "frame_hz": 100,
+                        "cpu_percent": cpu,
+                        "p50_us_no_warm": float(np.median(cold)),
+                        "p99_us_no_warm": float(np.percentile(cold, 99)),
+                        "cpu_percent_no_warm": cold_cpu,
                         "p50_us_1khz_busy_poll": float(np.median(hot)),
                         "p99_us_1khz_busy_poll": float(np.percentile(hot, 99)),
                     },

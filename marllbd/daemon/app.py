@@ -36,13 +36,14 @@ from marllbd.daemon.sdnotify import Notifier
 from marllbd.ipc.region import Region, RegionError
 from marllbd.ipc.ring import Frame, FrameError, FrameReader
 from marllbd.ipc.weights import WeightsError, WeightsWriter, check_weights
-from marllbd.policies import Policy, PolicyContext, is_bounded
+from marllbd.policies import Policy, PolicyContext, is_bounded, warm_call
 from marllbd.policies import load as load_policy
 
 log = structlog.get_logger("marllbd")
 
 _DUR_DECAYED = features.FEATURE_NAMES.index("dur_decayed_mean")
 _IDLE_WAKE = 0.25  # seconds: tasks wake at least this often to prove the loop is alive
+_REPLACE_CHECK_NS = 10_000_000  # a producer restart (new file at the path) shows within 10 ms
 
 
 class _Stop(Exception):
@@ -100,6 +101,12 @@ class Daemon:
         self._stalled = False
         self._swapping = False
         self._restarted = False
+        self._last_frame: Frame | None = None
+        self._replace_check_ns = 0
+        """Not before this monotonic ns does the poller stat() the region's path again."""
+        self._due_ns = 0
+        """When the next frame is due (monotonic ns), 0 when unknown."""
+        self._publish_ns = 0
         self._set_info()
 
     # -- setup ----------------------------------------------------------
@@ -211,6 +218,8 @@ class Daemon:
         self.prev_weights = self.capacities.copy()
         self._reset_policies()
         self.frames.clear()
+        self._last_frame, self._due_ns = None, 0
+        self._publish_ns = int(region.hdr["publish_period_ns"])
         self.metrics.attached.set(1)
         self.metrics.attaches.inc()
         log.info(
@@ -265,20 +274,67 @@ class Daemon:
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, self.config.daemon.attach_backoff_max)
                     continue
-            self._poll_once()
-            await asyncio.sleep(period)
+            fresh = self._poll_once()
+            await asyncio.sleep(self._pace(fresh, period))
 
-    def _poll_once(self) -> None:
+    def _pace(self, fresh: bool, period: float) -> float:
+        """Seconds until the next look at the ring.  With `daemon.warm_lead` > 0, the
+        poller wakes that long before the next frame is due (the producer's heartbeat at
+        the last frame plus its publish period); from then until the frame lands, or as
+        long again after it was due, each loop iteration warms the decision path and looks
+        at the ring.  A later frame waits for the ordinary poll period."""
+        lead = self.config.daemon.warm_lead
+        region = self.region
+        if lead <= 0 or period == 0 or region is None:
+            return period
+        now = time.monotonic_ns()
+        if fresh:
+            last = min(region.heartbeat_ns(), now)  # at or after the frame's commit
+            self._due_ns = last + self._publish_ns if self._publish_ns > 0 else 0
+        if self._due_ns == 0:
+            return period
+        until = (self._due_ns - now) / 1e9
+        if until > lead:
+            return min(period, until - lead)
+        if until < -lead:
+            return period
+        self._warm()
+        return 0.0
+
+    def _warm(self) -> None:
+        """Run the decision path on the last frame, results unused: features, the policy's
+        side-effect-free `warm` (bounded policies only: it runs on the loop) and the
+        weights check.  Failures are ignored here; the real decision reports them."""
+        frame = self._last_frame
+        if frame is None or frame.num_servers != len(self.prev_weights):
+            return
+        policy = self.policy
+        warm = warm_call(policy) if is_bounded(policy) and policy is not self._demoted else None
+        if time.monotonic() < self._policy_failed_until:
+            warm = warm_call(self.fallback)
+        try:
+            feats = features.compute(frame, self.prev_weights)
+            if warm is not None:
+                w = np.asarray(warm(feats, frame.active), dtype=np.float64)
+                check_weights(w, feats.shape[0], self._max_ratio())
+        except Exception as exc:
+            log.debug("warm_failed", error=repr(exc))
+
+    def _poll_once(self) -> bool:
+        """Look at the ring once; True when a new frame went to the inference task."""
         region, reader = self.region, self.reader
         assert region is not None and reader is not None
-        if region.replaced():
+        now_ns = time.monotonic_ns()
+        if now_ns >= self._replace_check_ns and region.replaced():
             self.metrics.restarts.inc()
             log.warning("producer_restarted", region=self.backend.region_name)
             self.metrics.missed.inc(reader.account_unread())
             self._restarted = True
             self._detach()
-            return
-        age = max(time.monotonic_ns() - region.heartbeat_ns(), 0) / 1e9
+            return False
+        if now_ns >= self._replace_check_ns:  # a stat() per look costs more than the read
+            self._replace_check_ns = now_ns + _REPLACE_CHECK_NS
+        age = max(now_ns - region.heartbeat_ns(), 0) / 1e9
         self.metrics.producer_age.set(age)
         stalled = age > self.config.daemon.stale_after
         if stalled != self._stalled:
@@ -287,7 +343,7 @@ class Daemon:
             else:
                 log.info("data_plane_resumed")
             self._stalled = stalled
-        self.metrics.stalled.set(1 if stalled else 0)
+            self.metrics.stalled.set(1 if stalled else 0)
         try:
             frame = reader.read_newest()
         except FrameError as exc:
@@ -297,19 +353,23 @@ class Daemon:
             log.warning("frame_rejected", reason=str(exc))
             frame = None
         s = reader.stats
-        torn, overruns, missed = self._reader_seen
-        self.metrics.torn.inc(s.torn - torn)
-        self.metrics.overruns.inc(s.overruns - overruns)
-        self.metrics.missed.inc(s.missed - missed)
-        self._reader_seen = (s.torn, s.overruns, s.missed)
+        seen = (s.torn, s.overruns, s.missed)
+        if seen != self._reader_seen:
+            torn, overruns, missed = self._reader_seen
+            self.metrics.torn.inc(s.torn - torn)
+            self.metrics.overruns.inc(s.overruns - overruns)
+            self.metrics.missed.inc(s.missed - missed)
+            self._reader_seen = seen
         if frame is None:
-            return
+            return False
         self.metrics.frames.inc()
         if stalled:
             self.metrics.stale.inc()
-            return
+            return False
         if self.frames.put((frame, time.perf_counter(), age)):
             self.metrics.missed.inc()  # the previous frame was never decided
+        self._last_frame = frame
+        return True
 
     async def _inference(self) -> None:
         while True:

@@ -9,6 +9,7 @@ max_weight_ratio apart are refused and the last good weights stay in force.
 from __future__ import annotations
 
 import enum
+import math
 import time
 from dataclasses import dataclass
 
@@ -34,6 +35,9 @@ def check_weights(weights: np.ndarray, num_servers: int, max_ratio: float) -> No
     """Raise WeightsError naming the first reason the data plane would refuse `weights`."""
     if weights.shape != (num_servers,):
         raise WeightsError(f"weights: expected shape ({num_servers},), got {weights.shape}")
+    lo, hi = float(weights.min()), float(weights.max())  # NaN in, NaN out
+    if lo > 0.0 and hi < math.inf and hi <= lo * max_ratio:
+        return  # the common case, in two reductions; the checks below name the problem
     finite = np.isfinite(weights)
     if not finite.all():
         i = int(np.argmin(finite))

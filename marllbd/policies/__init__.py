@@ -8,6 +8,7 @@ from marllbd.policies.interface import (
     PolicyContext,
     PolicyError,
     is_bounded,
+    warm_call,
     weights_within_ratio,
 )
 from marllbd.policies.registry import available, load
@@ -22,5 +23,6 @@ __all__ = [
     "available",
     "is_bounded",
     "load",
+    "warm_call",
     "weights_within_ratio",
 ]

@@ -58,6 +58,10 @@ class StaticWeights:
             raise PolicyError(f"policy {self.name!r}: call reset(ctx) before decide()")
         return self._weights.copy()
 
+    def warm(self, features: npt.NDArray[np.float64], active: npt.NDArray[np.bool_]) -> object:
+        """`decide` keeps no state, so warming is deciding."""
+        return self.decide(features, active, None)
+
 
 class ActiveWcmp:
     """WCMP re-weighted each interval from ground truth: real capacity × idle fraction.

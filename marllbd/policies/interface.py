@@ -8,6 +8,7 @@ contract 4).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -104,6 +105,20 @@ class Policy(Protocol):
     ) -> npt.NDArray[np.float64]:
         """Weights for the next interval from the (num_servers, 12) features of this one."""
         ...
+
+
+WarmCall = Callable[[npt.NDArray[np.float64], npt.NDArray[np.bool_]], object]
+
+
+def warm_call(policy: object) -> WarmCall | None:
+    """The policy's optional `warm(features, active)`, or None.
+
+    `warm` runs what `decide` would on these inputs and leaves no trace: no state
+    changes (a recurrent policy keeps its hidden state), its result is ignored.  The
+    daemon calls it on a bounded policy just before a frame is due, so the frame's
+    decision does not run on cold caches."""
+    warm = getattr(policy, "warm", None)
+    return warm if callable(warm) else None
 
 
 def is_bounded(policy: object) -> bool:

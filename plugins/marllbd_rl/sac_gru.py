@@ -986,6 +986,14 @@ class SacGruPolicy:
         level = raw.reshape(self._n, self._k).argmax(-1) if self._k else np.tanh(raw[: self._n])
         return self._spec.weights(level, self._capacities)
 
+    def warm(self, features: np.ndarray, active: np.ndarray) -> np.ndarray:
+        """`decide` with the GRU state put back afterwards: the same work, no trace."""
+        h = self._h  # decide rebinds self._h and never writes into this array
+        try:
+            return self.decide(features, active, None)
+        finally:
+            self._h = h
+
 
 def load_policy(arg: str | None) -> SacGruPolicy:
     """Entry-point factory: `sac-gru:<checkpoint directory>`; PolicyError says what is wrong."""

@@ -26,7 +26,7 @@ def test_harness_decides_the_peers_frames_and_times_them() -> None:
     try:
         time.sleep(0.2)
         counts = bench._run(name, 0.5, "sed", bench._counts, poll_period=0.0)
-        lat = bench._latencies(name, 0.3, "sed", poll_period=0.001)
+        lat, cpu = bench._latencies(name, 0.3, "sed", poll_period=0.001)
     finally:
         bench._stop(peer)
     assert peer.returncode == 0
@@ -35,3 +35,4 @@ def test_harness_decides_the_peers_frames_and_times_them() -> None:
     assert counts["decisions_delta"] >= 0.8 * counts["published_delta"]
     assert 0.4 <= counts["wall_delta"] <= 2.0 and counts["cpu_delta"] > 0
     assert lat.size >= 20 and (lat > 0).all() and np.median(lat) < 1e6
+    assert 0 < cpu <= 100 * (os.cpu_count() or 1)

@@ -22,9 +22,9 @@ N = 4
 class Producer:
     """A Python data plane: publishes frames with its own heartbeat."""
 
-    def __init__(self, name: str):
-        self.name = name
-        self.region = Region.create(name, N, k=8, ring_len=8)
+    def __init__(self, name: str, period_ns: int = 250_000_000):
+        self.name, self.period_ns = name, period_ns
+        self.region = Region.create(name, N, k=8, ring_len=8, publish_period_ns=period_ns)
         self.writer = FrameWriter(self.region)
         self.weights = WeightsReader(self.region)
 
@@ -42,15 +42,20 @@ class Producer:
         self.writer.commit(rec)
 
     def restart(self) -> None:
-        self.region = Region.create(self.name, N, k=8, ring_len=8)
+        self.region = Region.create(self.name, N, k=8, ring_len=8, publish_period_ns=self.period_ns)
         self.writer = FrameWriter(self.region)
         self.weights = WeightsReader(self.region)
 
 
-def make_config(region: str, **policy: object) -> cfg.Config:
+def make_config(region: str, warm_lead: float = 0.001, **policy: object) -> cfg.Config:
     return cfg.from_dict(
         {
-            "daemon": {"poll_period": 0.002, "stale_after": 0.5, "attach_backoff_max": 0.05},
+            "daemon": {
+                "poll_period": 0.002,
+                "stale_after": 0.5,
+                "attach_backoff_max": 0.05,
+                "warm_lead": warm_lead,
+            },
             "backend": {"kind": "vpp", "region": region},
             "policy": {
                 "name": "sed",
@@ -288,6 +293,58 @@ async def test_unusable_policy_leaves_decisions_to_the_fallback(region_name: str
         await decide(d, prod)
         assert value(d, "marllbd_fallbacks_total", reason="unusable") == 2
         assert value(d, "marllbd_fallback_active") == 1
+    finally:
+        d.stop_event.set()
+        assert await task == 0
+
+
+class Warmed:
+    """A bounded policy that records when it is warmed and what it decides."""
+
+    name, dispatch, needs_ground_truth, bounded = "warmed", "sed", False, True
+
+    def __init__(self) -> None:
+        self.warmed_at: list[int] = []
+
+    def reset(self, ctx: object) -> None:
+        pass
+
+    def decide(self, features: np.ndarray, active: np.ndarray, truth: object) -> np.ndarray:
+        return np.full(features.shape[0], 2.0)
+
+    def warm(self, features: np.ndarray, active: np.ndarray) -> np.ndarray:
+        self.warmed_at.append(time.monotonic_ns())
+        return self.decide(features, active, None)
+
+
+@pytest.mark.parametrize("lead", [0.02, 0.0])
+async def test_warms_the_decision_path_only_just_before_a_frame_is_due(
+    region_name: str, lead: float
+) -> None:
+    period_ns = 100_000_000
+    prod = Producer(region_name, period_ns=period_ns)
+    d = Daemon(make_config(region_name, warm_lead=lead))
+    policy = d.policy = Warmed()
+    task = asyncio.create_task(d.run())
+    await asyncio.wait_for(d.ready.wait(), 60)
+    try:
+        await decide(d, prod)
+        committed = prod.region.heartbeat_ns()
+        due = committed + period_ns
+        # Wait out the warm window [due - lead, due + lead] and a margin; no frame comes.
+        await asyncio.sleep((due - time.monotonic_ns()) / 1e9 + lead + 0.05)
+        warmed = list(policy.warmed_at)
+        await asyncio.sleep(0.1)
+        assert policy.warmed_at == warmed  # past the window: no more warming
+        if lead == 0:
+            assert warmed == []
+        else:
+            # Warmed, on each look at the ring, but never before the window opened.
+            assert len(warmed) >= 2
+            assert min(warmed) >= due - lead * 1e9 - 1e6
+            await decide(d, prod)  # warming left the decisions alone
+            prod.weights.read()
+            np.testing.assert_allclose(prod.weights.weights, [2, 2, 2, 2])
     finally:
         d.stop_event.set()
         assert await task == 0

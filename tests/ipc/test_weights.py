@@ -30,6 +30,8 @@ def test_roundtrip(pair: tuple[WeightsWriter, WeightsReader]) -> None:
     [
         ([1.0, np.nan, 1.0], r"weights\[1\]: expected a finite value"),
         ([1.0, 1.0, np.inf], r"weights\[2\]: expected a finite value"),
+        ([1.0, -np.inf, np.nan], r"weights\[1\]: expected a finite value"),
+        ([2.0, -0.0, 1.0], r"weights\[1\]: expected > 0"),
         ([0.0, 1.0, 1.0], r"weights\[0\]: expected > 0"),
         ([1.0, -2.0, 1.0], r"weights\[1\]: expected > 0"),
         ([1.0, 11.0, 1.0], "exceeds max_weight_ratio 10"),
@@ -42,6 +44,14 @@ def test_writer_refuses_bad_weights(
     w, _ = pair
     with pytest.raises(WeightsError, match=message):
         w.write(np.array(weights))
+
+
+def test_writer_accepts_weights_exactly_at_the_ratio(
+    pair: tuple[WeightsWriter, WeightsReader],
+) -> None:
+    w, rd = pair
+    w.write(np.array([0.5, 5.0, 1.0]))  # max / min = 10 = max_weight_ratio
+    assert rd.read() is WeightsStatus.NEW and list(rd.weights) == [0.5, 5.0, 1.0]
 
 
 def test_reader_keeps_last_good_on_invalid_slot(pair: tuple[WeightsWriter, WeightsReader]) -> None:

@@ -244,6 +244,16 @@ def test_policy_keeps_its_state_across_decisions_and_reset_clears_it(tmp_path: P
     again = [policy.decide(f, active, None) for f in stream]
     np.testing.assert_array_equal(np.array(first), np.array(again))
     assert not np.array_equal(np.array(first), np.array(carried))
+    # Warming between decisions (the daemon does, before a frame is due) leaves no trace:
+    # the same decisions, although warm itself computes what decide would.
+    policy.reset(ctx)
+    warmed = []
+    for f, g in zip(stream, reversed(stream), strict=True):
+        policy.warm(g, active)
+        warmed.append(policy.decide(f, active, None))
+    np.testing.assert_array_equal(np.array(first), np.array(warmed))
+    policy.reset(ctx)
+    np.testing.assert_array_equal(policy.warm(stream[0], active), first[0])
 
 
 def test_same_seed_reproduces_a_training_run_bit_for_bit(two_servers: Path, tmp_path: Path) -> None:

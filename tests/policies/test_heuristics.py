@@ -125,3 +125,13 @@ def test_returned_weights_are_the_callers_to_keep() -> None:
     w = policy.decide(*_inputs(0))
     w[:] = -1.0
     check_weights(policy.decide(*_inputs(0)), N, 100.0)
+
+
+@pytest.mark.parametrize("name", STATIC)
+def test_warming_a_static_policy_is_deciding(name: str) -> None:
+    policy = load(name)
+    policy.reset(PolicyContext(N, CAPS))
+    features, active, _ = _inputs(3)
+    np.testing.assert_array_equal(
+        policy.warm(features, active), policy.decide(features, active, None)
+    )
