@@ -23,9 +23,11 @@ from marllbd.native import native_path
 SERVERS, K, WINDOW = 64, 128, 1024  # WINDOW: updates per server per publication window
 
 _C_EXTRA = (
+    "inline_value",
     "call_value",
     "steady_value",
     "steady_baseline_value",
+    "steady_inline_value",
     "servers",
     "k",
     "updates",
@@ -36,7 +38,8 @@ _C_EXTRA = (
 
 @benchmark("reservoir_c")
 def reservoir_c(quick: bool) -> list[BenchResult]:
-    """marllb_reservoir_add (inline hot path) against Algorithm R on libc rand() % seen."""
+    """marllb_reservoir_bank_add_batch (one call per 256-update frame) against Algorithm R
+    on libc rand() % seen; the per-item inline update is reported as inline_value."""
     exe = native_path("marllb-bench-reservoir")
     proc = subprocess.run(
         [str(exe), *(["--quick"] if quick else [])],

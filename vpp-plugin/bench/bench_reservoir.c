@@ -1,7 +1,9 @@
 /*
- * bench_reservoir.c - reservoir updates per second: marllb_reservoir_add
- * against Algorithm R driven by libc rand(), on one precomputed stream of
- * (server, value) updates over 64 servers x 128 samples.
+ * bench_reservoir.c - reservoir updates per second: the bank's batch update
+ * (marllb_reservoir_bank_add_batch, what a VPP node calls once per frame)
+ * and the per-item updates against Algorithm R driven by libc rand(), on one
+ * precomputed stream of (server, value, t_ns) updates over 64 servers x 128
+ * samples.
  *
  * The headline pair resets every reservoir once per publication window of
  * --window updates per server (default 1024, where 38% of updates replace a
@@ -10,15 +12,17 @@
  * Each figure is the median of --reps timed passes, contenders interleaved.
  *
  * What a figure includes: the wall-clock time of one pass over the updates,
- * i.e. reading each (server, value) from the precomputed input (2.3 MB,
+ * i.e. reading each (server, value, t_ns) from the precomputed input (4.5 MB,
  * replayed cyclically), the reset of all 64 reservoirs at each window start,
- * and the update itself (the update counter is the timestamp).  Excluded:
- * making the input and the checksum.  The checksum folds every reservoir's
+ * and the update itself.  The batch contender takes the input in frames of
+ * up to 256 updates (a VPP vector).  Excluded: making the input and the
+ * checksum.  The checksum folds every reservoir's
  * samples after each pass and is printed, so no update is dead code.
  *
  * Prints one JSON line: {"value": Mupdates/s, "baseline_value": Mupdates/s, ...};
- * value is marllb_reservoir_add_inline (what a packet node compiles in),
- * call_value the exported marllb_reservoir_add on the same stream.
+ * value is marllb_reservoir_bank_add_batch, inline_value the per-item
+ * marllb_reservoir_add_inline, call_value the exported marllb_reservoir_add,
+ * all on the same stream.
  * usage: marllb-bench-reservoir [--quick] [--updates N] [--reps R] [--window W]
  */
 #include <inttypes.h>
@@ -32,12 +36,14 @@
 #define SERVERS 64u
 #define K MARLLB_DEFAULT_K
 #define INPUT_LEN (1u << 18) /* precomputed updates, replayed cyclically */
+#define FRAME 256u           /* updates per batch call: a VPP frame */
 #define MAX_REPS 101
 
 typedef struct
 {
-  uint8_t server[INPUT_LEN];
+  uint16_t server[INPUT_LEN];
   double value[INPUT_LEN];
+  uint64_t t_ns[INPUT_LEN];
 } input_t;
 
 /* Algorithm R with libc rand(): the naive per-packet reservoir. */
@@ -49,6 +55,7 @@ typedef struct
 
 typedef enum
 {
+  BATCH,  /* marllb_reservoir_bank_add_batch, one call per frame */
   INLINE, /* marllb_reservoir_add_inline: what a per-packet node compiles in */
   CALL,   /* marllb_reservoir_add: the same code behind a call into the library */
   NAIVE,
@@ -64,6 +71,9 @@ typedef struct
 
 static marllb_sample_t fast_samples[SERVERS][K];
 static marllb_reservoir_t fast[SERVERS];
+static marllb_sample_t bank_samples[SERVERS][K];
+static marllb_reservoir_t bank_res[SERVERS];
+static marllb_reservoir_bank_t bank;
 static naive_reservoir_t naive[SERVERS];
 
 static double
@@ -81,8 +91,9 @@ fill_input (input_t *in)
   marllb_rng_seed (&rng, 12345);
   for (uint32_t i = 0; i < INPUT_LEN; i++)
     {
-      in->server[i] = (uint8_t) marllb_rng_below (&rng, SERVERS);
+      in->server[i] = (uint16_t) marllb_rng_below (&rng, SERVERS);
       in->value[i] = (double) (marllb_rng_next (&rng) >> 11) * 0x1.0p-53;
+      in->t_ns[i] = UINT64_C (1700000000000000000) + 1000u * (uint64_t) i;
     }
 }
 
@@ -101,6 +112,11 @@ naive_add (naive_reservoir_t *r, double value, uint64_t t_ns)
 static void
 reset_all (contender_t who)
 {
+  if (who == BATCH)
+    {
+      marllb_reservoir_bank_reset (&bank);
+      return;
+    }
   for (uint32_t s = 0; s < SERVERS; s++)
     if (who == NAIVE)
       naive[s].seen = 0;
@@ -108,10 +124,9 @@ reset_all (contender_t who)
       marllb_reservoir_reset (&fast[s]);
 }
 
-/* The contenders share this loop; only the update differs.  The update
- * counter doubles as the timestamp.  Each contender gets its own function,
- * kept out of line, so each loop is compiled (and register-allocated) alone,
- * as in a packet node. */
+/* The per-item contenders share this loop; only the update differs.  Each
+ * contender gets its own function, kept out of line, so each loop is
+ * compiled (and register-allocated) alone, as in a packet node. */
 #define RUN(UPDATE)                                                                      \
   for (uint64_t done = 0, pos = 0; done < updates;)                                      \
     {                                                                                    \
@@ -121,8 +136,9 @@ reset_all (contender_t who)
         {                                                                                \
           uint32_t srv = in->server[pos];                                                \
           double val = in->value[pos];                                                   \
+          uint64_t t = in->t_ns[pos];                                                    \
           pos = (pos + 1) & (INPUT_LEN - 1);                                             \
-          UPDATE (srv, val, done);                                                       \
+          UPDATE (srv, val, t);                                                          \
         }                                                                                \
     }
 
@@ -142,6 +158,28 @@ DEFINE_PASS (pass_inline, INLINE, INLINE_UPDATE)
 DEFINE_PASS (pass_call, CALL, CALL_UPDATE)
 DEFINE_PASS (pass_naive, NAIVE, NAIVE_UPDATE)
 
+/* The same stream, a frame at a time (frames end at window ends and at the
+ * end of the input). */
+__attribute__ ((noinline)) static void
+pass_batch (uint64_t updates, uint64_t window, const input_t *in)
+{
+  for (uint64_t done = 0, pos = 0; done < updates;)
+    {
+      reset_all (BATCH);
+      uint64_t end = done + window < updates ? done + window : updates;
+      while (done < end)
+        {
+          uint64_t n = end - done;
+          n = n < FRAME ? n : FRAME;
+          n = n < INPUT_LEN - pos ? n : INPUT_LEN - pos;
+          marllb_reservoir_bank_add_batch (&bank, in->server + pos, in->value + pos,
+                                           in->t_ns + pos, (uint32_t) n);
+          done += n;
+          pos = (pos + n) & (INPUT_LEN - 1);
+        }
+    }
+}
+
 /* Fold every reservoir's contents into one number, so no update is dead code. */
 static uint64_t
 checksum (contender_t who)
@@ -149,8 +187,12 @@ checksum (contender_t who)
   uint64_t sum = 0;
   for (uint32_t s = 0; s < SERVERS; s++)
     {
-      uint64_t n = who == NAIVE ? (naive[s].seen < K ? naive[s].seen : K) : fast[s].n;
-      const marllb_sample_t *smp = who == NAIVE ? naive[s].samples : fast_samples[s];
+      uint64_t n = who == NAIVE   ? (naive[s].seen < K ? naive[s].seen : K)
+                   : who == BATCH ? bank_res[s].n
+                                  : fast[s].n;
+      const marllb_sample_t *smp = who == NAIVE   ? naive[s].samples
+                                   : who == BATCH ? bank_samples[s]
+                                                  : fast_samples[s];
       for (uint64_t i = 0; i < n; i++)
         sum += smp[i].t_ns ^ (uint64_t) (smp[i].value * 1e9);
     }
@@ -165,6 +207,9 @@ timed_pass (contender_t who, uint64_t updates, uint64_t window, const input_t *i
   double t0 = now_s ();
   switch (who)
     {
+    case BATCH:
+      pass_batch (updates, window, in);
+      break;
     case INLINE:
       pass_inline (updates, window, in);
       break;
@@ -249,17 +294,27 @@ main (int argc, char **argv)
     }
   fill_input (in);
   for (uint32_t s = 0; s < SERVERS; s++)
-    if (marllb_reservoir_init (&fast[s], fast_samples[s], K, s) != 0)
+    if (marllb_reservoir_init (&fast[s], fast_samples[s], K, s) != 0
+        || marllb_reservoir_init (&bank_res[s], bank_samples[s], K, s) != 0)
       {
         fprintf (stderr, "bench_reservoir: marllb_reservoir_init failed for server %u\n", s);
         return 1;
       }
+  if (marllb_reservoir_bank_init (&bank, bank_res, SERVERS, 1) != 0)
+    {
+      fprintf (stderr, "bench_reservoir: marllb_reservoir_bank_init failed\n");
+      return 1;
+    }
   srand (1);
 
   series_t series[] = {
-    { "value", INLINE, 0, { 0 } },         { "baseline_value", NAIVE, 0, { 0 } },
-    { "call_value", CALL, 0, { 0 } },      { "steady_value", INLINE, 1, { 0 } },
+    { "value", BATCH, 0, { 0 } },
+    { "baseline_value", NAIVE, 0, { 0 } },
+    { "inline_value", INLINE, 0, { 0 } },
+    { "call_value", CALL, 0, { 0 } },
+    { "steady_value", BATCH, 1, { 0 } },
     { "steady_baseline_value", NAIVE, 1, { 0 } },
+    { "steady_inline_value", INLINE, 1, { 0 } },
   };
   const int n_series = (int) (sizeof series / sizeof series[0]);
   uint64_t sum = 0;

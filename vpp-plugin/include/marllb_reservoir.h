@@ -58,6 +58,41 @@ uint32_t marllb_reservoir_merge (marllb_sample_t *out, uint32_t k, marllb_reserv
                                  uint32_t m, marllb_rng_t *rng, uint64_t *seen);
 
 /*
+ * A bank: m reservoirs of the same k (one quantity of one worker thread)
+ * sharing one PRNG, updated a frame at a time.  Each update takes one 32-bit
+ * draw, the low then the high half of a wyrand output, whether or not it is
+ * used (the fill does not use it); while seen < 2^32 the slot is Lemire's
+ * multiply-shift of that draw by seen, with the exact rejection step.  At
+ * seen >= 2^32 the update discards its half and draws 64 bits instead.
+ * Updates through the bank ignore the reservoirs' own rng fields.
+ */
+typedef struct marllb_reservoir_bank
+{
+  marllb_reservoir_t *res; /* caller-owned, m reservoirs of size k */
+  uint32_t m;
+  uint32_t k;
+  marllb_rng_t rng;
+  uint64_t half;  /* the unused high half of the last output, when has_half */
+  uint32_t has_half;
+  uint32_t _pad;
+  marllb_sample_t spill; /* write target of rejected values */
+} marllb_reservoir_bank_t;
+
+/* Returns 0, or -1 when res is NULL, m is 0 or the reservoirs' k differ. */
+int marllb_reservoir_bank_init (marllb_reservoir_bank_t *b, marllb_reservoir_t *res, uint32_t m,
+                                uint64_t seed);
+/* Reset every reservoir of the bank (a new publication window). */
+void marllb_reservoir_bank_reset (marllb_reservoir_bank_t *b);
+/* Offer value[i], observed at t_ns[i], to reservoir server[i] for i < n, in
+ * order; every server[i] must be < m.  Same result as n calls of
+ * marllb_reservoir_bank_add. */
+void marllb_reservoir_bank_add_batch (marllb_reservoir_bank_t *b, const uint16_t *server,
+                                      const double *value, const uint64_t *t_ns, uint32_t n);
+/* One update through the bank: a batch of one. */
+void marllb_reservoir_bank_add (marllb_reservoir_bank_t *b, uint16_t server, double value,
+                                uint64_t t_ns);
+
+/*
  * Inline hot path, for per-packet callers that want the update without a call.
  * marllb_reservoir_add is this same code behind a function symbol.
  */

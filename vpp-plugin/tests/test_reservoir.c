@@ -3,7 +3,8 @@
  * fill / reset / seen bookkeeping, determinism per seed, equality with a
  * plain Algorithm R over windows that reach both update regimes (branch-free
  * and branching), uniformity of inclusion (chi-square over many seeds) in
- * each regime, and the same for merged reservoirs.
+ * each regime, and the same for merged reservoirs and for banks (batch
+ * against per-item updates, uniformity over seeds with resets).
  */
 #include <math.h>
 #include <stdio.h>
@@ -384,6 +385,159 @@ test_merge_uniform (void)
          N - 1);
 }
 
+/* Bank: argument checks, and the batch equals the same updates one by one
+ * (same PRNG stream, samples, n, seen), over windows with resets, odd batch
+ * lengths (the spare half crosses calls) and every regime: fill, 32-bit
+ * draws, and seen >= 2^32 (64-bit draws). */
+static void
+test_bank_args (void)
+{
+  enum { K = 8 };
+  marllb_sample_t buf[3][K];
+  marllb_reservoir_t res[3];
+  marllb_reservoir_bank_t b;
+  marllb_reservoir_init (&res[0], buf[0], K, 1);
+  marllb_reservoir_init (&res[1], buf[1], K, 2);
+  marllb_reservoir_init (&res[2], buf[2], K / 2, 3);
+  CHECK (marllb_reservoir_bank_init (&b, NULL, 2, 1) == -1, "NULL reservoirs accepted");
+  CHECK (marllb_reservoir_bank_init (&b, res, 0, 1) == -1, "m = 0 accepted");
+  CHECK (marllb_reservoir_bank_init (&b, res, 3, 1) == -1, "mixed k accepted");
+  CHECK (marllb_reservoir_bank_init (&b, res, 2, 1) == 0 && b.k == K && b.m == 2,
+         "bank of two k=8 reservoirs rejected");
+  marllb_reservoir_bank_add_batch (&b, NULL, NULL, NULL, 0);
+  CHECK (res[0].seen == 0 && res[1].seen == 0, "an empty batch changed a reservoir");
+}
+
+static void
+test_bank_batch_equals_items (void)
+{
+  enum { K = 8, M = 5, N = 3000 };
+  marllb_sample_t a_buf[M][K], b_buf[M][K];
+  marllb_reservoir_t a_res[M], b_res[M];
+  marllb_reservoir_bank_t a, b;
+  for (uint32_t s = 0; s < M; s++)
+    {
+      marllb_reservoir_init (&a_res[s], a_buf[s], K, s);
+      marllb_reservoir_init (&b_res[s], b_buf[s], K, s);
+    }
+  marllb_reservoir_bank_init (&a, a_res, M, 77);
+  marllb_reservoir_bank_init (&b, b_res, M, 77);
+  uint16_t server[N];
+  double value[N];
+  uint64_t t_ns[N];
+  marllb_rng_t g;
+  marllb_rng_seed (&g, 5);
+  for (uint32_t i = 0; i < N; i++)
+    {
+      server[i] = (uint16_t) marllb_rng_below (&g, M);
+      value[i] = (double) i;
+      t_ns[i] = i;
+    }
+  const uint32_t batch[] = { 1, 2, 3, 255, 256, 7, 0, 64, 1, 1, 1000 };
+  int same = 1, crossed = 0;
+  for (int window = 0; window < 6 && same; window++)
+    {
+      marllb_reservoir_bank_reset (&a);
+      marllb_reservoir_bank_reset (&b);
+      if (window == 4)
+        /* just below 2^32 values seen: the window crosses into 64-bit draws */
+        for (uint32_t s = 0; s < M; s++)
+          a_res[s].seen = b_res[s].seen = UINT32_MAX - 40, a_res[s].n = b_res[s].n = K;
+      uint32_t i = 0;
+      for (size_t c = 0; i < N; c = (c + 1) % (sizeof batch / sizeof batch[0]))
+        {
+          uint32_t n = batch[c] < N - i ? batch[c] : N - i;
+          if (window == 4)
+            n = n < 8 ? n : 8; /* stay near 2^32: few values per window */
+          marllb_reservoir_bank_add_batch (&a, server + i, value + i, t_ns + i, n);
+          for (uint32_t j = i; j < i + n; j++)
+            marllb_reservoir_bank_add (&b, server[j], value[j], t_ns[j]);
+          i += n;
+          if (window == 4 && i >= 400)
+            break;
+        }
+      same = a.rng.state == b.rng.state && a.has_half == b.has_half
+             && (!a.has_half || a.half == b.half);
+      for (uint32_t s = 0; s < M && same; s++)
+        same = a_res[s].n == b_res[s].n && a_res[s].seen == b_res[s].seen
+               && memcmp (a_buf[s], b_buf[s], a_res[s].n * sizeof (marllb_sample_t)) == 0;
+      CHECK (same, "window %d: batch and per-item bank updates differ", window);
+      if (window == 4)
+        for (uint32_t s = 0; s < M; s++)
+          crossed += a_res[s].seen > UINT32_MAX && a_res[s].n == K;
+    }
+  CHECK (crossed == M, "%d of %d reservoirs crossed seen = 2^32", crossed, M);
+
+  /* Consistency after a window with resets: distinct offered values. */
+  marllb_reservoir_bank_reset (&a);
+  marllb_reservoir_bank_add_batch (&a, server, value, t_ns, N);
+  int ok = 1;
+  for (uint32_t s = 0; s < M; s++)
+    ok &= a_res[s].n == (a_res[s].seen < K ? a_res[s].seen : K)
+          && samples_consistent (&a_res[s], 0, N - 1);
+  CHECK (ok, "bank samples must be distinct offered values, n = min(seen, k)");
+}
+
+/* Uniformity through the bank (the same chi-square as
+ * check_uniform_inclusion): over T seeds, M reservoirs fed in interleaved
+ * batches, each reset between two windows (the second window is counted).
+ * Position v of reservoir s is offered as value v. */
+static void
+check_bank_uniform (uint32_t k, uint32_t n, uint64_t trials)
+{
+  enum { M = 3, MAXN = 128 };
+  marllb_sample_t buf[M][MARLLB_DEFAULT_K];
+  marllb_reservoir_t res[M];
+  marllb_reservoir_bank_t b;
+  double count[M][MAXN] = { { 0 } };
+  uint16_t server[M * MAXN];
+  double value[M * MAXN];
+  uint64_t t_ns[M * MAXN];
+  for (uint32_t v = 0; v < n; v++)
+    for (uint32_t s = 0; s < M; s++)
+      {
+        server[v * M + s] = (uint16_t) s;
+        value[v * M + s] = (double) v;
+        t_ns[v * M + s] = v;
+      }
+  for (uint64_t seed = 0; seed < trials; seed++)
+    {
+      for (uint32_t s = 0; s < M; s++)
+        marllb_reservoir_init (&res[s], buf[s], k, 0);
+      marllb_reservoir_bank_init (&b, res, M, seed);
+      for (int window = 0; window < 2; window++)
+        {
+          marllb_reservoir_bank_reset (&b);
+          for (uint32_t i = 0, step = 1 + (uint32_t) (seed % 5); i < M * n; i += step)
+            {
+              uint32_t len = M * n - i < step ? M * n - i : step;
+              marllb_reservoir_bank_add_batch (&b, server + i, value + i, t_ns + i, len);
+            }
+        }
+      for (uint32_t s = 0; s < M; s++)
+        for (uint32_t i = 0; i < k; i++)
+          count[s][buf[s][i].t_ns] += 1.0;
+    }
+  double p = (double) k / n, expect = (double) trials * p, var = expect * (1.0 - p);
+  for (uint32_t s = 0; s < M; s++)
+    {
+      double stat = 0.0;
+      for (uint32_t i = 0; i < n; i++)
+        stat += (count[s][i] - expect) * (count[s][i] - expect) / var;
+      stat *= (double) (n - 1) / n;
+      double crit = chi2_critical (n - 1, Z_999);
+      CHECK (stat < crit, "bank k=%u n=%u reservoir %u: chi-square %.2f >= critical %.2f", k, n, s,
+             stat, crit);
+    }
+}
+
+static void
+test_bank_uniform (void)
+{
+  check_bank_uniform (8, 32, 20000);
+  check_bank_uniform (2, 128, 20000);
+}
+
 int
 main (void)
 {
@@ -395,6 +549,9 @@ main (void)
   test_uniform_inclusion ();
   test_merge_bookkeeping ();
   test_merge_uniform ();
+  test_bank_args ();
+  test_bank_batch_equals_items ();
+  test_bank_uniform ();
   printf ("test_reservoir: %d checks, %d failures\n", checks, failures);
   return failures ? 1 : 0;
 }
