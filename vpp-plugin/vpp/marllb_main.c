@@ -57,6 +57,7 @@ marllb_bank_build (marllb_main_t *mm, marllb_thread_t *t, u32 thread_index, u32 
   vec_free (st->dur), vec_free (st->fct), vec_free (st->samples);
   /* Distinct PRNG streams per thread and server. */
   marllb_reservoirs_build (&t->dur, &t->fct, &t->samples, n, (u64) thread_index << 32);
+  marllb_reservoir_bank_init (&t->dur_bank, t->dur, n, ((u64) thread_index << 32) | 0xd0a7);
   marllb_reservoirs_build (&st->dur, &st->fct, &st->samples, n, 0);
   clib_memset (t->flows, 0, vec_bytes (t->flows));
   t->untracked = st->untracked = c->untracked = 0;

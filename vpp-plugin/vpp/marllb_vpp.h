@@ -103,6 +103,7 @@ typedef struct
   u64 untracked; /* new flows not tracked: their bucket was full of live flows */
   u64 *active, *new_flows, *completed;
   marllb_reservoir_t *dur, *fct;
+  marllb_reservoir_bank_t dur_bank; /* over dur: a frame's ages in one batch */
   marllb_sample_t *samples;
   marllb_flow_t *flows;
   marllb_stage_t stage;

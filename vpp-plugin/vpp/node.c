@@ -191,6 +191,10 @@ marllb_observe_inline (vlib_main_t *vm, vlib_node_runtime_t *node, vlib_frame_t 
   u32 n_left = frame->n_vectors, n_tracked = 0, n_finished = 0;
   /* One clock read per frame: packets of a frame arrived together. */
   u64 now = marllb_now_ns (mm, vm);
+  /* The frame's flow ages, offered to the dur reservoirs in one batch. */
+  u16 age_server[VLIB_FRAME_SIZE];
+  f64 age_value[VLIB_FRAME_SIZE];
+  u64 age_ns[VLIB_FRAME_SIZE];
 
   vlib_get_buffers (vm, from, bufs, n_left);
   for (; n_left > 0; n_left--, b++, next++)
@@ -200,16 +204,18 @@ marllb_observe_inline (vlib_main_t *vm, vlib_node_runtime_t *node, vlib_frame_t 
       marllb_flow_t *f = marllb_flow_find (t, marllb_flow_key (b[0], is_ip4, &tcp_flags));
       if (!f)
         continue;
-      n_tracked++;
       f->last_ns = now;
-      f64 age = now > f->start_ns ? (f64) (now - f->start_ns) * 1e-9 : 0.0;
-      marllb_reservoir_add_inline (&t->dur[f->server], age, now);
+      age_server[n_tracked] = (u16) f->server;
+      age_value[n_tracked] = now > f->start_ns ? (f64) (now - f->start_ns) * 1e-9 : 0.0;
+      age_ns[n_tracked] = now;
+      n_tracked++;
       if (tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST))
         {
           marllb_flow_finish (t, f, now);
           n_finished++;
         }
     }
+  marllb_reservoir_bank_add_batch (&t->dur_bank, age_server, age_value, age_ns, n_tracked);
   vlib_buffer_enqueue_to_next (vm, node, from, nexts, frame->n_vectors);
   vlib_node_increment_counter (vm, node->node_index, MARLLB_OBSERVE_ERROR_TRACKED, n_tracked);
   vlib_node_increment_counter (vm, node->node_index, MARLLB_OBSERVE_ERROR_FINISHED, n_finished);
