@@ -59,13 +59,33 @@ uint32_t marllb_reservoir_merge (marllb_sample_t *out, uint32_t k, marllb_reserv
 
 /*
  * A bank: m reservoirs of the same k (one quantity of one worker thread)
- * sharing one PRNG, updated a frame at a time.  Each update takes one 32-bit
- * draw, the low then the high half of a wyrand output, whether or not it is
- * used (the fill does not use it); while seen < 2^32 the slot is Lemire's
- * multiply-shift of that draw by seen, with the exact rejection step.  At
- * seen >= 2^32 the update discards its half and draws 64 bits instead.
- * Updates through the bank ignore the reservoirs' own rng fields.
+ * updated a frame at a time.  Updates through the bank ignore the
+ * reservoirs' own rng fields.  A batch takes one of two paths:
+ *
+ * scalar: each update takes one 32-bit draw of the bank's wyrand (rng), the
+ * low then the high half of an output, whether or not it is used (the fill
+ * does not use it); while seen < 2^32 the slot is Lemire's multiply-shift of
+ * that draw by seen, with the exact rejection step.  At seen >= 2^32 the
+ * update discards its half and draws 64 bits instead.
+ *
+ * avx2 (x86-64 CPUs with AVX2, chosen at init): the batch is cut into
+ * chunks of up to 256 updates and each chunk into groups of 8 (the last one
+ * partial).  Each group takes one output of four xoshiro256++ generators
+ * (lane): draw 2g is the low and draw 2g + 1 the high half of generator g's
+ * output, and update 8q + l of the chunk uses draw l of group q (draws of a
+ * partial group's missing updates are discarded).  The slot is Lemire's
+ * multiply-shift of the draw by seen; when its low half falls below seen,
+ * the exact rejection step redraws from rng (low 32 bits of each output),
+ * in update order.  A chunk in which some seen would reach 2^31 takes the
+ * scalar path instead.  The two paths give different (equally uniform)
+ * samples from the same seed.
  */
+enum
+{
+  MARLLB_BANK_SCALAR = 0,
+  MARLLB_BANK_AVX2 = 1,
+};
+
 typedef struct marllb_reservoir_bank
 {
   marllb_reservoir_t *res; /* caller-owned, m reservoirs of size k */
@@ -74,21 +94,31 @@ typedef struct marllb_reservoir_bank
   marllb_rng_t rng;
   uint64_t half;  /* the unused high half of the last output, when has_half */
   uint32_t has_half;
-  uint32_t _pad;
+  uint32_t path;         /* MARLLB_BANK_SCALAR or MARLLB_BANK_AVX2 */
   marllb_sample_t spill; /* write target of rejected values */
+  uint64_t lane[16];     /* avx2: word w of generator g is lane[4 w + g] */
+  marllb_sample_t *base; /* avx2: res[s].samples == base + s * stride for every s */
+  uint32_t stride;
+  uint32_t avx2_ok; /* the CPU has AVX2 and the samples are laid out as above */
 } marllb_reservoir_bank_t;
 
-/* Returns 0, or -1 when res is NULL, m is 0 or the reservoirs' k differ. */
+/* Returns 0, or -1 when res is NULL, m is 0 or the reservoirs' k differ.
+ * Takes the avx2 path when the CPU has AVX2 and every res[s].samples is
+ * res[0].samples + s * stride for one stride >= k (the sample layout is
+ * recorded here: re-init the bank after moving the arrays). */
 int marllb_reservoir_bank_init (marllb_reservoir_bank_t *b, marllb_reservoir_t *res, uint32_t m,
                                 uint64_t seed);
+/* Choose the batch path (MARLLB_BANK_AVX2 falls back to scalar where it is
+ * not available); returns the path now in effect.  For tests and benchmarks. */
+int marllb_reservoir_bank_set_path (marllb_reservoir_bank_t *b, int path);
 /* Reset every reservoir of the bank (a new publication window). */
 void marllb_reservoir_bank_reset (marllb_reservoir_bank_t *b);
 /* Offer value[i], observed at t_ns[i], to reservoir server[i] for i < n, in
- * order; every server[i] must be < m.  Same result as n calls of
- * marllb_reservoir_bank_add. */
+ * order (Algorithm R per reservoir); every server[i] must be < m.  On the
+ * scalar path, the same result as n calls of marllb_reservoir_bank_add. */
 void marllb_reservoir_bank_add_batch (marllb_reservoir_bank_t *b, const uint16_t *server,
                                       const double *value, const uint64_t *t_ns, uint32_t n);
-/* One update through the bank: a batch of one. */
+/* One update through the bank, always on the scalar path. */
 void marllb_reservoir_bank_add (marllb_reservoir_bank_t *b, uint16_t server, double value,
                                 uint64_t t_ns);
 

@@ -9,6 +9,12 @@
 
 #include <stddef.h>
 
+/* The avx2 batch path: x86-64 with gcc or clang (-DMARLLB_NO_AVX2 leaves it out). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(MARLLB_NO_AVX2)
+#define MARLLB_AVX2 1
+#include <immintrin.h>
+#endif
+
 /* splitmix64 finaliser: spreads nearby seeds (0, 1, 2, ...) over the state space. */
 static uint64_t
 splitmix64 (uint64_t x)
@@ -119,6 +125,40 @@ marllb_reservoir_merge (marllb_sample_t *out, uint32_t k, marllb_reservoir_t *in
   return j;
 }
 
+/* The avx2 path's sample layout: res[s].samples == base + s * stride, with
+ * stride >= k and every byte offset below 2^32 (it works on 32-bit offsets). */
+static int
+bank_layout (marllb_reservoir_bank_t *b)
+{
+  uintptr_t base = (uintptr_t) b->res[0].samples, stride = b->k;
+  if (b->m > 1)
+    {
+      uintptr_t d = (uintptr_t) b->res[1].samples - base;
+      if (d % sizeof (marllb_sample_t) != 0)
+        return 0;
+      stride = d / sizeof (marllb_sample_t);
+    }
+  if (stride < b->k || ((uint64_t) (b->m - 1) * stride + b->k) > (UINT64_C (1) << 28))
+    return 0;
+  for (uint32_t s = 1; s < b->m; s++)
+    if ((uintptr_t) b->res[s].samples != base + s * stride * sizeof (marllb_sample_t))
+      return 0;
+  b->base = b->res[0].samples;
+  b->stride = (uint32_t) stride;
+  return 1;
+}
+
+static int
+cpu_has_avx2 (void)
+{
+#ifdef MARLLB_AVX2
+  __builtin_cpu_init ();
+  return __builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("popcnt");
+#else
+  return 0;
+#endif
+}
+
 int
 marllb_reservoir_bank_init (marllb_reservoir_bank_t *b, marllb_reservoir_t *res, uint32_t m,
                             uint64_t seed)
@@ -134,9 +174,23 @@ marllb_reservoir_bank_init (marllb_reservoir_bank_t *b, marllb_reservoir_t *res,
   marllb_rng_seed (&b->rng, seed);
   b->half = 0;
   b->has_half = 0;
-  b->_pad = 0;
   b->spill = (marllb_sample_t){ 0 };
+  /* Outputs 2..17 of the splitmix64 sequence from seed (rng took output 1).
+   * splitmix64 is a bijection of distinct inputs, so no generator is all zero. */
+  for (uint64_t q = 0; q < 16; q++)
+    b->lane[q] = splitmix64 (seed + (q + 1) * UINT64_C (0x9e3779b97f4a7c15));
+  b->base = NULL;
+  b->stride = 0;
+  b->avx2_ok = bank_layout (b) && cpu_has_avx2 ();
+  b->path = b->avx2_ok ? MARLLB_BANK_AVX2 : MARLLB_BANK_SCALAR;
   return 0;
+}
+
+int
+marllb_reservoir_bank_set_path (marllb_reservoir_bank_t *b, int path)
+{
+  b->path = path == MARLLB_BANK_AVX2 && b->avx2_ok ? MARLLB_BANK_AVX2 : MARLLB_BANK_SCALAR;
+  return (int) b->path;
 }
 
 void
@@ -242,9 +296,9 @@ select_below (uint64_t j, uint64_t k, uintptr_t hit, uintptr_t miss)
 
 /* One wyrand output serves two updates, low half first; an odd update out
  * keeps the high half for the next call. */
-void
-marllb_reservoir_bank_add_batch (marllb_reservoir_bank_t *b, const uint16_t *server,
-                                 const double *value, const uint64_t *t_ns, uint32_t n)
+static void
+bank_batch_scalar (marllb_reservoir_bank_t *b, const uint16_t *server, const double *value,
+                   const uint64_t *t_ns, uint32_t n)
 {
   marllb_reservoir_t *res = b->res;
   const uint64_t k = b->k;
@@ -279,9 +333,317 @@ marllb_reservoir_bank_add_batch (marllb_reservoir_bank_t *b, const uint16_t *ser
   b->rng.state = state;
 }
 
+#ifdef MARLLB_AVX2
+/*
+ * The avx2 path, per chunk of up to CHUNK updates:
+ * 1. scalar: seen = ++res[server[i]].seen in order (repeated servers count
+ *    up as in the scalar path); seen[i] kept as u32.
+ * 2. 8 updates per step: draw x, slot = (x * seen) >> 32 (x = 2^32 - 1 in
+ *    the fill, which gives seen - 1), keep = slot < k; the byte offset of
+ *    each kept slot and its update's index are compressed to the front of
+ *    two arrays (movemask, permutation table, vpermd).
+ * 3. scalar: n = min(seen, k) if some update of the chunk was a fill, then
+ *    the kept updates written in order, so a later update to a slot wins.
+ */
+#define AVX2_FN __attribute__ ((target ("avx2,popcnt")))
+#define CHUNK 256u
+
+/* Entry m: the indices of m's set bits, lowest first, one per byte. */
+static const uint64_t compress_lut[256] = {
+  0x0, 0x0, 0x1, 0x100, 0x2, 0x200, 0x201, 0x20100, 0x3, 0x300, 0x301, 0x30100, 0x302, 0x30200,
+  0x30201, 0x3020100, 0x4, 0x400, 0x401, 0x40100, 0x402, 0x40200, 0x40201, 0x4020100, 0x403,
+  0x40300, 0x40301, 0x4030100, 0x40302, 0x4030200, 0x4030201, 0x403020100, 0x5, 0x500, 0x501,
+  0x50100, 0x502, 0x50200, 0x50201, 0x5020100, 0x503, 0x50300, 0x50301, 0x5030100, 0x50302,
+  0x5030200, 0x5030201, 0x503020100, 0x504, 0x50400, 0x50401, 0x5040100, 0x50402, 0x5040200,
+  0x5040201, 0x504020100, 0x50403, 0x5040300, 0x5040301, 0x504030100, 0x5040302, 0x504030200,
+  0x504030201, 0x50403020100, 0x6, 0x600, 0x601, 0x60100, 0x602, 0x60200, 0x60201, 0x6020100,
+  0x603, 0x60300, 0x60301, 0x6030100, 0x60302, 0x6030200, 0x6030201, 0x603020100, 0x604, 0x60400,
+  0x60401, 0x6040100, 0x60402, 0x6040200, 0x6040201, 0x604020100, 0x60403, 0x6040300, 0x6040301,
+  0x604030100, 0x6040302, 0x604030200, 0x604030201, 0x60403020100, 0x605, 0x60500, 0x60501,
+  0x6050100, 0x60502, 0x6050200, 0x6050201, 0x605020100, 0x60503, 0x6050300, 0x6050301,
+  0x605030100, 0x6050302, 0x605030200, 0x605030201, 0x60503020100, 0x60504, 0x6050400, 0x6050401,
+  0x605040100, 0x6050402, 0x605040200, 0x605040201, 0x60504020100, 0x6050403, 0x605040300,
+  0x605040301, 0x60504030100, 0x605040302, 0x60504030200, 0x60504030201, 0x6050403020100, 0x7,
+  0x700, 0x701, 0x70100, 0x702, 0x70200, 0x70201, 0x7020100, 0x703, 0x70300, 0x70301, 0x7030100,
+  0x70302, 0x7030200, 0x7030201, 0x703020100, 0x704, 0x70400, 0x70401, 0x7040100, 0x70402,
+  0x7040200, 0x7040201, 0x704020100, 0x70403, 0x7040300, 0x7040301, 0x704030100, 0x7040302,
+  0x704030200, 0x704030201, 0x70403020100, 0x705, 0x70500, 0x70501, 0x7050100, 0x70502, 0x7050200,
+  0x7050201, 0x705020100, 0x70503, 0x7050300, 0x7050301, 0x705030100, 0x7050302, 0x705030200,
+  0x705030201, 0x70503020100, 0x70504, 0x7050400, 0x7050401, 0x705040100, 0x7050402, 0x705040200,
+  0x705040201, 0x70504020100, 0x7050403, 0x705040300, 0x705040301, 0x70504030100, 0x705040302,
+  0x70504030200, 0x70504030201, 0x7050403020100, 0x706, 0x70600, 0x70601, 0x7060100, 0x70602,
+  0x7060200, 0x7060201, 0x706020100, 0x70603, 0x7060300, 0x7060301, 0x706030100, 0x7060302,
+  0x706030200, 0x706030201, 0x70603020100, 0x70604, 0x7060400, 0x7060401, 0x706040100, 0x7060402,
+  0x706040200, 0x706040201, 0x70604020100, 0x7060403, 0x706040300, 0x706040301, 0x70604030100,
+  0x706040302, 0x70604030200, 0x70604030201, 0x7060403020100, 0x70605, 0x7060500, 0x7060501,
+  0x706050100, 0x7060502, 0x706050200, 0x706050201, 0x70605020100, 0x7060503, 0x706050300,
+  0x706050301, 0x70605030100, 0x706050302, 0x70605030200, 0x70605030201, 0x7060503020100,
+  0x7060504, 0x706050400, 0x706050401, 0x70605040100, 0x706050402, 0x70605040200, 0x70605040201,
+  0x7060504020100, 0x706050403, 0x70605040300, 0x70605040301, 0x7060504030100, 0x70605040302,
+  0x7060504030200, 0x7060504030201, 0x706050403020100,
+};
+
+#define ROTL64(v, r) _mm256_or_si256 (_mm256_slli_epi64 (v, r), _mm256_srli_epi64 (v, 64 - (r)))
+
+typedef struct
+{
+  __m256i s0, s1, s2, s3;
+} lanes_t;
+
+/* xoshiro256++ (Blackman and Vigna), four generators side by side. */
+AVX2_FN static inline __m256i
+lanes_next (lanes_t *g)
+{
+  __m256i out = _mm256_add_epi64 (ROTL64 (_mm256_add_epi64 (g->s0, g->s3), 23), g->s0);
+  __m256i t = _mm256_slli_epi64 (g->s1, 17);
+  g->s2 = _mm256_xor_si256 (g->s2, g->s0);
+  g->s3 = _mm256_xor_si256 (g->s3, g->s1);
+  g->s1 = _mm256_xor_si256 (g->s1, g->s2);
+  g->s0 = _mm256_xor_si256 (g->s0, g->s3);
+  g->s2 = _mm256_xor_si256 (g->s2, t);
+  g->s3 = ROTL64 (g->s3, 45);
+  return out;
+}
+
+/* Lemire's rejection step for the lanes l < lanes whose low half lo[l] fell
+ * below seen s[l]: redraw from rng, in lane order. */
+__attribute__ ((noinline, cold)) static void
+bank_reject (marllb_reservoir_bank_t *b, uint32_t *j, const uint32_t *lo, const uint32_t *s,
+             uint32_t lanes)
+{
+  for (uint32_t l = 0; l < lanes; l++)
+    if (lo[l] < s[l])
+      {
+        uint32_t threshold = -s[l] % s[l];
+        uint64_t m = (uint64_t) j[l] << 32 | lo[l];
+        while ((uint32_t) m < threshold)
+          m = (uint64_t) (uint32_t) marllb_rng_next_inline (&b->rng) * s[l];
+        j[l] = (uint32_t) (m >> 32);
+      }
+}
+
+/* Undo step 1 of a chunk before the scalar path takes it over. */
+__attribute__ ((noinline, cold)) static void
+bank_undo (marllb_reservoir_t *res, const uint16_t *server, uint32_t n)
+{
+  for (uint32_t i = 0; i < n; i++)
+    res[server[i]].seen--;
+}
+
+typedef struct
+{
+  __m256i k, k1, stride16, ones;
+} group_const_t;
+
+/* Step 2 for the 8 updates whose seen starts at seen[0] (lanes with bit l of
+ * valid); at holds their indices in the chunk.  Returns the number kept and
+ * ORs the fill lanes into *fill.  When a lane needs Lemire's rejection step,
+ * careful = 1 takes it and careful = 0 returns UINT32_MAX instead. */
+AVX2_FN __attribute__ ((always_inline)) static inline uint32_t
+bank_group (marllb_reservoir_bank_t *b, lanes_t *g, const group_const_t *c, const uint32_t *seen,
+            __m256i srv, __m256i at, uint32_t valid, uint32_t *kept_off, uint32_t *kept_at,
+            __m256i *fill, int careful)
+{
+  __m256i s = _mm256_loadu_si256 ((const __m256i *) seen);
+  /* seen of the odd lanes in the low halves of the 64-bit lanes */
+  __m256i s_odd = _mm256_loadu_si256 ((const __m256i *) (seen + 1));
+  __m256i f = _mm256_cmpgt_epi32 (c->k1, s);
+  __m256i x = _mm256_or_si256 (lanes_next (g), f);
+  *fill = _mm256_or_si256 (*fill, f);
+  __m256i even = _mm256_mul_epu32 (x, s);
+  __m256i odd = _mm256_mul_epu32 (_mm256_srli_epi64 (x, 32), s_odd);
+  __m256i j = _mm256_blend_epi32 (_mm256_srli_epi64 (even, 32), odd, 0xaa);
+  __m256i lo = _mm256_blend_epi32 (even, _mm256_slli_epi64 (odd, 32), 0xaa);
+  __m256i pass = _mm256_cmpeq_epi32 (_mm256_max_epu32 (lo, s), lo); /* lo >= s */
+  if (__builtin_expect (!_mm256_testc_si256 (pass, c->ones), 0))
+    {
+      if (!careful)
+        return UINT32_MAX;
+      uint32_t jv[8], lov[8], sv[8];
+      _mm256_storeu_si256 ((__m256i *) jv, j);
+      _mm256_storeu_si256 ((__m256i *) lov, lo);
+      _mm256_storeu_si256 ((__m256i *) sv, s);
+      bank_reject (b, jv, lov, sv, (uint32_t) __builtin_popcount (valid));
+      j = _mm256_loadu_si256 ((const __m256i *) jv);
+    }
+  __m256i below_k = _mm256_cmpgt_epi32 (c->k, j);
+  uint32_t keep = valid & (uint32_t) _mm256_movemask_ps (_mm256_castsi256_ps (below_k));
+  __m256i off = _mm256_add_epi32 (_mm256_mullo_epi32 (srv, c->stride16), _mm256_slli_epi32 (j, 4));
+  __m256i perm = _mm256_cvtepu8_epi32 (_mm_loadl_epi64 ((const __m128i *) &compress_lut[keep]));
+  _mm256_storeu_si256 ((__m256i *) kept_off, _mm256_permutevar8x32_epi32 (off, perm));
+  _mm256_storeu_si256 ((__m256i *) kept_at, _mm256_add_epi32 (perm, at));
+  return (uint32_t) __builtin_popcount (keep);
+}
+
+/* Step 2 over a chunk, from the generators' state in b->lane, which it
+ * advances.  Returns the number kept, or UINT32_MAX when careful is 0 and
+ * some lane needs the rejection step (b->lane is then left as it was). */
+AVX2_FN __attribute__ ((always_inline)) static inline uint32_t
+bank_draw (marllb_reservoir_bank_t *b, const uint16_t *server, const uint32_t *seen, uint32_t n,
+           uint32_t *kept_off, uint32_t *kept_at, __m256i *fill, int careful)
+{
+  lanes_t g = { _mm256_loadu_si256 ((const __m256i *) &b->lane[0]),
+                _mm256_loadu_si256 ((const __m256i *) &b->lane[4]),
+                _mm256_loadu_si256 ((const __m256i *) &b->lane[8]),
+                _mm256_loadu_si256 ((const __m256i *) &b->lane[12]) };
+  const group_const_t c = { _mm256_set1_epi32 ((int) b->k), _mm256_set1_epi32 ((int) b->k + 1),
+                            _mm256_set1_epi32 ((int) (b->stride * sizeof (marllb_sample_t))),
+                            _mm256_set1_epi32 (-1) };
+  const __m256i eight = _mm256_set1_epi32 (8);
+  __m256i at = _mm256_setzero_si256 ();
+  *fill = _mm256_setzero_si256 ();
+  uint32_t kept = 0, i = 0;
+  for (; i + 8 <= n; i += 8)
+    {
+      __m256i srv = _mm256_cvtepu16_epi32 (_mm_loadu_si128 ((const __m128i *) (server + i)));
+      uint32_t m = bank_group (b, &g, &c, seen + i, srv, at, 0xff, kept_off + kept,
+                               kept_at + kept, fill, careful);
+      if (m == UINT32_MAX)
+        return m;
+      kept += m;
+      at = _mm256_add_epi32 (at, eight);
+    }
+  if (i < n)
+    {
+      uint16_t tail[8] = { 0 };
+      for (uint32_t l = 0; l < n - i; l++)
+        tail[l] = server[i + l];
+      __m256i srv = _mm256_cvtepu16_epi32 (_mm_loadu_si128 ((const __m128i *) tail));
+      uint32_t m = bank_group (b, &g, &c, seen + i, srv, at, (1u << (n - i)) - 1,
+                               kept_off + kept, kept_at + kept, fill, careful);
+      if (m == UINT32_MAX)
+        return m;
+      kept += m;
+    }
+  _mm256_storeu_si256 ((__m256i *) &b->lane[0], g.s0);
+  _mm256_storeu_si256 ((__m256i *) &b->lane[4], g.s1);
+  _mm256_storeu_si256 ((__m256i *) &b->lane[8], g.s2);
+  _mm256_storeu_si256 ((__m256i *) &b->lane[12], g.s3);
+  return kept;
+}
+
+/* Step 2 again with the rejection step, for the rare chunks that need it. */
+AVX2_FN __attribute__ ((noinline, cold)) static uint32_t
+bank_draw_careful (marllb_reservoir_bank_t *b, const uint16_t *server, const uint32_t *seen,
+                   uint32_t n, uint32_t *kept_off, uint32_t *kept_at, __m256i *fill)
+{
+  return bank_draw (b, server, seen, n, kept_off, kept_at, fill, 1);
+}
+
+AVX2_FN static void
+bank_chunk_avx2 (marllb_reservoir_bank_t *b, const uint16_t *server, const double *value,
+                 const uint64_t *t_ns, uint32_t n)
+{
+  uint32_t seen[CHUNK + 9], kept_off[CHUNK + 8], kept_at[CHUNK + 8];
+  marllb_reservoir_t *res = b->res;
+  const uint32_t k = b->k;
+  uint64_t high = 0;
+/* s = ++res[server[I]].seen, in asm so that both accesses use one
+ * base + index address (gcc adds the two into a register first). */
+#define COUNT(I)                                                                         \
+  do                                                                                     \
+    {                                                                                    \
+      uint64_t t_, s_;                                                                   \
+      __asm__ ("movzwl %c[o1](%[srv]), %k[t]\n\t"                                       \
+               "lea (%[t],%[t],2), %[t]\n\t"                                             \
+               "shl $4, %[t]\n\t"                                                        \
+               "mov %c[os](%[res],%[t]), %[s]\n\t"                                       \
+               "add $1, %[s]\n\t"                                                        \
+               "mov %[s], %c[os](%[res],%[t])\n\t"                                       \
+               "mov %k[s], %c[o2](%[seen])\n\t"                                          \
+               "or %[s], %[high]"                                                        \
+               : [t] "=&r"(t_), [s] "=&r"(s_), [high] "+r"(high)                         \
+               : [srv] "r"(sp), [seen] "r"(qp), [res] "r"(res),                          \
+                 [o1] "i"(2 * (I)), [o2] "i"(4 * (I)),                                   \
+                 [os] "i"(offsetof (marllb_reservoir_t, seen))                           \
+               : "memory", "cc");                                                        \
+    }                                                                                    \
+  while (0)
+  _Static_assert (sizeof (marllb_reservoir_t) == 48, "COUNT scales server by 48");
+  const uint16_t *sp = server, *end8 = server + (n & ~7u);
+  uint32_t *qp = seen;
+  for (; sp != end8; sp += 8, qp += 8)
+    {
+      COUNT (0);
+      COUNT (1);
+      COUNT (2);
+      COUNT (3);
+      COUNT (4);
+      COUNT (5);
+      COUNT (6);
+      COUNT (7);
+    }
+  for (; sp != server + n; sp++, qp++)
+    COUNT (0);
+#undef COUNT
+  if (__builtin_expect (high >> 31 != 0, 0))
+    {
+      bank_undo (res, server, n);
+      bank_batch_scalar (b, server, value, t_ns, n);
+      return;
+    }
+  /* seen 0 in the lanes past n: slot 0, never rejected, masked off. */
+  _mm256_storeu_si256 ((__m256i *) (seen + n), _mm256_setzero_si256 ());
+  seen[n + 8] = 0;
+
+  __m256i fill;
+  uint32_t kept = bank_draw (b, server, seen, n, kept_off, kept_at, &fill, 0);
+  if (__builtin_expect (kept == UINT32_MAX, 0))
+    kept = bank_draw_careful (b, server, seen, n, kept_off, kept_at, &fill);
+
+  /* n = min(seen, k), for the chunks where some reservoir was filling. */
+  if (!_mm256_testz_si256 (fill, fill))
+    for (uint32_t i = 0; i < n; i++)
+      res[server[i]].n = seen[i] < k ? seen[i] : k;
+
+  char *base = (char *) b->base;
+#define WRITE(Q)                                                                         \
+  do                                                                                     \
+    {                                                                                    \
+      uint32_t a_ = kept_at[Q];                                                          \
+      __m128d v_ = _mm_loadh_pd (_mm_load_sd (&value[a_]), (const double *) &t_ns[a_]);  \
+      _mm_storeu_pd ((double *) (base + kept_off[Q]), v_);                               \
+    }                                                                                    \
+  while (0)
+  uint32_t q = 0;
+  for (; q + 4 <= kept; q += 4)
+    {
+      WRITE (q);
+      WRITE (q + 1);
+      WRITE (q + 2);
+      WRITE (q + 3);
+    }
+  for (; q < kept; q++)
+    WRITE (q);
+#undef WRITE
+}
+
+AVX2_FN static void
+bank_batch_avx2 (marllb_reservoir_bank_t *b, const uint16_t *server, const double *value,
+                 const uint64_t *t_ns, uint32_t n)
+{
+  for (uint32_t i = 0; i < n; i += CHUNK)
+    bank_chunk_avx2 (b, server + i, value + i, t_ns + i, n - i < CHUNK ? n - i : CHUNK);
+}
+#endif
+
+void
+marllb_reservoir_bank_add_batch (marllb_reservoir_bank_t *b, const uint16_t *server,
+                                 const double *value, const uint64_t *t_ns, uint32_t n)
+{
+#ifdef MARLLB_AVX2
+  if (b->path == MARLLB_BANK_AVX2)
+    {
+      bank_batch_avx2 (b, server, value, t_ns, n);
+      return;
+    }
+#endif
+  bank_batch_scalar (b, server, value, t_ns, n);
+}
+
 void
 marllb_reservoir_bank_add (marllb_reservoir_bank_t *b, uint16_t server, double value,
                            uint64_t t_ns)
 {
-  marllb_reservoir_bank_add_batch (b, &server, &value, &t_ns, 1);
+  bank_batch_scalar (b, &server, &value, &t_ns, 1);
 }

@@ -3,8 +3,9 @@
  * fill / reset / seen bookkeeping, determinism per seed, equality with a
  * plain Algorithm R over windows that reach both update regimes (branch-free
  * and branching), uniformity of inclusion (chi-square over many seeds) in
- * each regime, and the same for merged reservoirs and for banks (batch
- * against per-item updates, uniformity over seeds with resets).
+ * each regime, and the same for merged reservoirs and for banks: the scalar
+ * batch against per-item updates, the avx2 batch against a plain-C model of
+ * its lane PRNG, and uniformity over seeds with resets on both paths.
  */
 #include <math.h>
 #include <stdio.h>
@@ -422,6 +423,8 @@ test_bank_batch_equals_items (void)
     }
   marllb_reservoir_bank_init (&a, a_res, M, 77);
   marllb_reservoir_bank_init (&b, b_res, M, 77);
+  CHECK (marllb_reservoir_bank_set_path (&a, MARLLB_BANK_SCALAR) == MARLLB_BANK_SCALAR,
+         "the scalar path must always be available");
   uint16_t server[N];
   double value[N];
   uint64_t t_ns[N];
@@ -461,7 +464,7 @@ test_bank_batch_equals_items (void)
       for (uint32_t s = 0; s < M && same; s++)
         same = a_res[s].n == b_res[s].n && a_res[s].seen == b_res[s].seen
                && memcmp (a_buf[s], b_buf[s], a_res[s].n * sizeof (marllb_sample_t)) == 0;
-      CHECK (same, "window %d: batch and per-item bank updates differ", window);
+      CHECK (same, "window %d: scalar batch and per-item bank updates differ", window);
       if (window == 4)
         for (uint32_t s = 0; s < M; s++)
           crossed += a_res[s].seen > UINT32_MAX && a_res[s].n == K;
@@ -478,13 +481,246 @@ test_bank_batch_equals_items (void)
   CHECK (ok, "bank samples must be distinct offered values, n = min(seen, k)");
 }
 
+/* Whether this machine runs the avx2 path (a bank over a strided layout). */
+static int
+avx2_available (void)
+{
+  static int known = -1;
+  if (known < 0)
+    {
+      marllb_sample_t buf[2][4];
+      marllb_reservoir_t res[2];
+      marllb_reservoir_bank_t b;
+      marllb_reservoir_init (&res[0], buf[0], 4, 0);
+      marllb_reservoir_init (&res[1], buf[1], 4, 0);
+      marllb_reservoir_bank_init (&b, res, 2, 0);
+      known = b.path == MARLLB_BANK_AVX2;
+      if (!known)
+        printf ("test_reservoir: no AVX2 here, avx2 bank tests skipped\n");
+    }
+  return known;
+}
+
+/*
+ * A plain-C model of the avx2 batch path, as marllb_reservoir.h describes it:
+ * four xoshiro256++ generators seeded with outputs 2..17 of splitmix64 from
+ * the seed; chunks of 256 updates, groups of 8 drawing one output per
+ * generator (draw 2g = low half, 2g + 1 = high half of generator g); fill
+ * while seen <= k; Lemire with its rejection step redrawing from the bank's
+ * wyrand; write when the slot is below k.  Valid while seen stays below 2^31.
+ */
+typedef struct
+{
+  uint64_t s[4][4]; /* [generator][word] */
+  marllb_rng_t rng;
+} model_t;
+
+static uint64_t
+model_splitmix (uint64_t x)
+{
+  x += UINT64_C (0x9e3779b97f4a7c15);
+  x = (x ^ (x >> 30)) * UINT64_C (0xbf58476d1ce4e5b9);
+  x = (x ^ (x >> 27)) * UINT64_C (0x94d049bb133111eb);
+  return x ^ (x >> 31);
+}
+
+static uint64_t
+rotl (uint64_t x, int r)
+{
+  return (x << r) | (x >> (64 - r));
+}
+
+static uint64_t
+xoshiro256pp (uint64_t *s)
+{
+  uint64_t out = rotl (s[0] + s[3], 23) + s[0];
+  uint64_t t = s[1] << 17;
+  s[2] ^= s[0];
+  s[3] ^= s[1];
+  s[1] ^= s[2];
+  s[0] ^= s[3];
+  s[2] ^= t;
+  s[3] = rotl (s[3], 45);
+  return out;
+}
+
+static void
+model_seed (model_t *m, uint64_t seed)
+{
+  for (uint64_t q = 0; q < 16; q++)
+    m->s[q % 4][q / 4] = model_splitmix (seed + (q + 1) * UINT64_C (0x9e3779b97f4a7c15));
+  marllb_rng_seed (&m->rng, seed);
+}
+
+static void
+model_batch (model_t *m, marllb_reservoir_t *res, const uint16_t *server, const double *value,
+             const uint64_t *t_ns, uint32_t n)
+{
+  for (uint32_t c = 0; c < n; c += 256)
+    {
+      uint32_t len = n - c < 256 ? n - c : 256;
+      for (uint32_t q = 0; q * 8 < len; q++)
+        {
+          uint32_t draw[8];
+          for (int g = 0; g < 4; g++)
+            {
+              uint64_t out = xoshiro256pp (m->s[g]);
+              draw[2 * g] = (uint32_t) out;
+              draw[2 * g + 1] = (uint32_t) (out >> 32);
+            }
+          for (uint32_t l = 0; l < 8 && q * 8 + l < len; l++)
+            {
+              uint32_t i = c + q * 8 + l;
+              marllb_reservoir_t *r = &res[server[i]];
+              uint64_t s = ++r->seen, slot;
+              if (s <= r->k)
+                {
+                  r->n = (uint32_t) s;
+                  slot = s - 1;
+                }
+              else
+                {
+                  uint64_t x = (uint64_t) draw[l] * s;
+                  uint32_t threshold = (uint32_t) ((UINT64_C (1) << 32) % s);
+                  while ((uint32_t) x < threshold)
+                    x = (uint64_t) (uint32_t) marllb_rng_next (&m->rng) * s;
+                  slot = x >> 32;
+                  if (slot >= r->k)
+                    continue;
+                }
+              r->samples[slot].value = value[i];
+              r->samples[slot].t_ns = t_ns[i];
+            }
+        }
+    }
+}
+
+/* The avx2 batch gives exactly the model's samples, n, seen and PRNG states:
+ * windows with resets, batch lengths 0..600 (partial groups and chunks),
+ * repeated servers, k = 8 (mostly replacements) and k = 100 (mostly fill), and
+ * a window starting at seen = 2^30, where about a quarter of the draws take
+ * Lemire's rejection step.  Then the scalar fallback at seen >= 2^31 and
+ * 2^32 keeps n, seen and the samples consistent. */
+static void
+check_avx2_matches_model (uint32_t k)
+{
+  enum { M = 5, N = 4000, KMAX = 100 };
+  marllb_sample_t a_buf[M][KMAX], m_buf[M][KMAX];
+  marllb_reservoir_t a_res[M], m_res[M];
+  marllb_reservoir_bank_t a;
+  model_t model;
+  for (uint32_t s = 0; s < M; s++)
+    {
+      marllb_reservoir_init (&a_res[s], a_buf[s], k, s);
+      marllb_reservoir_init (&m_res[s], m_buf[s], k, s);
+    }
+  marllb_reservoir_bank_init (&a, a_res, M, 2024);
+  model_seed (&model, 2024);
+  CHECK (marllb_reservoir_bank_set_path (&a, MARLLB_BANK_AVX2) == MARLLB_BANK_AVX2,
+         "avx2 path refused");
+  uint16_t server[N];
+  double value[N];
+  uint64_t t_ns[N];
+  marllb_rng_t g;
+  marllb_rng_seed (&g, 6);
+  for (uint32_t i = 0; i < N; i++)
+    {
+      /* runs of one server now and then: repeats within a group of 8 */
+      server[i] = i % 50 < 10 ? (uint16_t) ((i / 50) % M) : (uint16_t) marllb_rng_below (&g, M);
+      value[i] = (double) i;
+      t_ns[i] = i;
+    }
+  const uint32_t batch[] = { 1, 2, 3, 255, 256, 7, 0, 8, 9, 64, 257, 600, 15, 16, 17, 513 };
+  int same = 1;
+  for (int window = 0; window < 6 && same; window++)
+    {
+      marllb_reservoir_bank_reset (&a);
+      for (uint32_t s = 0; s < M; s++)
+        m_res[s].n = 0, m_res[s].seen = 0;
+      if (window == 4)
+        for (uint32_t s = 0; s < M; s++)
+          a_res[s].seen = m_res[s].seen = UINT64_C (1) << 30, a_res[s].n = m_res[s].n = k;
+      uint32_t i = 0;
+      for (size_t c = (size_t) window; i < N; c = (c + 1) % (sizeof batch / sizeof batch[0]))
+        {
+          uint32_t n = batch[c] < N - i ? batch[c] : N - i;
+          marllb_reservoir_bank_add_batch (&a, server + i, value + i, t_ns + i, n);
+          model_batch (&model, m_res, server + i, value + i, t_ns + i, n);
+          i += n;
+        }
+      same = a.rng.state == model.rng.state;
+      for (int q = 0; q < 16; q++)
+        same &= a.lane[q] == model.s[q % 4][q / 4];
+      for (uint32_t s = 0; s < M && same; s++)
+        same = a_res[s].n == m_res[s].n && a_res[s].seen == m_res[s].seen
+               && memcmp (a_buf[s], m_buf[s], a_res[s].n * sizeof (marllb_sample_t)) == 0;
+      CHECK (same, "k=%u window %d: avx2 batch and its plain-C model differ", k, window);
+    }
+  marllb_rng_t fresh;
+  marllb_rng_seed (&fresh, 2024);
+  CHECK (a.rng.state != fresh.state, "the window at seen = 2^30 never took the rejection step");
+
+  /* Across seen = 2^31 (scalar fallback) and 2^32, a few values per window. */
+  const uint64_t starts[] = { (UINT64_C (1) << 31) - 40, UINT32_MAX - 40 };
+  int ok = 1;
+  for (int w = 0; w < 2; w++)
+    {
+      for (uint32_t s = 0; s < M; s++)
+        a_res[s].seen = starts[w], a_res[s].n = k;
+      for (uint32_t i = 0; i < 400; i += 9)
+        marllb_reservoir_bank_add_batch (&a, server + i, value + i, t_ns + i, 9);
+      uint64_t total = 0;
+      for (uint32_t s = 0; s < M; s++)
+        {
+          total += a_res[s].seen - starts[w];
+          ok &= a_res[s].n == k && a_res[s].seen > starts[w] + 40;
+        }
+      ok &= total == 405 && a.path == MARLLB_BANK_AVX2;
+    }
+  marllb_reservoir_bank_reset (&a);
+  marllb_reservoir_bank_add_batch (&a, server, value, t_ns, N);
+  for (uint32_t s = 0; s < M; s++)
+    ok &= a_res[s].n == (a_res[s].seen < k ? a_res[s].seen : k)
+          && samples_consistent (&a_res[s], 0, N - 1);
+  CHECK (ok, "k=%u: avx2 bank across seen = 2^31 and 2^32, then reset: inconsistent", k);
+}
+
+static void
+test_bank_avx2 (void)
+{
+  if (!avx2_available ())
+    return;
+  check_avx2_matches_model (8);
+  check_avx2_matches_model (100);
+
+  /* The layout decides the path: strided arrays (as the VPP glue lays out
+   * dur and fct) take avx2, scattered ones the scalar path. */
+  enum { K = 4 };
+  static marllb_sample_t pool[6][K];
+  marllb_reservoir_t res[3];
+  marllb_reservoir_bank_t b;
+  for (uint32_t s = 0; s < 3; s++)
+    marllb_reservoir_init (&res[s], pool[2 * s], K, s);
+  marllb_reservoir_bank_init (&b, res, 3, 1);
+  CHECK (b.path == MARLLB_BANK_AVX2 && b.stride == 2 * K, "stride-2k layout: path %u stride %u",
+         b.path, b.stride);
+  marllb_reservoir_init (&res[2], pool[3], K, 2);
+  marllb_reservoir_bank_init (&b, res, 3, 1);
+  CHECK (b.path == MARLLB_BANK_SCALAR, "an irregular layout must take the scalar path");
+  CHECK (marllb_reservoir_bank_set_path (&b, MARLLB_BANK_AVX2) == MARLLB_BANK_SCALAR,
+         "set_path must refuse avx2 on an irregular layout");
+}
+
 /* Uniformity through the bank (the same chi-square as
  * check_uniform_inclusion): over T seeds, M reservoirs fed in interleaved
  * batches, each reset between two windows (the second window is counted).
  * Position v of reservoir s is offered as value v. */
 static void
-check_bank_uniform (uint32_t k, uint32_t n, uint64_t trials)
+check_bank_uniform (uint32_t k, uint32_t n, uint64_t trials, int path)
 {
+  /* batch lengths cycle through these, shifted by the seed */
+  static const uint32_t lens[] = { 0, 1, 7, 8, 9, 255, 256, 2, 3, 4, 5 };
+  const uint32_t n_lens = sizeof lens / sizeof lens[0];
   enum { M = 3, MAXN = 128 };
   marllb_sample_t buf[M][MARLLB_DEFAULT_K];
   marllb_reservoir_t res[M];
@@ -505,13 +741,15 @@ check_bank_uniform (uint32_t k, uint32_t n, uint64_t trials)
       for (uint32_t s = 0; s < M; s++)
         marllb_reservoir_init (&res[s], buf[s], k, 0);
       marllb_reservoir_bank_init (&b, res, M, seed);
+      marllb_reservoir_bank_set_path (&b, path);
       for (int window = 0; window < 2; window++)
         {
           marllb_reservoir_bank_reset (&b);
-          for (uint32_t i = 0, step = 1 + (uint32_t) (seed % 5); i < M * n; i += step)
+          for (uint32_t i = 0, c = (uint32_t) (seed % n_lens); i < M * n; c = (c + 1) % n_lens)
             {
-              uint32_t len = M * n - i < step ? M * n - i : step;
+              uint32_t len = M * n - i < lens[c] ? M * n - i : lens[c];
               marllb_reservoir_bank_add_batch (&b, server + i, value + i, t_ns + i, len);
+              i += len;
             }
         }
       for (uint32_t s = 0; s < M; s++)
@@ -526,16 +764,21 @@ check_bank_uniform (uint32_t k, uint32_t n, uint64_t trials)
         stat += (count[s][i] - expect) * (count[s][i] - expect) / var;
       stat *= (double) (n - 1) / n;
       double crit = chi2_critical (n - 1, Z_999);
-      CHECK (stat < crit, "bank k=%u n=%u reservoir %u: chi-square %.2f >= critical %.2f", k, n, s,
-             stat, crit);
+      CHECK (stat < crit, "bank path %d k=%u n=%u reservoir %u: chi-square %.2f >= %.2f", path,
+             k, n, s, stat, crit);
     }
 }
 
 static void
 test_bank_uniform (void)
 {
-  check_bank_uniform (8, 32, 20000);
-  check_bank_uniform (2, 128, 20000);
+  check_bank_uniform (8, 32, 20000, MARLLB_BANK_SCALAR);
+  check_bank_uniform (2, 128, 20000, MARLLB_BANK_SCALAR);
+  if (!avx2_available ())
+    return;
+  check_bank_uniform (8, 32, 20000, MARLLB_BANK_AVX2);
+  check_bank_uniform (2, 128, 20000, MARLLB_BANK_AVX2);
+  check_bank_uniform (100, 128, 20000, MARLLB_BANK_AVX2); /* mostly fill */
 }
 
 int
@@ -551,6 +794,7 @@ main (void)
   test_merge_uniform ();
   test_bank_args ();
   test_bank_batch_equals_items ();
+  test_bank_avx2 ();
   test_bank_uniform ();
   printf ("test_reservoir: %d checks, %d failures\n", checks, failures);
   return failures ? 1 : 0;
