@@ -23,6 +23,8 @@ from marllbd.native import native_path
 SERVERS, K, WINDOW = 64, 128, 1024  # WINDOW: updates per server per publication window
 
 _C_EXTRA = (
+    "scalar_batch_value",
+    "simd",
     "inline_value",
     "call_value",
     "steady_value",
@@ -38,8 +40,10 @@ _C_EXTRA = (
 
 @benchmark("reservoir_c")
 def reservoir_c(quick: bool) -> list[BenchResult]:
-    """marllb_reservoir_bank_add_batch (one call per 256-update frame) against Algorithm R
-    on libc rand() % seen; the per-item inline update is reported as inline_value."""
+    """marllb_reservoir_bank_add_batch (one call per 256-update frame, on the path the bank
+    picks: "simd" is "avx2" or "none") against Algorithm R on libc rand() % seen; the same
+    bank forced onto its scalar path is scalar_batch_value, the per-item inline update
+    inline_value."""
     exe = native_path("marllb-bench-reservoir")
     proc = subprocess.run(
         [str(exe), *(["--quick"] if quick else [])],

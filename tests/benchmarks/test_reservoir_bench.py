@@ -43,5 +43,12 @@ def test_c_bench_quick() -> None:
         pytest.skip(str(exc))
     (res,) = reservoir_c(True)
     check_result(res, "reservoir_c", "rand_mod_k_c")
-    for key in ("inline_value", "call_value", "steady_value", "steady_baseline_value"):
+    for key in (
+        "scalar_batch_value",
+        "inline_value",
+        "call_value",
+        "steady_value",
+        "steady_baseline_value",
+    ):
         assert res.extra[key] > 0
+    assert res.extra["simd"] in ("avx2", "none")

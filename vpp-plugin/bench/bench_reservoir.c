@@ -20,9 +20,10 @@
  * samples after each pass and is printed, so no update is dead code.
  *
  * Prints one JSON line: {"value": Mupdates/s, "baseline_value": Mupdates/s, ...};
- * value is marllb_reservoir_bank_add_batch, inline_value the per-item
- * marllb_reservoir_add_inline, call_value the exported marllb_reservoir_add,
- * all on the same stream.
+ * value is marllb_reservoir_bank_add_batch on the path the bank chose at
+ * init ("simd": "avx2" or "none"), scalar_batch_value the same bank forced
+ * onto its scalar path, inline_value the per-item marllb_reservoir_add_inline,
+ * call_value the exported marllb_reservoir_add, all on the same stream.
  * usage: marllb-bench-reservoir [--quick] [--updates N] [--reps R] [--window W]
  */
 #include <inttypes.h>
@@ -56,6 +57,7 @@ typedef struct
 typedef enum
 {
   BATCH,  /* marllb_reservoir_bank_add_batch, one call per frame */
+  SCALAR, /* the same, the bank forced onto its scalar path */
   INLINE, /* marllb_reservoir_add_inline: what a per-packet node compiles in */
   CALL,   /* marllb_reservoir_add: the same code behind a call into the library */
   NAIVE,
@@ -74,6 +76,9 @@ static marllb_reservoir_t fast[SERVERS];
 static marllb_sample_t bank_samples[SERVERS][K];
 static marllb_reservoir_t bank_res[SERVERS];
 static marllb_reservoir_bank_t bank;
+static marllb_sample_t scalar_samples[SERVERS][K];
+static marllb_reservoir_t scalar_res[SERVERS];
+static marllb_reservoir_bank_t scalar_bank;
 static naive_reservoir_t naive[SERVERS];
 
 static double
@@ -112,9 +117,9 @@ naive_add (naive_reservoir_t *r, double value, uint64_t t_ns)
 static void
 reset_all (contender_t who)
 {
-  if (who == BATCH)
+  if (who == BATCH || who == SCALAR)
     {
-      marllb_reservoir_bank_reset (&bank);
+      marllb_reservoir_bank_reset (who == BATCH ? &bank : &scalar_bank);
       return;
     }
   for (uint32_t s = 0; s < SERVERS; s++)
@@ -161,18 +166,19 @@ DEFINE_PASS (pass_naive, NAIVE, NAIVE_UPDATE)
 /* The same stream, a frame at a time (frames end at window ends and at the
  * end of the input). */
 __attribute__ ((noinline)) static void
-pass_batch (uint64_t updates, uint64_t window, const input_t *in)
+pass_batch (contender_t who, uint64_t updates, uint64_t window, const input_t *in)
 {
+  marllb_reservoir_bank_t *b = who == BATCH ? &bank : &scalar_bank;
   for (uint64_t done = 0, pos = 0; done < updates;)
     {
-      reset_all (BATCH);
+      reset_all (who);
       uint64_t end = done + window < updates ? done + window : updates;
       while (done < end)
         {
           uint64_t n = end - done;
           n = n < FRAME ? n : FRAME;
           n = n < INPUT_LEN - pos ? n : INPUT_LEN - pos;
-          marllb_reservoir_bank_add_batch (&bank, in->server + pos, in->value + pos,
+          marllb_reservoir_bank_add_batch (b, in->server + pos, in->value + pos,
                                            in->t_ns + pos, (uint32_t) n);
           done += n;
           pos = (pos + n) & (INPUT_LEN - 1);
@@ -187,12 +193,14 @@ checksum (contender_t who)
   uint64_t sum = 0;
   for (uint32_t s = 0; s < SERVERS; s++)
     {
-      uint64_t n = who == NAIVE   ? (naive[s].seen < K ? naive[s].seen : K)
-                   : who == BATCH ? bank_res[s].n
-                                  : fast[s].n;
-      const marllb_sample_t *smp = who == NAIVE   ? naive[s].samples
-                                   : who == BATCH ? bank_samples[s]
-                                                  : fast_samples[s];
+      uint64_t n = who == NAIVE    ? (naive[s].seen < K ? naive[s].seen : K)
+                   : who == BATCH  ? bank_res[s].n
+                   : who == SCALAR ? scalar_res[s].n
+                                   : fast[s].n;
+      const marllb_sample_t *smp = who == NAIVE    ? naive[s].samples
+                                   : who == BATCH  ? bank_samples[s]
+                                   : who == SCALAR ? scalar_samples[s]
+                                                   : fast_samples[s];
       for (uint64_t i = 0; i < n; i++)
         sum += smp[i].t_ns ^ (uint64_t) (smp[i].value * 1e9);
     }
@@ -208,7 +216,8 @@ timed_pass (contender_t who, uint64_t updates, uint64_t window, const input_t *i
   switch (who)
     {
     case BATCH:
-      pass_batch (updates, window, in);
+    case SCALAR:
+      pass_batch (who, updates, window, in);
       break;
     case INLINE:
       pass_inline (updates, window, in);
@@ -295,21 +304,26 @@ main (int argc, char **argv)
   fill_input (in);
   for (uint32_t s = 0; s < SERVERS; s++)
     if (marllb_reservoir_init (&fast[s], fast_samples[s], K, s) != 0
-        || marllb_reservoir_init (&bank_res[s], bank_samples[s], K, s) != 0)
+        || marllb_reservoir_init (&bank_res[s], bank_samples[s], K, s) != 0
+        || marllb_reservoir_init (&scalar_res[s], scalar_samples[s], K, s) != 0)
       {
         fprintf (stderr, "bench_reservoir: marllb_reservoir_init failed for server %u\n", s);
         return 1;
       }
-  if (marllb_reservoir_bank_init (&bank, bank_res, SERVERS, 1) != 0)
+  if (marllb_reservoir_bank_init (&bank, bank_res, SERVERS, 1) != 0
+      || marllb_reservoir_bank_init (&scalar_bank, scalar_res, SERVERS, 1) != 0)
     {
       fprintf (stderr, "bench_reservoir: marllb_reservoir_bank_init failed\n");
       return 1;
     }
+  marllb_reservoir_bank_set_path (&scalar_bank, MARLLB_BANK_SCALAR);
+  const char *simd = bank.path == MARLLB_BANK_AVX2 ? "avx2" : "none";
   srand (1);
 
   series_t series[] = {
     { "value", BATCH, 0, { 0 } },
     { "baseline_value", NAIVE, 0, { 0 } },
+    { "scalar_batch_value", SCALAR, 0, { 0 } },
     { "inline_value", INLINE, 0, { 0 } },
     { "call_value", CALL, 0, { 0 } },
     { "steady_value", BATCH, 1, { 0 } },
@@ -330,9 +344,10 @@ main (int argc, char **argv)
   printf ("{");
   for (int i = 0; i < n_series; i++)
     printf ("\"%s\": %.3f, ", series[i].key, median (series[i].rate, cfg.reps));
-  printf ("\"unit\": \"Mupdates/s\", \"servers\": %u, \"k\": %u, \"updates\": %" PRIu64
-          ", \"window_per_server\": %" PRIu64 ", \"reps\": %d, \"checksum\": %" PRIu64 "}\n",
-          SERVERS, K, cfg.updates, cfg.window, cfg.reps, sum);
+  printf ("\"simd\": \"%s\", \"unit\": \"Mupdates/s\", \"servers\": %u, \"k\": %u, "
+          "\"updates\": %" PRIu64 ", \"window_per_server\": %" PRIu64
+          ", \"reps\": %d, \"checksum\": %" PRIu64 "}\n",
+          simd, SERVERS, K, cfg.updates, cfg.window, cfg.reps, sum);
   free (in);
   return 0;
 }
