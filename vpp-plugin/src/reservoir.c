@@ -342,8 +342,12 @@ bank_batch_scalar (marllb_reservoir_bank_t *b, const uint16_t *server, const dou
  *    the fill, which gives seen - 1), keep = slot < k; the byte offset of
  *    each kept slot and its update's index are compressed to the front of
  *    two arrays (movemask, permutation table, vpermd).
- * 3. scalar: n = min(seen, k) if some update of the chunk was a fill, then
- *    the kept updates written in order, so a later update to a slot wins.
+ *    Lemire's rejection step is needed only where the low half of x * seen
+ *    is below seen; while seen < 2^18, one check per chunk (every low half
+ *    >= a bound on seen) stands in for a check per group.
+ * 3. scalar: n = seen for the fill updates (seen <= k), if the chunk has
+ *    some, then the kept updates written in order, so a later update to a
+ *    slot wins.
  */
 #define AVX2_FN __attribute__ ((target ("avx2,popcnt")))
 #define CHUNK 256u
@@ -437,12 +441,14 @@ typedef struct
 
 /* Step 2 for the 8 updates whose seen starts at seen[0] (lanes with bit l of
  * valid); at holds their indices in the chunk.  Returns the number kept and
- * ORs the fill lanes into *fill.  When a lane needs Lemire's rejection step,
- * careful = 1 takes it and careful = 0 returns UINT32_MAX instead. */
-AVX2_FN __attribute__ ((always_inline)) static inline uint32_t
+ * ORs the fill lanes into *fill.  exact = 1 takes Lemire's rejection step
+ * where a lane needs it; exact = 0 folds both products into *lo_min instead,
+ * whose even 32-bit lanes hold the minimum low halves (the caller checks them
+ * against a bound on seen afterwards; the odd lanes are high halves). */
+AVX2_FN __attribute__ ((always_inline)) static inline size_t
 bank_group (marllb_reservoir_bank_t *b, lanes_t *g, const group_const_t *c, const uint32_t *seen,
             __m256i srv, __m256i at, uint32_t valid, uint32_t *kept_off, uint32_t *kept_at,
-            __m256i *fill, int careful)
+            __m256i *fill, __m256i *lo_min, int exact)
 {
   __m256i s = _mm256_loadu_si256 ((const __m256i *) seen);
   /* seen of the odd lanes in the low halves of the 64-bit lanes */
@@ -453,18 +459,21 @@ bank_group (marllb_reservoir_bank_t *b, lanes_t *g, const group_const_t *c, cons
   __m256i even = _mm256_mul_epu32 (x, s);
   __m256i odd = _mm256_mul_epu32 (_mm256_srli_epi64 (x, 32), s_odd);
   __m256i j = _mm256_blend_epi32 (_mm256_srli_epi64 (even, 32), odd, 0xaa);
-  __m256i lo = _mm256_blend_epi32 (even, _mm256_slli_epi64 (odd, 32), 0xaa);
-  __m256i pass = _mm256_cmpeq_epi32 (_mm256_max_epu32 (lo, s), lo); /* lo >= s */
-  if (__builtin_expect (!_mm256_testc_si256 (pass, c->ones), 0))
+  if (!exact)
+    *lo_min = _mm256_min_epu32 (*lo_min, _mm256_min_epu32 (even, odd));
+  else
     {
-      if (!careful)
-        return UINT32_MAX;
-      uint32_t jv[8], lov[8], sv[8];
-      _mm256_storeu_si256 ((__m256i *) jv, j);
-      _mm256_storeu_si256 ((__m256i *) lov, lo);
-      _mm256_storeu_si256 ((__m256i *) sv, s);
-      bank_reject (b, jv, lov, sv, (uint32_t) __builtin_popcount (valid));
-      j = _mm256_loadu_si256 ((const __m256i *) jv);
+      __m256i lo = _mm256_blend_epi32 (even, _mm256_slli_epi64 (odd, 32), 0xaa);
+      __m256i pass = _mm256_cmpeq_epi32 (_mm256_max_epu32 (lo, s), lo); /* lo >= s */
+      if (__builtin_expect (!_mm256_testc_si256 (pass, c->ones), 0))
+        {
+          uint32_t jv[8], lov[8], sv[8];
+          _mm256_storeu_si256 ((__m256i *) jv, j);
+          _mm256_storeu_si256 ((__m256i *) lov, lo);
+          _mm256_storeu_si256 ((__m256i *) sv, s);
+          bank_reject (b, jv, lov, sv, (uint32_t) __builtin_popcount (valid));
+          j = _mm256_loadu_si256 ((const __m256i *) jv);
+        }
     }
   __m256i below_k = _mm256_cmpgt_epi32 (c->k, j);
   uint32_t keep = valid & (uint32_t) _mm256_movemask_ps (_mm256_castsi256_ps (below_k));
@@ -472,15 +481,16 @@ bank_group (marllb_reservoir_bank_t *b, lanes_t *g, const group_const_t *c, cons
   __m256i perm = _mm256_cvtepu8_epi32 (_mm_loadl_epi64 ((const __m128i *) &compress_lut[keep]));
   _mm256_storeu_si256 ((__m256i *) kept_off, _mm256_permutevar8x32_epi32 (off, perm));
   _mm256_storeu_si256 ((__m256i *) kept_at, _mm256_add_epi32 (perm, at));
-  return (uint32_t) __builtin_popcount (keep);
+  return (size_t) __builtin_popcount (keep);
 }
 
 /* Step 2 over a chunk, from the generators' state in b->lane, which it
- * advances.  Returns the number kept, or UINT32_MAX when careful is 0 and
- * some lane needs the rejection step (b->lane is then left as it was). */
+ * advances.  Returns the number kept.  With exact = 0 it returns UINT32_MAX
+ * (b->lane left as it was) unless every low half is >= bound, a bound on the
+ * chunk's seen: then no lane needed the rejection step. */
 AVX2_FN __attribute__ ((always_inline)) static inline uint32_t
-bank_draw (marllb_reservoir_bank_t *b, const uint16_t *server, const uint32_t *seen, uint32_t n,
-           uint32_t *kept_off, uint32_t *kept_at, __m256i *fill, int careful)
+bank_draw (marllb_reservoir_bank_t *b, const uint16_t *server, const uint32_t *seen, size_t n,
+           uint32_t *kept_off, uint32_t *kept_at, __m256i *fill, uint32_t bound, int exact)
 {
   lanes_t g = { _mm256_loadu_si256 ((const __m256i *) &b->lane[0]),
                 _mm256_loadu_si256 ((const __m256i *) &b->lane[4]),
@@ -490,45 +500,53 @@ bank_draw (marllb_reservoir_bank_t *b, const uint16_t *server, const uint32_t *s
                             _mm256_set1_epi32 ((int) (b->stride * sizeof (marllb_sample_t))),
                             _mm256_set1_epi32 (-1) };
   const __m256i eight = _mm256_set1_epi32 (8);
-  __m256i at = _mm256_setzero_si256 ();
-  *fill = _mm256_setzero_si256 ();
-  uint32_t kept = 0, i = 0;
+  __m256i at = _mm256_setzero_si256 (), acc = _mm256_setzero_si256 ();
+  __m256i lo_min = _mm256_set1_epi32 (-1);
+  size_t kept = 0, i = 0;
   for (; i + 8 <= n; i += 8)
     {
       __m256i srv = _mm256_cvtepu16_epi32 (_mm_loadu_si128 ((const __m128i *) (server + i)));
-      uint32_t m = bank_group (b, &g, &c, seen + i, srv, at, 0xff, kept_off + kept,
-                               kept_at + kept, fill, careful);
-      if (m == UINT32_MAX)
-        return m;
-      kept += m;
+      kept += bank_group (b, &g, &c, seen + i, srv, at, 0xff, kept_off + kept, kept_at + kept,
+                          &acc, &lo_min, exact);
       at = _mm256_add_epi32 (at, eight);
     }
   if (i < n)
     {
       uint16_t tail[8] = { 0 };
-      for (uint32_t l = 0; l < n - i; l++)
+      for (size_t l = 0; l < n - i; l++)
         tail[l] = server[i + l];
       __m256i srv = _mm256_cvtepu16_epi32 (_mm_loadu_si128 ((const __m128i *) tail));
-      uint32_t m = bank_group (b, &g, &c, seen + i, srv, at, (1u << (n - i)) - 1,
-                               kept_off + kept, kept_at + kept, fill, careful);
-      if (m == UINT32_MAX)
-        return m;
-      kept += m;
+      kept += bank_group (b, &g, &c, seen + i, srv, at, (1u << (n - i)) - 1, kept_off + kept,
+                          kept_at + kept, &acc, &lo_min, exact);
     }
+  if (!exact)
+    {
+      /* the low halves: the even 32-bit lanes */
+      __m256i bnd = _mm256_set1_epi32 ((int) bound);
+      __m256i ok = _mm256_cmpeq_epi32 (_mm256_max_epu32 (lo_min, bnd), lo_min);
+      if (!_mm256_testc_si256 (ok, _mm256_set1_epi64x (UINT32_MAX)))
+        return UINT32_MAX;
+    }
+  *fill = acc;
   _mm256_storeu_si256 ((__m256i *) &b->lane[0], g.s0);
   _mm256_storeu_si256 ((__m256i *) &b->lane[4], g.s1);
   _mm256_storeu_si256 ((__m256i *) &b->lane[8], g.s2);
   _mm256_storeu_si256 ((__m256i *) &b->lane[12], g.s3);
-  return kept;
+  return (uint32_t) kept;
 }
 
-/* Step 2 again with the rejection step, for the rare chunks that need it. */
-AVX2_FN __attribute__ ((noinline, cold)) static uint32_t
-bank_draw_careful (marllb_reservoir_bank_t *b, const uint16_t *server, const uint32_t *seen,
-                   uint32_t n, uint32_t *kept_off, uint32_t *kept_at, __m256i *fill)
+/* Step 2 with the rejection step, for chunks with large seen and the rare
+ * ones where the quick check failed. */
+AVX2_FN __attribute__ ((noinline)) static uint32_t
+bank_draw_exact (marllb_reservoir_bank_t *b, const uint16_t *server, const uint32_t *seen,
+                 uint32_t n, uint32_t *kept_off, uint32_t *kept_at, __m256i *fill)
 {
-  return bank_draw (b, server, seen, n, kept_off, kept_at, fill, 1);
+  return bank_draw (b, server, seen, n, kept_off, kept_at, fill, 0, 1);
 }
+
+/* Below this bound on seen, the quick check (every low half of the chunk >=
+ * the bound) fails in under 256 * 2^18 / 2^32 = 1/64 of the chunks. */
+#define QUICK_SEEN (UINT64_C (1) << 18)
 
 AVX2_FN static void
 bank_chunk_avx2 (marllb_reservoir_bank_t *b, const uint16_t *server, const double *value,
@@ -545,8 +563,7 @@ bank_chunk_avx2 (marllb_reservoir_bank_t *b, const uint16_t *server, const doubl
     {                                                                                    \
       uint64_t t_, s_;                                                                   \
       __asm__ ("movzwl %c[o1](%[srv]), %k[t]\n\t"                                       \
-               "lea (%[t],%[t],2), %[t]\n\t"                                             \
-               "shl $4, %[t]\n\t"                                                        \
+               "imul $48, %[t], %[t]\n\t"                                                \
                "mov %c[os](%[res],%[t]), %[s]\n\t"                                       \
                "add $1, %[s]\n\t"                                                        \
                "mov %[s], %c[os](%[res],%[t])\n\t"                                       \
@@ -582,19 +599,37 @@ bank_chunk_avx2 (marllb_reservoir_bank_t *b, const uint16_t *server, const doubl
       bank_batch_scalar (b, server, value, t_ns, n);
       return;
     }
-  /* seen 0 in the lanes past n: slot 0, never rejected, masked off. */
-  _mm256_storeu_si256 ((__m256i *) (seen + n), _mm256_setzero_si256 ());
-  seen[n + 8] = 0;
+  /* seen k + 1 in the lanes past n: never fill, masked off. */
+  _mm256_storeu_si256 ((__m256i *) (seen + n), _mm256_set1_epi32 ((int) k + 1));
+  seen[n + 8] = k + 1;
 
   __m256i fill;
-  uint32_t kept = bank_draw (b, server, seen, n, kept_off, kept_at, &fill, 0);
+  uint32_t kept = UINT32_MAX;
+  if (__builtin_expect (high < QUICK_SEEN, 1))
+    kept = bank_draw (b, server, seen, n, kept_off, kept_at, &fill, (uint32_t) high, 0);
   if (__builtin_expect (kept == UINT32_MAX, 0))
-    kept = bank_draw_careful (b, server, seen, n, kept_off, kept_at, &fill);
+    kept = bank_draw_exact (b, server, seen, n, kept_off, kept_at, &fill);
 
-  /* n = min(seen, k), for the chunks where some reservoir was filling. */
+  /* n = seen for the fill updates (seen <= k), for the chunks that have some;
+   * a group of 8 at a time (the lanes past n hold k + 1). */
   if (!_mm256_testz_si256 (fill, fill))
-    for (uint32_t i = 0; i < n; i++)
-      res[server[i]].n = seen[i] < k ? seen[i] : k;
+    {
+      const __m256i k1 = _mm256_set1_epi32 ((int) k + 1);
+      for (uint32_t i = 0; i < n; i += 8)
+        {
+          __m256i f = _mm256_cmpgt_epi32 (k1, _mm256_loadu_si256 ((const __m256i *) (seen + i)));
+          uint32_t m = (uint32_t) _mm256_movemask_ps (_mm256_castsi256_ps (f));
+          if (m == 0xff)
+            for (uint32_t l = 0; l < 8; l++)
+              res[server[i + l]].n = seen[i + l];
+          else
+            for (; m != 0; m &= m - 1)
+              {
+                uint32_t l = (uint32_t) __builtin_ctz (m);
+                res[server[i + l]].n = seen[i + l];
+              }
+        }
+    }
 
   char *base = (char *) b->base;
 #define WRITE(Q)                                                                         \

@@ -597,9 +597,10 @@ model_batch (model_t *m, marllb_reservoir_t *res, const uint16_t *server, const 
 
 /* The avx2 batch gives exactly the model's samples, n, seen and PRNG states:
  * windows with resets, batch lengths 0..600 (partial groups and chunks),
- * repeated servers, k = 8 (mostly replacements) and k = 100 (mostly fill), and
- * a window starting at seen = 2^30, where about a quarter of the draws take
- * Lemire's rejection step.  Then the scalar fallback at seen >= 2^31 and
+ * repeated servers, k = 8 (mostly replacements) and k = 100 (mostly fill), a
+ * window starting at seen = 2^30, where about a quarter of the draws take
+ * Lemire's rejection step, and seven just below 2^18, where the quick check on
+ * the low halves fails now and then (twice in this stream).  Then the scalar fallback at seen >= 2^31 and
  * 2^32 keeps n, seen and the samples consistent. */
 static void
 check_avx2_matches_model (uint32_t k)
@@ -632,14 +633,15 @@ check_avx2_matches_model (uint32_t k)
     }
   const uint32_t batch[] = { 1, 2, 3, 255, 256, 7, 0, 8, 9, 64, 257, 600, 15, 16, 17, 513 };
   int same = 1;
-  for (int window = 0; window < 6 && same; window++)
+  for (int window = 0; window < 12 && same; window++)
     {
       marllb_reservoir_bank_reset (&a);
       for (uint32_t s = 0; s < M; s++)
         m_res[s].n = 0, m_res[s].seen = 0;
-      if (window == 4)
+      if (window >= 4)
         for (uint32_t s = 0; s < M; s++)
-          a_res[s].seen = m_res[s].seen = UINT64_C (1) << 30, a_res[s].n = m_res[s].n = k;
+          a_res[s].seen = m_res[s].seen = window == 4 ? UINT64_C (1) << 30 : (1u << 18) - 1000,
+          a_res[s].n = m_res[s].n = k;
       uint32_t i = 0;
       for (size_t c = (size_t) window; i < N; c = (c + 1) % (sizeof batch / sizeof batch[0]))
         {
