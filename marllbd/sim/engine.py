@@ -441,10 +441,6 @@ class Step:
     rejected: int
 
 
-def _view(a: np.ndarray) -> np.ndarray:
-    return a
-
-
 def _flow_hashes(seed: int, n: int) -> np.ndarray:
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_HASH_STREAM,)))
     return rng.integers(0, np.iinfo(np.uint64).max, size=n, dtype=np.uint64, endpoint=True)
@@ -489,16 +485,20 @@ class Engine:
         tr = self.trace
         nflows = tr.arrival.shape[0]
         # Per-flow state, one row per quantity; the named attributes are views of the rows.
-        self.flows = np.full((5, nflows), np.nan)
+        self.flows = np.empty((5, nflows))
         self.flows[_F_ARRIVAL] = tr.arrival
         self.flows[_F_WORK] = tr.work
+        self.flows[_F_START:] = np.nan
         self.arrival, self.work = self.flows[_F_ARRIVAL], self.flows[_F_WORK]
         self.f_start, self.f_done = self.flows[_F_START], self.flows[_F_DONE]
         self.f_fct = self.flows[_F_FCT]
         self.fhash = _flow_hashes(sc.seed, nflows)
         self.f_int = np.empty((2, nflows), dtype=np.int64)
         # The edge router: ECMP over LB nodes on the high bits of the flow hash.
-        self.f_int[_F_LB] = (self.fhash >> np.uint64(40)) % np.uint64(nl)
+        if nl == 1:
+            self.f_int[_F_LB] = 0  # (x % 1, without a 64-bit division per flow)
+        else:
+            self.f_int[_F_LB] = (self.fhash >> np.uint64(40)) % np.uint64(nl)
         self.f_int[_F_SERVER] = -1
         self.f_lb, self.f_server = self.f_int[_F_LB], self.f_int[_F_SERVER]
 
@@ -560,6 +560,10 @@ class Engine:
             self.rv, self.rt, self.rc, self.rng, self.fault_f, self.fault_i, self.counters,
         )  # fmt: skip
         self._no_features = np.empty((0, n, features.NUM_FEATURES))
+        self._feats_ok: np.ndarray | None = None  # the last feats array that passed the checks
+        self._tau_ok = features.DEFAULT_TAU  # the last tau that passed the checks
+        self._rtt = float(sc.rtt)
+        self._views = [self._lb_views(lb) for lb in range(nl)]  # fixed: the arrays persist
 
     # -- control ---------------------------------------------------------
 
@@ -621,21 +625,25 @@ class Engine:
         """
         if feats is None:
             feats = self._no_features
-        elif not (
-            type(feats) is np.ndarray
-            and feats.ndim == 3
-            and feats.dtype is _F64
-            and feats.flags.c_contiguous
-        ):
-            # (Anything else would compile another specialization of the kernel; the
-            # kernel checks the shape.)
-            raise ValueError("feats: expected a C-contiguous 3-d float64 numpy array")
-        features.check_tau(tau)
+        elif feats is not self._feats_ok:
+            if not (
+                type(feats) is np.ndarray
+                and feats.ndim == 3
+                and feats.dtype is _F64
+                and feats.flags.c_contiguous
+            ):
+                # (Anything else would compile another specialization of the kernel; the
+                # kernel checks the shape.)
+                raise ValueError("feats: expected a C-contiguous 3-d float64 numpy array")
+            self._feats_ok = feats  # the environments pass the same array every step
+        if tau != self._tau_ok:
+            features.check_tau(tau)
+            self._tau_ok = tau = float(tau)
         t_end = self.t + self.interval
         truth = np.empty((2, self.num_servers))
         _interval(
-            t_end, round(t_end * 1e9), self.interval, self.scenario.rtt, *self._state,
-            truth, float(tau), feats, first_lb,
+            t_end, round(t_end * 1e9), self.interval, self._rtt, *self._state,
+            truth, self._tau_ok, feats, first_lb,
         )  # fmt: skip
         self.t = t_end
         self.frame_no += 1
@@ -658,25 +666,23 @@ class Engine:
         )
 
     def _observation(self, lb: int, copy: bool) -> Observation:
-        c = np.copy if copy else _view
-        r = slice(lb * self.num_servers, (lb + 1) * self.num_servers)
+        views = self._views[lb]
         return Observation(
-            num_servers=self.num_servers,
-            ts_ns=round(self.t * 1e9),
-            frame_no=self.frame_no - 1,
-            active=self.si[:, _UP] != 0,
-            active_flows=c(self.lb_active[lb]),
-            new_flows=c(self.lb_new[lb]),
-            completed_flows=c(self.lb_done[lb]),
-            n_dur=c(self.rn[0, r]),
-            n_fct=c(self.rn[1, r]),
-            dur_seen=c(self.rseen[0, r]),
-            fct_seen=c(self.rseen[1, r]),
-            dur_values=c(self.rv[0, r]),
-            dur_t_ns=c(self.rt[0, r]),
-            fct_values=c(self.rv[1, r]),
-            fct_t_ns=c(self.rt[1, r]),
+            self.num_servers,
+            round(self.t * 1e9),
+            self.frame_no - 1,
+            self.si[:, _UP] != 0,
+            *(tuple(a.copy() for a in views) if copy else views),
         )
+
+    def _lb_views(self, lb: int) -> tuple[np.ndarray, ...]:
+        """LB node lb's Observation arrays from active_flows on, as views of the state."""
+        r = slice(lb * self.num_servers, (lb + 1) * self.num_servers)
+        return (
+            self.lb_active[lb], self.lb_new[lb], self.lb_done[lb],
+            self.rn[0, r], self.rn[1, r], self.rseen[0, r], self.rseen[1, r],
+            self.rv[0, r], self.rt[0, r], self.rv[1, r], self.rt[1, r],
+        )  # fmt: skip
 
     # -- reports ---------------------------------------------------------
 
@@ -693,6 +699,12 @@ class Engine:
     @property
     def rejected(self) -> int:
         return int(self.counters[_C_REJECTED])
+
+    @property
+    def totals(self) -> tuple[int, int]:
+        """(completed, rejected) in one read."""
+        c = self.counters.tolist()
+        return c[_C_COMPLETED], c[_C_REJECTED]
 
     def fct(self) -> np.ndarray:
         """Completion time of every flow that has finished or was rejected, in arrival order."""
