@@ -32,7 +32,8 @@ import numpy as np
 
 from marllbd import features
 from marllbd.dataplane import dispatch as D
-from marllbd.dataplane.reservoir import make_rng_state, reservoir_add
+from marllbd.dataplane.reservoir import make_rng_state
+from marllbd.dataplane.reservoir import reservoir_add as _reservoir_add
 from marllbd.sim.scenario import Scenario, build_trace
 from marllbd.sim.traces import Trace
 
@@ -53,6 +54,16 @@ _RES_STREAM = 2
 # over a fifth of an environment step.
 _NO_RUNTIME: dict[str, Any] = {"_nrt": False}
 _event_kernel = numba.njit(cache=True, **_NO_RUNTIME)
+_event_helper = numba.njit(cache=True, inline="always", **_NO_RUNTIME)
+# The data path's pick functions, compiled again without the runtime and inlined into _pick:
+# called as they are, each call counts references on its array arguments, once per flow.
+_inlined = numba.njit(inline="always", **_NO_RUNTIME)
+_sed_pick = _inlined(D.sed_pick.py_func)
+_alias_pick = _inlined(D.alias_pick.py_func)
+_maglev_pick = _inlined(D.maglev_pick.py_func)
+_lsq_pick = _inlined(D.lsq_pick.py_func)
+_p2_pick = _inlined(D.p2_pick.py_func)
+reservoir_add = _inlined(_reservoir_add.py_func)
 
 # Column indices of the per-server float state (_TNEXT: time of the next completion, inf
 # when idle, recomputed by _refresh whenever the server's state changes).
@@ -71,7 +82,7 @@ _X_SERVER, _X_KIND = 0, 1
 _R_N, _R_SEEN = 0, 1
 
 
-@_event_kernel
+@_event_helper
 def _heap_push(
     hf: np.ndarray, hid: np.ndarray, s: int, n: int, tag: float, flow: int
 ) -> None:  # pragma: no cover
@@ -88,7 +99,7 @@ def _heap_push(
     hid[s, i] = flow
 
 
-@_event_kernel
+@_event_helper
 def _heap_pop(hf: np.ndarray, hid: np.ndarray, s: int, n: int) -> int:  # pragma: no cover
     """Remove the smallest (tag, flow) of a heap of n entries; returns the flow."""
     top = hid[s, 0]
@@ -113,7 +124,7 @@ def _heap_pop(hf: np.ndarray, hid: np.ndarray, s: int, n: int) -> int:  # pragma
     return top
 
 
-@_event_kernel
+@_event_helper
 def _advance(sf: np.ndarray, si: np.ndarray, s: int, t: float) -> None:  # pragma: no cover
     """Bring server s's virtual clock and busy integral up to time t."""
     dt = t - sf[s, _LAST]
@@ -127,7 +138,7 @@ def _advance(sf: np.ndarray, si: np.ndarray, s: int, t: float) -> None:  # pragm
         sf[s, _LAST] = t
 
 
-@_event_kernel
+@_event_helper
 def _refresh(sf: np.ndarray, si: np.ndarray, hf: np.ndarray, s: int) -> None:  # pragma: no cover
     """Recompute server s's next completion time from its current state (inf when idle)."""
     n = si[s, _NSERV]
@@ -138,7 +149,7 @@ def _refresh(sf: np.ndarray, si: np.ndarray, hf: np.ndarray, s: int) -> None:  #
         sf[s, _TNEXT] = np.inf
 
 
-@_event_kernel
+@_event_helper
 def _admit(sf, si, hf, hid, f_start, work, s, flow, t):  # type: ignore[no-untyped-def]  # pragma: no cover
     n = si[s, _NSERV]
     _heap_push(hf, hid, s, n, sf[s, _V] + work[flow], flow)
@@ -146,7 +157,7 @@ def _admit(sf, si, hf, hid, f_start, work, s, flow, t):  # type: ignore[no-untyp
     f_start[flow] = t
 
 
-@_event_kernel
+@_event_helper
 def _admit_backlog(sf, si, hf, hid, bq, f_start, work, s, t):  # type: ignore[no-untyped-def]  # pragma: no cover
     """Admit from server s's backlog while slots are free (capacity may have grown)."""
     while si[s, _BLEN] > 0 and si[s, _NSERV] < si[s, _SLOTS]:
@@ -167,21 +178,21 @@ def _rebuild_tables(si, lb_w, al_prob, al_alias, maglev):  # type: ignore[no-unt
     maglev[:] = D.maglev_build(up, maglev.shape[0])
 
 
-@_event_kernel
+@_event_helper
 def _pick(rule, lb, h, sf, si, up, lb_w, active, al_prob, al_alias, maglev):  # type: ignore[no-untyped-def]  # pragma: no cover
     """The server LB node lb's rule picks for a new flow of hash h; -1 if none."""
     if rule == 0:
-        return D.sed_pick(active, lb_w[lb], up)
+        return _sed_pick(active, lb_w[lb], up)
     if rule == 1:
-        return D.alias_pick(al_prob[lb], al_alias[lb], h)
+        return _alias_pick(al_prob[lb], al_alias[lb], h)
     if rule == 2:
-        return D.maglev_pick(maglev, h)
+        return _maglev_pick(maglev, h)
     if rule == 3:
-        return D.lsq_pick(active, up)
+        return _lsq_pick(active, up)
     if rule == 4:
-        return D.p2_pick(active, lb_w[lb], up, h, False)
+        return _p2_pick(active, lb_w[lb], up, h, False)
     if rule == 5:
-        return D.p2_pick(active, lb_w[lb], up, h, True)
+        return _p2_pick(active, lb_w[lb], up, h, True)
     # Oracle: fewest flows per worker on the real servers, ties to the lowest index.
     s = -1
     best = np.inf
