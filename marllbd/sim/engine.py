@@ -453,8 +453,10 @@ class Step:
 
 
 def _flow_hashes(seed: int, n: int) -> np.ndarray:
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_HASH_STREAM,)))
-    return rng.integers(0, np.iinfo(np.uint64).max, size=n, dtype=np.uint64, endpoint=True)
+    """n uniform 64-bit hashes: the raw PCG64 words, which is what Generator.integers
+    returns over the full uint64 range (without its per-call bounds handling)."""
+    bits = np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(_HASH_STREAM,)))
+    return bits.random_raw(n)
 
 
 class Engine:
