@@ -56,13 +56,14 @@ def step_info(
     fct_mean is over the sampled completions of all servers; fct_p90_max is the
     worst server's p90.  Both are NaN for an interval without completions.
     """
-    # (Few numpy calls on the environments' hot path: the count is an exact integer sum
-    # and the largest p90 the same value whichever way it is found.)
+    # (Few numpy calls on the environments' hot path: the count is an exact integer sum,
+    # the largest p90 the same value whichever way it is found, and ndarray.dot the same
+    # BLAS dot as @ with less overhead.)
     total = sum(n_fct.tolist())
     completed, rejected = engine.totals
     return {
         "t": engine.t,
-        "fct_mean": float(feats[:, _FCT_MEAN] @ n_fct) / total if total else float("nan"),
+        "fct_mean": float(feats[:, _FCT_MEAN].dot(n_fct)) / total if total else float("nan"),
         "fct_p90_max": max(feats[:, _FCT_P90].tolist()) if total else float("nan"),
         "completed": completed,
         "rejected": rejected,
