@@ -77,7 +77,8 @@ _PIVOT_RANK = 11  # about the 70th percentile: both p90s usually lie above it
 _NO_RUNTIME: dict[str, Any] = {"_nrt": False}
 _helper = numba.njit(cache=True, nogil=True, **_NO_RUNTIME)
 # The per-quantity helpers are inlined into _rows: calls passing several arrays cost more
-# than the work on a few samples.
+# than the work on a few samples.  _quantile, called four times, stays a call (inlined,
+# its copies doubled the cold compile time).
 _inline_helper = numba.njit(cache=True, nogil=True, inline="always", **_NO_RUNTIME)
 
 
@@ -368,7 +369,7 @@ def _quantiles(
     return p90, dp90
 
 
-@_inline_helper
+@_helper
 def _quantile(
     v: npt.NDArray[np.float64],
     w: npt.NDArray[np.float64],
