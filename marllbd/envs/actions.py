@@ -55,7 +55,6 @@ class ActionSpec:
         a = np.asarray(action)
         if a.shape != base.shape:
             raise ValueError(f"action: expected shape {base.shape}, got {a.shape}")
-        scale = base if self.base == "capacity" else self._ones(base.shape[0])
         if self.kind == "continuous":
             # Hot path (once per environment step): one compiled call checks and clips a
             # fresh float64 copy; the power stays numpy's, whose last bits it defines.
@@ -68,6 +67,7 @@ class ActionSpec:
             return w
         idx = np.ascontiguousarray(a, dtype=np.int64)  # one compiled specialization
         w = np.empty(idx.shape[0])
+        scale = base if self.base == "capacity" else self._ones(base.shape[0])
         if not _pick_levels(idx, self._levels, scale, w):
             raise ValueError(f"action: expected levels in 0..{len(self.levels) - 1}, got {a}")
         return w

@@ -55,8 +55,8 @@ _RES_STREAM = 2
 _NO_RUNTIME: dict[str, Any] = {"_nrt": False}
 _event_kernel = numba.njit(cache=True, **_NO_RUNTIME)
 _event_helper = numba.njit(cache=True, inline="always", **_NO_RUNTIME)
-# The data path's pick functions, compiled again without the runtime and inlined into _pick:
-# called as they are, each call counts references on its array arguments, once per flow.
+# The data path's pick functions and reservoir_add, compiled again without the runtime and
+# inlined into the event loop: as they are, each call counts references on its arrays.
 _inlined = numba.njit(inline="always", **_NO_RUNTIME)
 _sed_pick = _inlined(D.sed_pick.py_func)
 _alias_pick = _inlined(D.alias_pick.py_func)
