@@ -76,6 +76,10 @@ _PIVOT_RANK = 11  # about the 70th percentile: both p90s usually lie above it
 # each call taking arrays counts references atomically, several times per server.
 _NO_RUNTIME: dict[str, Any] = {"_nrt": False}
 _helper = numba.njit(cache=True, nogil=True, **_NO_RUNTIME)
+# The per-quantity helpers are inlined into _rows: calls passing several arrays cost more
+# than the work on a few samples.  _quantile, called four times, stays a call (inlined,
+# its copies doubled the cold compile time).
+_inline_helper = numba.njit(cache=True, nogil=True, inline="always", **_NO_RUNTIME)
 
 
 class Observation(Protocol):
@@ -196,6 +200,9 @@ def kernel(
         or fct_t_ns.shape[1] != k
     ):
         raise ValueError("features: sample values and timestamps must all be (num_servers, k)")
+    for i in range(n):
+        if n_dur[i] > k or n_fct[i] > k:
+            raise ValueError("features: n_dur and n_fct must be <= k (the sample array width)")
     vbuf = np.empty(k)
     wbuf = np.empty(k)
     ubuf = np.empty((2, k))
@@ -211,12 +218,10 @@ def _rows(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
     ts, active_flows, n_dur, dur_values, dur_t_ns, n_fct, fct_values, fct_t_ns,
     prev_weights, tau, out, vbuf, wbuf, ubuf, sample,
 ):  # fmt: skip
-    """kernel's loop over the servers, with its scratch buffers (allocates nothing)."""
+    """kernel's loop over the servers, with its scratch buffers (allocates nothing); the
+    sample counts are checked already (a raise in this loop slows every row)."""
     n = out.shape[0]
-    k = dur_values.shape[1]
     for i in range(n):
-        if n_dur[i] > k or n_fct[i] > k:
-            raise ValueError("features: n_dur and n_fct must be <= k (the sample array width)")
         row = out[i]
         row[0] = np.float64(active_flows[i])
         m_dur = int(n_dur[i])
@@ -230,7 +235,7 @@ def _rows(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
         row[_COL_PREV] = np.float64(prev_weights[i])
 
 
-@_helper
+@_inline_helper
 def _quantity(
     values: npt.NDArray[np.float64],
     t_ns: npt.NDArray[np.uint64],
@@ -258,7 +263,7 @@ def _quantity(
     row[col + 4] = dp90
 
 
-@_helper
+@_inline_helper
 def _moments(
     values: npt.NDArray[np.float64],
     t_ns: npt.NDArray[np.uint64],
@@ -309,7 +314,7 @@ def _moments(
     return mean, math.sqrt(ss / m), swv / sw, sw
 
 
-@_helper
+@_inline_helper
 def _quantiles(
     v: npt.NDArray[np.float64],
     w: npt.NDArray[np.float64],

@@ -14,6 +14,7 @@ import functools
 import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from gymnasium import spaces
 
@@ -55,22 +56,50 @@ class ActionSpec:
         if a.shape != base.shape:
             raise ValueError(f"action: expected shape {base.shape}, got {a.shape}")
         if self.kind == "continuous":
-            # Hot path (once per environment step): a few ufunc calls on one fresh array.
+            # Hot path (once per environment step): one compiled call checks and clips a
+            # fresh float64 copy; the power stays numpy's, whose last bits it defines.
             w = a.astype(np.float64)
-            # A finite sum means finite values; only an infinite one needs the full check.
-            if not math.isfinite(np.add.reduce(w)) and not np.isfinite(w).all():
+            if not _clip_unit(w):
                 raise ValueError(f"action: expected finite values in [-1, 1], got {a}")
-            np.minimum(np.maximum(w, -1.0, out=w), 1.0, out=w)  # clip to [-1, 1]
             np.power(self.spread, w, out=w)
-        else:
-            idx = a if a.dtype.kind in "iu" else a.astype(np.int64)
-            if idx.size and (idx.min() < 0 or idx.max() >= len(self.levels)):
-                raise ValueError(f"action: expected levels in 0..{len(self.levels) - 1}, got {a}")
-            w = self._levels[idx]
-        if self.base == "capacity":
-            w *= base
+            if self.base == "capacity":
+                w *= base
+            return w
+        idx = np.ascontiguousarray(a, dtype=np.int64)  # one compiled specialization
+        w = np.empty(idx.shape[0])
+        scale = base if self.base == "capacity" else self._ones(base.shape[0])
+        if not _pick_levels(idx, self._levels, scale, w):
+            raise ValueError(f"action: expected levels in 0..{len(self.levels) - 1}, got {a}")
         return w
+
+    @functools.cache  # noqa: B019 - a few sizes per spec
+    def _ones(self, n: int) -> np.ndarray:
+        return np.ones(n)
 
     @functools.cached_property
     def _levels(self) -> np.ndarray:
         return np.asarray(self.levels, dtype=np.float64)
+
+
+@numba.njit(cache=True)
+def _clip_unit(w: np.ndarray) -> bool:  # pragma: no cover - compiled
+    """Clip w to [-1, 1] in place; False (w partly clipped) if a value is not finite."""
+    for i in range(w.shape[0]):
+        x = w[i]
+        if not math.isfinite(x):
+            return False
+        w[i] = min(max(x, -1.0), 1.0)
+    return True
+
+
+@numba.njit(cache=True)
+def _pick_levels(
+    idx: np.ndarray, levels: np.ndarray, scale: np.ndarray, out: np.ndarray
+) -> bool:  # pragma: no cover - compiled
+    """out[i] = levels[idx[i]] * scale[i]; False if an index is out of range."""
+    for i in range(idx.shape[0]):
+        j = idx[i]
+        if j < 0 or j >= levels.shape[0]:
+            return False
+        out[i] = levels[j] * scale[i]
+    return True

@@ -46,7 +46,7 @@ class RewardSpec:
         # 1 for an all-zero vector as in marllbd.fairness.
         x = features[:, self.column]
         if self.metric == "jain":
-            sq = float(x @ x)
+            sq = float(x.dot(x))  # the same BLAS dot as x @ x, with less call overhead
             value = 1.0 if sq == 0.0 else float(np.add.reduce(x)) ** 2 / (x.shape[0] * sq)
         else:
             value = float(fairness.metric(self.metric).kernel(x[None, :])[0])

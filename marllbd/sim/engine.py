@@ -32,7 +32,8 @@ import numpy as np
 
 from marllbd import features
 from marllbd.dataplane import dispatch as D
-from marllbd.dataplane.reservoir import make_rng_state, reservoir_add
+from marllbd.dataplane.reservoir import make_rng_state
+from marllbd.dataplane.reservoir import reservoir_add as _reservoir_add
 from marllbd.sim.scenario import Scenario, build_trace
 from marllbd.sim.traces import Trace
 
@@ -53,6 +54,16 @@ _RES_STREAM = 2
 # over a fifth of an environment step.
 _NO_RUNTIME: dict[str, Any] = {"_nrt": False}
 _event_kernel = numba.njit(cache=True, **_NO_RUNTIME)
+_event_helper = numba.njit(cache=True, inline="always", **_NO_RUNTIME)
+# The data path's pick functions and reservoir_add, compiled again without the runtime and
+# inlined into the event loop: as they are, each call counts references on its arrays.
+_inlined = numba.njit(inline="always", **_NO_RUNTIME)
+_sed_pick = _inlined(D.sed_pick.py_func)
+_alias_pick = _inlined(D.alias_pick.py_func)
+_maglev_pick = _inlined(D.maglev_pick.py_func)
+_lsq_pick = _inlined(D.lsq_pick.py_func)
+_p2_pick = _inlined(D.p2_pick.py_func)
+reservoir_add = _inlined(_reservoir_add.py_func)
 
 # Column indices of the per-server float state (_TNEXT: time of the next completion, inf
 # when idle, recomputed by _refresh whenever the server's state changes).
@@ -71,7 +82,7 @@ _X_SERVER, _X_KIND = 0, 1
 _R_N, _R_SEEN = 0, 1
 
 
-@_event_kernel
+@_event_helper
 def _heap_push(
     hf: np.ndarray, hid: np.ndarray, s: int, n: int, tag: float, flow: int
 ) -> None:  # pragma: no cover
@@ -88,7 +99,7 @@ def _heap_push(
     hid[s, i] = flow
 
 
-@_event_kernel
+@_event_helper
 def _heap_pop(hf: np.ndarray, hid: np.ndarray, s: int, n: int) -> int:  # pragma: no cover
     """Remove the smallest (tag, flow) of a heap of n entries; returns the flow."""
     top = hid[s, 0]
@@ -113,7 +124,7 @@ def _heap_pop(hf: np.ndarray, hid: np.ndarray, s: int, n: int) -> int:  # pragma
     return top
 
 
-@_event_kernel
+@_event_helper
 def _advance(sf: np.ndarray, si: np.ndarray, s: int, t: float) -> None:  # pragma: no cover
     """Bring server s's virtual clock and busy integral up to time t."""
     dt = t - sf[s, _LAST]
@@ -127,7 +138,7 @@ def _advance(sf: np.ndarray, si: np.ndarray, s: int, t: float) -> None:  # pragm
         sf[s, _LAST] = t
 
 
-@_event_kernel
+@_event_helper
 def _refresh(sf: np.ndarray, si: np.ndarray, hf: np.ndarray, s: int) -> None:  # pragma: no cover
     """Recompute server s's next completion time from its current state (inf when idle)."""
     n = si[s, _NSERV]
@@ -138,7 +149,7 @@ def _refresh(sf: np.ndarray, si: np.ndarray, hf: np.ndarray, s: int) -> None:  #
         sf[s, _TNEXT] = np.inf
 
 
-@_event_kernel
+@_event_helper
 def _admit(sf, si, hf, hid, f_start, work, s, flow, t):  # type: ignore[no-untyped-def]  # pragma: no cover
     n = si[s, _NSERV]
     _heap_push(hf, hid, s, n, sf[s, _V] + work[flow], flow)
@@ -146,7 +157,7 @@ def _admit(sf, si, hf, hid, f_start, work, s, flow, t):  # type: ignore[no-untyp
     f_start[flow] = t
 
 
-@_event_kernel
+@_event_helper
 def _admit_backlog(sf, si, hf, hid, bq, f_start, work, s, t):  # type: ignore[no-untyped-def]  # pragma: no cover
     """Admit from server s's backlog while slots are free (capacity may have grown)."""
     while si[s, _BLEN] > 0 and si[s, _NSERV] < si[s, _SLOTS]:
@@ -167,21 +178,21 @@ def _rebuild_tables(si, lb_w, al_prob, al_alias, maglev):  # type: ignore[no-unt
     maglev[:] = D.maglev_build(up, maglev.shape[0])
 
 
-@_event_kernel
+@_event_helper
 def _pick(rule, lb, h, sf, si, up, lb_w, active, al_prob, al_alias, maglev):  # type: ignore[no-untyped-def]  # pragma: no cover
     """The server LB node lb's rule picks for a new flow of hash h; -1 if none."""
     if rule == 0:
-        return D.sed_pick(active, lb_w[lb], up)
+        return _sed_pick(active, lb_w[lb], up)
     if rule == 1:
-        return D.alias_pick(al_prob[lb], al_alias[lb], h)
+        return _alias_pick(al_prob[lb], al_alias[lb], h)
     if rule == 2:
-        return D.maglev_pick(maglev, h)
+        return _maglev_pick(maglev, h)
     if rule == 3:
-        return D.lsq_pick(active, up)
+        return _lsq_pick(active, up)
     if rule == 4:
-        return D.p2_pick(active, lb_w[lb], up, h, False)
+        return _p2_pick(active, lb_w[lb], up, h, False)
     if rule == 5:
-        return D.p2_pick(active, lb_w[lb], up, h, True)
+        return _p2_pick(active, lb_w[lb], up, h, True)
     # Oracle: fewest flows per worker on the real servers, ties to the lowest index.
     s = -1
     best = np.inf
@@ -441,13 +452,11 @@ class Step:
     rejected: int
 
 
-def _view(a: np.ndarray) -> np.ndarray:
-    return a
-
-
 def _flow_hashes(seed: int, n: int) -> np.ndarray:
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_HASH_STREAM,)))
-    return rng.integers(0, np.iinfo(np.uint64).max, size=n, dtype=np.uint64, endpoint=True)
+    """n uniform 64-bit hashes: the raw PCG64 words, which is what Generator.integers
+    returns over the full uint64 range (without its per-call bounds handling)."""
+    bits = np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(_HASH_STREAM,)))
+    return bits.random_raw(n)
 
 
 class Engine:
@@ -489,16 +498,20 @@ class Engine:
         tr = self.trace
         nflows = tr.arrival.shape[0]
         # Per-flow state, one row per quantity; the named attributes are views of the rows.
-        self.flows = np.full((5, nflows), np.nan)
+        self.flows = np.empty((5, nflows))
         self.flows[_F_ARRIVAL] = tr.arrival
         self.flows[_F_WORK] = tr.work
+        self.flows[_F_START:] = np.nan
         self.arrival, self.work = self.flows[_F_ARRIVAL], self.flows[_F_WORK]
         self.f_start, self.f_done = self.flows[_F_START], self.flows[_F_DONE]
         self.f_fct = self.flows[_F_FCT]
         self.fhash = _flow_hashes(sc.seed, nflows)
         self.f_int = np.empty((2, nflows), dtype=np.int64)
         # The edge router: ECMP over LB nodes on the high bits of the flow hash.
-        self.f_int[_F_LB] = (self.fhash >> np.uint64(40)) % np.uint64(nl)
+        if nl == 1:
+            self.f_int[_F_LB] = 0  # (x % 1, without a 64-bit division per flow)
+        else:
+            self.f_int[_F_LB] = (self.fhash >> np.uint64(40)) % np.uint64(nl)
         self.f_int[_F_SERVER] = -1
         self.f_lb, self.f_server = self.f_int[_F_LB], self.f_int[_F_SERVER]
 
@@ -560,6 +573,10 @@ class Engine:
             self.rv, self.rt, self.rc, self.rng, self.fault_f, self.fault_i, self.counters,
         )  # fmt: skip
         self._no_features = np.empty((0, n, features.NUM_FEATURES))
+        self._feats_ok: np.ndarray | None = None  # the last feats array that passed the checks
+        self._tau_ok = features.DEFAULT_TAU  # the last tau that passed the checks
+        self._rtt = float(sc.rtt)
+        self._views = [self._lb_views(lb) for lb in range(nl)]  # fixed: the arrays persist
 
     # -- control ---------------------------------------------------------
 
@@ -621,21 +638,25 @@ class Engine:
         """
         if feats is None:
             feats = self._no_features
-        elif not (
-            type(feats) is np.ndarray
-            and feats.ndim == 3
-            and feats.dtype is _F64
-            and feats.flags.c_contiguous
-        ):
-            # (Anything else would compile another specialization of the kernel; the
-            # kernel checks the shape.)
-            raise ValueError("feats: expected a C-contiguous 3-d float64 numpy array")
-        features.check_tau(tau)
+        elif feats is not self._feats_ok:
+            if not (
+                type(feats) is np.ndarray
+                and feats.ndim == 3
+                and feats.dtype is _F64
+                and feats.flags.c_contiguous
+            ):
+                # (Anything else would compile another specialization of the kernel; the
+                # kernel checks the shape.)
+                raise ValueError("feats: expected a C-contiguous 3-d float64 numpy array")
+            self._feats_ok = feats  # the environments pass the same array every step
+        if tau != self._tau_ok:
+            features.check_tau(tau)
+            self._tau_ok = tau = float(tau)
         t_end = self.t + self.interval
         truth = np.empty((2, self.num_servers))
         _interval(
-            t_end, round(t_end * 1e9), self.interval, self.scenario.rtt, *self._state,
-            truth, float(tau), feats, first_lb,
+            t_end, round(t_end * 1e9), self.interval, self._rtt, *self._state,
+            truth, self._tau_ok, feats, first_lb,
         )  # fmt: skip
         self.t = t_end
         self.frame_no += 1
@@ -658,25 +679,23 @@ class Engine:
         )
 
     def _observation(self, lb: int, copy: bool) -> Observation:
-        c = np.copy if copy else _view
-        r = slice(lb * self.num_servers, (lb + 1) * self.num_servers)
+        views = self._views[lb]
         return Observation(
-            num_servers=self.num_servers,
-            ts_ns=round(self.t * 1e9),
-            frame_no=self.frame_no - 1,
-            active=self.si[:, _UP] != 0,
-            active_flows=c(self.lb_active[lb]),
-            new_flows=c(self.lb_new[lb]),
-            completed_flows=c(self.lb_done[lb]),
-            n_dur=c(self.rn[0, r]),
-            n_fct=c(self.rn[1, r]),
-            dur_seen=c(self.rseen[0, r]),
-            fct_seen=c(self.rseen[1, r]),
-            dur_values=c(self.rv[0, r]),
-            dur_t_ns=c(self.rt[0, r]),
-            fct_values=c(self.rv[1, r]),
-            fct_t_ns=c(self.rt[1, r]),
+            self.num_servers,
+            round(self.t * 1e9),
+            self.frame_no - 1,
+            self.si[:, _UP] != 0,
+            *(tuple(a.copy() for a in views) if copy else views),
         )
+
+    def _lb_views(self, lb: int) -> tuple[np.ndarray, ...]:
+        """LB node lb's Observation arrays from active_flows on, as views of the state."""
+        r = slice(lb * self.num_servers, (lb + 1) * self.num_servers)
+        return (
+            self.lb_active[lb], self.lb_new[lb], self.lb_done[lb],
+            self.rn[0, r], self.rn[1, r], self.rseen[0, r], self.rseen[1, r],
+            self.rv[0, r], self.rt[0, r], self.rv[1, r], self.rt[1, r],
+        )  # fmt: skip
 
     # -- reports ---------------------------------------------------------
 
@@ -693,6 +712,12 @@ class Engine:
     @property
     def rejected(self) -> int:
         return int(self.counters[_C_REJECTED])
+
+    @property
+    def totals(self) -> tuple[int, int]:
+        """(completed, rejected) in one read."""
+        c = self.counters.tolist()
+        return c[_C_COMPLETED], c[_C_REJECTED]
 
     def fct(self) -> np.ndarray:
         """Completion time of every flow that has finished or was rejected, in arrival order."""

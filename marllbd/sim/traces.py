@@ -111,10 +111,31 @@ def _frozen(a: NDArray[_G]) -> NDArray[_G]:
     return out
 
 
+def _all_valid(arrival: NDArray[np.float64], work: NDArray[np.float64]) -> bool:
+    """Whether every flow is valid, in a few whole-array passes (the common case).
+
+    Non-decreasing arrivals that start at >= 0 and end finite are all finite and
+    >= 0; NaN fails every comparison, and min/max propagate it.
+    """
+    if arrival.ndim != 1 or arrival.shape != work.shape:
+        return False
+    if arrival.shape[0] == 0:
+        return True
+    return bool(
+        arrival[0] >= 0.0
+        and arrival[-1] < np.inf
+        and np.all(arrival[1:] >= arrival[:-1])
+        and work.min() > 0.0
+        and work.max() < np.inf
+    )
+
+
 def _first_problem(
     arrival: NDArray[np.float64], work: NDArray[np.float64], cls: NDArray[np.generic] | None
 ) -> tuple[int, str] | None:
     """The earliest flow whose arrival, work or class is invalid, and what is wrong with it."""
+    if cls is None and _all_valid(arrival, work):
+        return None
     checks = [
         (~np.isfinite(arrival), lambda i: f"timestamp {float(arrival[i])!r} is not finite"),
         (arrival < 0, lambda i: f"timestamp {float(arrival[i])!r} is negative; it must be ≥ 0"),

@@ -116,3 +116,38 @@ def test_reward_matches_the_fairness_module(metric: str) -> None:
     for feats in (rng.random((16, 12)), np.zeros((4, 12)), rng.random((1, 12))):
         want = fairness.reward(metric, feats[:, spec.column])
         assert spec(feats) == pytest.approx(want, rel=1e-12, abs=1e-12)
+
+
+def test_ndarray_dot_is_the_same_dot_as_matmul() -> None:
+    """reward and step_info use x.dot(y) for speed; it must round exactly as x @ y did."""
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        m, k = int(rng.integers(1, 40)), int(rng.integers(1, 14))
+        feats = rng.standard_normal((m, k)) * np.exp(rng.uniform(-30, 30, (m, k)))
+        x = feats[:, int(rng.integers(0, k))]  # a strided column, as in the env
+        counts = rng.integers(0, 200, m)
+        assert x.dot(x) == x @ x
+        assert x.dot(counts) == x @ counts
+
+
+def test_action_weights_check_and_clip() -> None:
+    from marllbd.envs.actions import ActionSpec
+
+    base = np.array([1.0, 2.0, 4.0])
+    cont = ActionSpec()
+    np.testing.assert_array_equal(
+        cont.weights(np.array([-5.0, 0.0, 0.5], dtype=np.float32), base),
+        np.power(3.0, np.array([-1.0, 0.0, 0.5])) * base,
+    )
+    for bad in (np.nan, np.inf, -np.inf):
+        with pytest.raises(ValueError, match="finite values"):
+            cont.weights(np.array([0.0, bad, 0.0]), base)
+    disc = ActionSpec(kind="discrete")
+    np.testing.assert_array_equal(disc.weights(np.array([0, 1, 2]), base), [1.0, 3.0, 8.0])
+    np.testing.assert_array_equal(
+        ActionSpec(kind="discrete", base="uniform").weights(np.array([2, 0, 1], np.int32), base),
+        [2.0, 1.0, 1.5],
+    )
+    for bad_levels in ([0, 3, 1], [-1, 0, 0]):
+        with pytest.raises(ValueError, match=r"levels in 0\.\.2"):
+            disc.weights(np.array(bad_levels), base)

@@ -91,6 +91,21 @@ def test_same_seed_same_run() -> None:
     assert not np.array_equal(np.sort(a.f_fct)[:100], np.sort(c.f_fct)[:100])
 
 
+def test_flow_hashes_are_the_generators_full_range_draws() -> None:
+    """The raw PCG64 words equal Generator.integers over all of uint64 (the original form)."""
+    from marllbd.sim.engine import _flow_hashes
+
+    for seed in (0, 1, 12345, 2**31 - 2):
+        for n in (0, 1, 9, 4097):
+            ss = np.random.SeedSequence(seed, spawn_key=(1,))
+            want = np.random.default_rng(ss).integers(
+                0, np.iinfo(np.uint64).max, size=n, dtype=np.uint64, endpoint=True
+            )
+            got = _flow_hashes(seed, n)
+            assert got.dtype == np.uint64
+            np.testing.assert_array_equal(got, want)
+
+
 def test_fct_never_below_work_plus_rtt() -> None:
     sc = load_scenario("paper-7").replace(duration=10.0)
     e = Engine(sc)

@@ -39,6 +39,27 @@ def test_trace_rejects_bad_arrays(
         Trace(np.array(arrival), np.array(work), None if cls is None else np.array(cls), "src")
 
 
+def test_fast_validity_check_agrees_with_the_detailed_checks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """_all_valid (the whole-array shortcut) is True exactly when no flow has a problem."""
+    rng = np.random.default_rng(0)
+    bad = [math.nan, math.inf, -math.inf, -1.0, -0.0, 0.0, 1e308]
+    cases = []
+    for _ in range(3000):
+        n = int(rng.integers(0, 6))
+        arrival, work = np.sort(rng.uniform(0, 3, n)), rng.uniform(0.1, 1, n)
+        for _ in range(int(rng.integers(0, 3)) if n else 0):
+            target = arrival if rng.random() < 0.5 else work
+            target[rng.integers(0, n)] = bad[rng.integers(0, len(bad))]
+        if n > 1 and rng.random() < 0.2:
+            arrival = arrival[::-1].copy()
+        cases.append((arrival, work, traces._all_valid(arrival, work)))
+    monkeypatch.setattr(traces, "_all_valid", lambda *_: False)  # the detailed checks only
+    for arrival, work, fast in cases:
+        assert fast == (traces._first_problem(arrival, work, None) is None), (arrival, work)
+
+
 def test_until_keeps_earlier_flows() -> None:
     trace = Trace(np.array([0.0, 1.0, 2.0]), np.ones(3), np.array([0, 1, 0]), "t")
     cut = trace.until(2.0)
