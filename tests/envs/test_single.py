@@ -118,18 +118,6 @@ def test_reward_matches_the_fairness_module(metric: str) -> None:
         assert spec(feats) == pytest.approx(want, rel=1e-12, abs=1e-12)
 
 
-def test_ndarray_dot_is_the_same_dot_as_matmul() -> None:
-    """reward and step_info use x.dot(y) for speed; it must round exactly as x @ y did."""
-    rng = np.random.default_rng(0)
-    for _ in range(2000):
-        m, k = int(rng.integers(1, 40)), int(rng.integers(1, 14))
-        feats = rng.standard_normal((m, k)) * np.exp(rng.uniform(-30, 30, (m, k)))
-        x = feats[:, int(rng.integers(0, k))]  # a strided column, as in the env
-        counts = rng.integers(0, 200, m)
-        assert x.dot(x) == x @ x
-        assert x.dot(counts) == x @ counts
-
-
 def test_action_weights_check_and_clip() -> None:
     from marllbd.envs.actions import ActionSpec
 
