@@ -112,7 +112,7 @@ def _metric(code: int, x: np.ndarray) -> float:  # pragma: no cover - compiled
         for i in range(n):
             sq += y[i] * y[i]
         return s * s / (n * sq)
-    if code == _CV or code == _STD or code == _VARIANCE:  # population, two-pass
+    if code in (_CV, _STD, _VARIANCE):  # population, two-pass
         d = 0.0
         for i in range(n):
             e = y[i] - mean
@@ -146,7 +146,9 @@ def _metric(code: int, x: np.ndarray) -> float:  # pragma: no cover - compiled
 
 
 @_kernel
-def _shape(value: float, shape: int, higher_is_better: bool, ideal: float) -> float:  # pragma: no cover - compiled
+def _shape(
+    value: float, shape: int, higher_is_better: bool, ideal: float
+) -> float:  # pragma: no cover - compiled
     """fairness.shape's value for a finite metric value."""
     if shape == 0:
         return value if higher_is_better else -value

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from marllbd import fairness
-from marllbd.envs.reward import METRIC_CODES, SHAPE_CODES, RewardSpec, step_kernel
+from marllbd.envs.reward import METRIC_CODES, SHAPE_CODES, RewardSpec, reward_kernel, step_kernel
 from marllbd.features import FEATURE_NAMES
 
 _MEAN = FEATURE_NAMES.index("fct_mean")
@@ -45,11 +45,9 @@ def test_reward_matches_the_fairness_module(metric: str, shaping: str) -> None:
             want = fairness.reward(metric, x, shaping)
             got = spec(feats)
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
-            # The metric value itself, before shaping (0 must stay exactly 0).
-            _, _, _, hib, ideal = spec.codes
-            got_value = got if hib else -got
-            if shaping == "identity":
-                np.testing.assert_allclose(got_value, value, rtol=1e-12, atol=0)
+            # The metric value itself, before shaping (atol 0: a perfectly fair 0 stays 0).
+            _, got_value = reward_kernel(feats, *spec.codes)
+            np.testing.assert_allclose(got_value, value, rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize("metric", sorted(fairness.METRICS))
