@@ -22,6 +22,7 @@ ACTION_TYPES = ("continuous", "discrete")
 FEATURE_HIGH = 1e6
 """Upper bound of the observation spaces (counts and seconds stay far below it)."""
 BASES = ("capacity", "uniform")
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -55,19 +56,18 @@ class ActionSpec:
         a = np.asarray(action)
         if a.shape != base.shape:
             raise ValueError(f"action: expected shape {base.shape}, got {a.shape}")
+        scale = base if self.base == "capacity" else self._ones(base.shape[0])
         if self.kind == "continuous":
-            # Hot path (once per environment step): one compiled call checks and clips a
-            # fresh float64 copy; the power stays numpy's, whose last bits it defines.
-            w = a.astype(np.float64)
-            if not _clip_unit(w):
+            # Hot path (once per environment step): one compiled call checks, clips and
+            # raises the spread to the action (libm's pow, within an ulp of numpy's).
+            if a.dtype is not _F32 and a.dtype is not _F64:
+                a = a.astype(np.float64)  # (two compiled specializations only)
+            w = np.empty(a.shape[0])
+            if not _unit_levels(a, self.spread, scale, w):
                 raise ValueError(f"action: expected finite values in [-1, 1], got {a}")
-            np.power(self.spread, w, out=w)
-            if self.base == "capacity":
-                w *= base
             return w
         idx = np.ascontiguousarray(a, dtype=np.int64)  # one compiled specialization
         w = np.empty(idx.shape[0])
-        scale = base if self.base == "capacity" else self._ones(base.shape[0])
         if not _pick_levels(idx, self._levels, scale, w):
             raise ValueError(f"action: expected levels in 0..{len(self.levels) - 1}, got {a}")
         return w
@@ -82,13 +82,15 @@ class ActionSpec:
 
 
 @numba.njit(cache=True)
-def _clip_unit(w: np.ndarray) -> bool:  # pragma: no cover - compiled
-    """Clip w to [-1, 1] in place; False (w partly clipped) if a value is not finite."""
-    for i in range(w.shape[0]):
-        x = w[i]
+def _unit_levels(
+    a: np.ndarray, spread: float, scale: np.ndarray, out: np.ndarray
+) -> bool:  # pragma: no cover - compiled
+    """out[i] = spread ** clip(a[i], -1, 1) * scale[i]; False if a value is not finite."""
+    for i in range(a.shape[0]):
+        x = np.float64(a[i])
         if not math.isfinite(x):
             return False
-        w[i] = min(max(x, -1.0), 1.0)
+        out[i] = spread ** min(max(x, -1.0), 1.0) * scale[i]
     return True
 
 

@@ -411,6 +411,17 @@ def _interval(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
         )  # fmt: skip
 
 
+def _entry_point(dispatcher: Any, args: tuple[Any, ...]) -> Any:
+    """The compiled function a numba dispatcher runs for args' types (the dispatcher
+    itself if it is not found), to call without the dispatch: typing _interval's 29
+    arguments on every call costs about as much as unboxing them.  Valid for arguments
+    of exactly these types only: the arrays of an engine's state keep theirs, and
+    Engine.advance resolves it again for a new feats array."""
+    sig = tuple(dispatcher.typeof_pyval(a) for a in args)
+    cres = dispatcher.overloads.get(sig)
+    return dispatcher if cres is None else cres.entry_point
+
+
 @dataclass(frozen=True)
 class Observation:
     """What one LB node publishes for one interval (the shape of a shm Frame)."""
@@ -577,6 +588,7 @@ class Engine:
         self._tau_ok = features.DEFAULT_TAU  # the last tau that passed the checks
         self._rtt = float(sc.rtt)
         self._views = [self._lb_views(lb) for lb in range(nl)]  # fixed: the arrays persist
+        self._call: Any = None  # _interval's compiled entry point for these arguments' types
 
     # -- control ---------------------------------------------------------
 
@@ -649,15 +661,23 @@ class Engine:
                 # kernel checks the shape.)
                 raise ValueError("feats: expected a C-contiguous 3-d float64 numpy array")
             self._feats_ok = feats  # the environments pass the same array every step
+            self._call = None  # (feats' type may differ: resolve the entry point again)
         if tau != self._tau_ok:
             features.check_tau(tau)
             self._tau_ok = tau = float(tau)
+        if type(first_lb) is not int:
+            first_lb = int(first_lb)  # (the entry point's type: a Python int)
         t_end = self.t + self.interval
         truth = np.empty((2, self.num_servers))
-        _interval(
+        args = (
             t_end, round(t_end * 1e9), self.interval, self._rtt, *self._state,
             truth, self._tau_ok, feats, first_lb,
         )  # fmt: skip
+        if self._call is None:
+            _interval(*args)
+            self._call = _entry_point(_interval, args)
+        else:
+            self._call(*args)
         self.t = t_end
         self.frame_no += 1
         return truth

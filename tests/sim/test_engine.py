@@ -203,3 +203,25 @@ def test_trace_from_file_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
     e = Engine(_small(), trace=tr)
     _run_all(e)
     assert len(e.fct()) == len(tr.arrival)
+
+
+def test_advance_through_the_entry_point_matches_the_dispatcher() -> None:
+    """advance calls _interval's compiled entry point after its first call; the same run
+    through the dispatcher on every call (_call reset), with feats swapped midway and a
+    numpy integer first_lb, ends in the same state."""
+    sc = load_scenario("paper-7").replace(duration=6.0)
+    fast, slow = Engine(sc), Engine(sc)
+    n = fast.num_servers
+    fa, sa = np.zeros((1, n, 12)), np.zeros((1, n, 12))
+    for i in range(int(6.0 / sc.control_interval)):
+        if i == 10:
+            fa = np.zeros((1, n, 12))  # a new feats array: resolved again
+        slow._call = None
+        tf = fast.advance(fa, first_lb=np.int64(0))
+        ts = slow.advance(sa, first_lb=0)
+        np.testing.assert_array_equal(tf, ts)
+        np.testing.assert_array_equal(fa, sa)
+    assert fast._call is not None and not hasattr(fast._call, "py_func")
+    np.testing.assert_array_equal(fast.f_fct, slow.f_fct)
+    np.testing.assert_array_equal(fast.rv, slow.rv)
+    assert fast.totals == slow.totals
