@@ -417,9 +417,12 @@ def _entry_point(dispatcher: Any, args: tuple[Any, ...]) -> Any:
     arguments on every call costs about as much as unboxing them.  Valid for arguments
     of exactly these types only: the arrays of an engine's state keep theirs, and
     Engine.advance resolves it again for a new feats array."""
-    sig = tuple(dispatcher.typeof_pyval(a) for a in args)
-    cres = dispatcher.overloads.get(sig)
-    return dispatcher if cres is None else cres.entry_point
+    try:
+        sig = tuple(dispatcher.typeof_pyval(a) for a in args)
+        cres = dispatcher.overloads.get(sig)
+        return dispatcher if cres is None else cres.entry_point
+    except AttributeError:  # a numba without these attributes: keep the dispatcher
+        return dispatcher
 
 
 @dataclass(frozen=True)

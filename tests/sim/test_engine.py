@@ -225,3 +225,16 @@ def test_advance_through_the_entry_point_matches_the_dispatcher() -> None:
     np.testing.assert_array_equal(fast.f_fct, slow.f_fct)
     np.testing.assert_array_equal(fast.rv, slow.rv)
     assert fast.totals == slow.totals
+
+
+def test_entry_point_falls_back_to_the_dispatcher() -> None:
+    """A numba without the attributes used, or arguments never compiled for: the
+    dispatcher itself is called, as before."""
+    from marllbd.sim.engine import _entry_point, _interval
+
+    class Bare:
+        pass
+
+    bare = Bare()
+    assert _entry_point(bare, (1.0,)) is bare
+    assert _entry_point(_interval, ("not", "compiled", "for", "strings")) is _interval
