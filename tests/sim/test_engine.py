@@ -238,3 +238,23 @@ def test_entry_point_falls_back_to_the_dispatcher() -> None:
     bare = Bare()
     assert _entry_point(bare, (1.0,)) is bare
     assert _entry_point(_interval, ("not", "compiled", "for", "strings")) is _interval
+
+
+def test_engines_share_the_resolved_entry_point() -> None:
+    """A new engine (every env reset) finds the entry point resolved by an earlier one;
+    an argument of another type (a read-only array) is not taken for it."""
+    from marllbd.sim import engine as E
+
+    sc = load_scenario("paper-7").replace(duration=2.0)
+    first, second = Engine(sc), Engine(sc.replace(seed=sc.seed + 1))
+    n = first.num_servers
+    first.advance(np.zeros((1, n, 12)))
+    first.advance(np.zeros((1, n, 12)))
+    second.advance(np.zeros((1, n, 12)))
+    second.advance(np.zeros((1, n, 12)))
+    assert first._call is second._call and first._call is not E._interval
+    key = E._arg_key(np.zeros((1, n, 12)))
+    ro = np.zeros((1, n, 12))
+    ro.flags.writeable = False
+    assert E._arg_key(ro) != key and E._arg_key(np.zeros((1, n, 12)).T) != key
+    assert E._arg_key(1) != E._arg_key(1.0) != E._arg_key(True)
