@@ -409,6 +409,23 @@ test_bank_args (void)
   CHECK (res[0].seen == 0 && res[1].seen == 0, "an empty batch changed a reservoir");
 }
 
+/* n updates over m servers (seeded), value and timestamp i; with runs, the
+ * first 10 of every 50 go to one server (repeats within a group of 8). */
+static void
+fill_updates (uint16_t *server, double *value, uint64_t *t_ns, uint32_t n, uint32_t m,
+              uint64_t seed, int runs)
+{
+  marllb_rng_t g;
+  marllb_rng_seed (&g, seed);
+  for (uint32_t i = 0; i < n; i++)
+    {
+      server[i] = runs && i % 50 < 10 ? (uint16_t) ((i / 50) % m)
+                                      : (uint16_t) marllb_rng_below (&g, m);
+      value[i] = (double) i;
+      t_ns[i] = i;
+    }
+}
+
 static void
 test_bank_batch_equals_items (void)
 {
@@ -428,14 +445,7 @@ test_bank_batch_equals_items (void)
   uint16_t server[N];
   double value[N];
   uint64_t t_ns[N];
-  marllb_rng_t g;
-  marllb_rng_seed (&g, 5);
-  for (uint32_t i = 0; i < N; i++)
-    {
-      server[i] = (uint16_t) marllb_rng_below (&g, M);
-      value[i] = (double) i;
-      t_ns[i] = i;
-    }
+  fill_updates (server, value, t_ns, N, M, 5, 0);
   const uint32_t batch[] = { 1, 2, 3, 255, 256, 7, 0, 64, 1, 1, 1000 };
   int same = 1, crossed = 0;
   for (int window = 0; window < 6 && same; window++)
@@ -622,15 +632,7 @@ check_avx2_matches_model (uint32_t k)
   uint16_t server[N];
   double value[N];
   uint64_t t_ns[N];
-  marllb_rng_t g;
-  marllb_rng_seed (&g, 6);
-  for (uint32_t i = 0; i < N; i++)
-    {
-      /* runs of one server now and then: repeats within a group of 8 */
-      server[i] = i % 50 < 10 ? (uint16_t) ((i / 50) % M) : (uint16_t) marllb_rng_below (&g, M);
-      value[i] = (double) i;
-      t_ns[i] = i;
-    }
+  fill_updates (server, value, t_ns, N, M, 6, 1);
   const uint32_t batch[] = { 1, 2, 3, 255, 256, 7, 0, 8, 9, 64, 257, 600, 15, 16, 17, 513 };
   int same = 1;
   for (int window = 0; window < 12 && same; window++)
