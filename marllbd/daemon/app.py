@@ -308,10 +308,8 @@ class Daemon:
         frame = self._last_frame
         if frame is None or frame.num_servers != len(self.prev_weights):
             return
-        policy = self.policy
+        policy = self.fallback if time.monotonic() < self._policy_failed_until else self.policy
         warm = warm_call(policy) if is_bounded(policy) and policy is not self._demoted else None
-        if time.monotonic() < self._policy_failed_until:
-            warm = warm_call(self.fallback)
         try:
             feats = features.compute(frame, self.prev_weights)
             if warm is not None:

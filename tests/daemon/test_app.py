@@ -348,3 +348,22 @@ async def test_warms_the_decision_path_only_just_before_a_frame_is_due(
     finally:
         d.stop_event.set()
         assert await task == 0
+
+
+async def test_warms_the_fallback_while_the_policy_is_backing_off(region_name: str) -> None:
+    period_ns = 100_000_000
+    prod = Producer(region_name, period_ns=period_ns)
+    d = Daemon(make_config(region_name, warm_lead=0.02))
+    d.policy, fallback = BoundedRaising(), Warmed()
+    d.fallback = fallback
+    task = asyncio.create_task(d.run())
+    await asyncio.wait_for(d.ready.wait(), 60)
+    try:
+        await decide(d, prod)  # the policy raises: the fallback decides, retry in 0.2 s
+        assert value(d, "marllbd_fallbacks_total", reason="error") == 1
+        due = prod.region.heartbeat_ns() + period_ns
+        await asyncio.sleep((due - time.monotonic_ns()) / 1e9 + 0.02 + 0.05)
+        assert fallback.warmed_at and min(fallback.warmed_at) >= due - 0.02e9 - 1e6
+    finally:
+        d.stop_event.set()
+        assert await task == 0
