@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import numba
 import numpy as np
 import numpy.typing as npt
 
+from marllbd.dataplane.reservoir import NO_RUNTIME
 from marllbd.ipc.layout import DEFAULT_K
 
 FEATURE_SPEC_VERSION = 1
@@ -74,12 +75,11 @@ _PIVOT_RANK = 11  # about the 70th percentile: both p90s usually lie above it
 # The helpers allocate nothing and run without the numba runtime (the private `_nrt`
 # option, as marllbd.dataplane.reservoir's scalar kernels): with it, each array view and
 # each call taking arrays counts references atomically, several times per server.
-_NO_RUNTIME: dict[str, Any] = {"_nrt": False}
-_helper = numba.njit(cache=True, nogil=True, **_NO_RUNTIME)
+_helper = numba.njit(cache=True, nogil=True, **NO_RUNTIME)
 # The per-quantity helpers are inlined into _rows: calls passing several arrays cost more
 # than the work on a few samples.  _quantile, called four times, stays a call (inlined,
 # its copies doubled the cold compile time).
-_inline_helper = numba.njit(cache=True, nogil=True, inline="always", **_NO_RUNTIME)
+_inline_helper = numba.njit(cache=True, nogil=True, inline="always", **NO_RUNTIME)
 
 
 class Observation(Protocol):

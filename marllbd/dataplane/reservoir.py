@@ -225,8 +225,9 @@ def _check_quantity(quantity: int) -> None:
 # from numba's type stubs): they allocate nothing, and with the runtime every call
 # from another kernel increments and decrements the reference counts of its array
 # arguments, which measured four times slower than the update itself.
-_NO_RUNTIME: dict[str, Any] = {"_nrt": False}
-_scalar_kernel = numba.njit(cache=True, **_NO_RUNTIME)
+NO_RUNTIME: dict[str, Any] = {"_nrt": False}
+"""numba.njit options for kernels that run without the runtime (engine and features too)."""
+_scalar_kernel = numba.njit(cache=True, **NO_RUNTIME)
 
 _LOW32 = np.uint64(0xFFFFFFFF)
 _SHIFT32 = np.uint64(32)

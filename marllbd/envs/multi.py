@@ -22,7 +22,7 @@ from pettingzoo import ParallelEnv
 
 from marllbd import features
 from marllbd.envs.actions import FEATURE_HIGH, ActionSpec
-from marllbd.envs.reward import RewardSpec, step_kernel
+from marllbd.envs.reward import RewardSpec, fct_stats
 from marllbd.envs.single import resolve_scenario, step_info
 from marllbd.sim.engine import Engine, GroundTruth
 from marllbd.sim.scenario import Scenario
@@ -139,7 +139,6 @@ class MultiAgentLoadBalanceEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
     ]:
         engine = self._engine
         assert engine is not None
-        n = self.num_servers
         for lb in range(self.scenario.lb_nodes):
             # Valid by construction (ActionSpec.weights), so set without the checks.
             engine.set_weights(lb, self._weights[lb], checked=False)
@@ -147,7 +146,6 @@ class MultiAgentLoadBalanceEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
         truth = engine.advance(self._features, tau=self.tau)
         self._last = GroundTruth(truth[0], truth[1], engine.capacities)
         team = self.reward_spec(self._features.mean(axis=0))
-        codes = self.reward_spec.codes
         obs: dict[str, np.ndarray] = {}
         infos: dict[str, dict[str, Any]] = {}
         for name, (lb, g) in zip(self.possible_agents, self.members, strict=True):
@@ -155,8 +153,7 @@ class MultiAgentLoadBalanceEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
             idx = self.groups[g]
             block[: len(idx)] = self._features[lb, idx]
             obs[name] = block
-            n_fct = engine.rn[1, lb * n : (lb + 1) * n]
-            _, _, fct_mean, fct_p90 = step_kernel(self._features[lb], n_fct, *codes)
+            fct_mean, fct_p90 = fct_stats(self._features[lb], engine.fct_counts(lb))
             infos[name] = step_info(engine, truth[0], fct_mean, fct_p90)
         truncated = engine.done
         agents = list(self.agents)

@@ -179,8 +179,16 @@ def step_kernel(
     higher_is_better: bool,
     ideal: float,
 ) -> tuple[float, float, float, float]:  # pragma: no cover - compiled
-    """reward_kernel's (reward, value), then the interval's FCT statistics (step_info)."""
+    """reward_kernel's (reward, value), then fct_stats'."""
     reward, value = reward_kernel(feats, col, code, shape, higher_is_better, ideal)
+    fct_mean, fct_p90_max = fct_stats(feats, n_fct)
+    return reward, value, fct_mean, fct_p90_max
+
+
+@_kernel
+def fct_stats(feats: np.ndarray, n_fct: np.ndarray) -> tuple[float, float]:  # pragma: no cover
+    """The interval's FCT statistics (step_info): the mean over the sampled completions of
+    all servers and the worst server's p90; NaN for an interval without completions."""
     total = 0
     dot = 0.0
     p90 = -np.inf
@@ -189,5 +197,5 @@ def step_kernel(
         dot += feats[i, _FCT_MEAN] * n_fct[i]
         p90 = max(p90, feats[i, _FCT_P90])
     if total == 0:
-        return reward, value, np.nan, np.nan
-    return reward, value, dot / total, p90
+        return np.nan, np.nan
+    return dot / total, p90

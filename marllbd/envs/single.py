@@ -125,8 +125,7 @@ class LoadBalanceEnv(gym.Env[np.ndarray, np.ndarray]):
         # round trip through from_dict (same result, in a fraction of the time).
         self._engine = Engine(dataclasses.replace(self.scenario, seed=episode_seed))
         # This LB's FCT sample counts of the latest frame (a view that Engine.advance refills).
-        n, lb = self.num_servers, self.lb
-        self._n_fct = self._engine.rn[1, lb * n : (lb + 1) * n]
+        self._n_fct = self._engine.fct_counts(self.lb)
         self._weights = self.capacities.copy()
         obs, _, _, _, info = self._advance()
         return obs, info

@@ -32,7 +32,7 @@ import numpy as np
 
 from marllbd import features
 from marllbd.dataplane import dispatch as D
-from marllbd.dataplane.reservoir import make_rng_state
+from marllbd.dataplane.reservoir import NO_RUNTIME, make_rng_state
 from marllbd.dataplane.reservoir import reservoir_add as _reservoir_add
 from marllbd.sim.scenario import Scenario, build_trace
 from marllbd.sim.traces import Trace
@@ -52,12 +52,11 @@ _RES_STREAM = 2
 # private `_nrt` option, as marllbd.dataplane.reservoir's scalar kernels): with it, each
 # array view and each call taking arrays counts references atomically, which measured
 # over a fifth of an environment step.
-_NO_RUNTIME: dict[str, Any] = {"_nrt": False}
-_event_kernel = numba.njit(cache=True, **_NO_RUNTIME)
-_event_helper = numba.njit(cache=True, inline="always", **_NO_RUNTIME)
+_event_kernel = numba.njit(cache=True, **NO_RUNTIME)
+_event_helper = numba.njit(cache=True, inline="always", **NO_RUNTIME)
 # The data path's pick functions and reservoir_add, compiled again without the runtime and
 # inlined into the event loop: as they are, each call counts references on its arrays.
-_inlined = numba.njit(inline="always", **_NO_RUNTIME)
+_inlined = numba.njit(inline="always", **NO_RUNTIME)
 _sed_pick = _inlined(D.sed_pick.py_func)
 _alias_pick = _inlined(D.alias_pick.py_func)
 _maglev_pick = _inlined(D.maglev_pick.py_func)
@@ -731,6 +730,11 @@ class Engine:
             self.si[:, _UP] != 0,
             *(tuple(a.copy() for a in views) if copy else views),
         )
+
+    def fct_counts(self, lb: int) -> np.ndarray:
+        """LB node lb's FCT sample counts per server of the latest frame: a view that
+        every interval refills."""
+        return self._views[lb][4]
 
     def _lb_views(self, lb: int) -> tuple[np.ndarray, ...]:
         """LB node lb's Observation arrays from active_flows on, as views of the state."""
