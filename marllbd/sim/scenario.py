@@ -1,8 +1,9 @@
 """Scenarios: the servers, load balancers, traffic and faults of one simulated run.
 
-A scenario is written in TOML (presets live in configs/scenarios/) and parsed into
-frozen dataclasses. `load_scenario`, `from_dict` and `Scenario.replace` validate
-everything and name the offending key path; the constructors trust their arguments.
+A scenario is written in TOML (presets live in marllbd/sim/scenarios/, which
+configs/scenarios/ links to) and parsed into frozen dataclasses. `load_scenario`,
+`from_dict` and `Scenario.replace` validate everything and name the offending key
+path; the constructors trust their arguments.
 """
 
 import math
@@ -19,7 +20,8 @@ from marllbd.sim import traces
 
 DISPATCH_RULES = ("sed", "wcmp", "ecmp", "lsq", "lsq2", "sed2")
 FAULT_KINDS = ("down", "up", "capacity")
-PRESETS_DIR = Path(__file__).parents[2] / "configs" / "scenarios"
+PRESETS_DIR = Path(__file__).parent / "scenarios"
+"""Preset scenarios, package data (configs/scenarios links here)."""
 MAX_LOAD = 2.0
 """Highest target load accepted: beyond twice the capacity a run only measures overflow."""
 DEFAULT_MP_LEVEL = 4
@@ -547,7 +549,7 @@ def from_dict(
 
 
 def presets() -> tuple[str, ...]:
-    """Names of the scenarios in configs/scenarios/."""
+    """Names of the preset scenarios."""
     return tuple(sorted(path.stem for path in PRESETS_DIR.glob("*.toml")))
 
 
