@@ -177,13 +177,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from marllbd.daemon import config as cfg
     from marllbd.daemon.app import main as run_daemon
+    from marllbd.policies.interface import PolicyError
 
     path = Path(args.config) if args.config else None
     try:
         cfg.load(path)
-    except cfg.ConfigError as exc:
+        return run_daemon(path)
+    except (cfg.ConfigError, PolicyError) as exc:  # a policy that does not load at start
         raise UsageError(str(exc)) from None
-    return run_daemon(path)
 
 
 def build_parser() -> argparse.ArgumentParser:

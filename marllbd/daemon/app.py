@@ -36,7 +36,7 @@ from marllbd.daemon.sdnotify import Notifier
 from marllbd.ipc.region import Region, RegionError
 from marllbd.ipc.ring import Frame, FrameError, FrameReader
 from marllbd.ipc.weights import WeightsError, WeightsWriter, check_weights
-from marllbd.policies import Policy, PolicyContext, is_bounded, warm_call
+from marllbd.policies import Policy, PolicyContext, PolicyError, is_bounded, warm_call
 from marllbd.policies import load as load_policy
 
 log = structlog.get_logger("marllbd")
@@ -113,9 +113,14 @@ class Daemon:
 
     @staticmethod
     def _load_policies(config: cfg.Config) -> tuple[Policy, Policy]:
-        """Both policies or an error naming the bad spec (nothing half-swapped)."""
-        fallback = load_policy(config.policy.fallback)
-        policy = load_policy(config.policy.name)
+        """Both policies or an error naming the bad key (nothing half-swapped)."""
+        loaded = []
+        for key in ("fallback", "name"):
+            try:
+                loaded.append(load_policy(getattr(config.policy, key)))
+            except PolicyError as exc:
+                raise PolicyError(f"policy.{key}: {exc}") from None
+        fallback, policy = loaded
         return policy, fallback
 
     def _set_info(self) -> None:
@@ -271,11 +276,19 @@ class Daemon:
                 except RegionError as exc:
                     if backoff >= self.config.daemon.attach_backoff_max / 2:
                         log.debug("attach_waiting", reason=str(exc))
-                    await asyncio.sleep(backoff)
+                    await self._idle("poller", backoff)
                     backoff = min(backoff * 2, self.config.daemon.attach_backoff_max)
                     continue
             fresh = self._poll_once()
             await asyncio.sleep(self._pace(fresh, period))
+
+    async def _idle(self, task: str, seconds: float) -> None:
+        """Sleep, still showing the watchdog every _IDLE_WAKE that the task is alive:
+        waiting for a data plane is not a stuck loop."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, _IDLE_WAKE))
+            self.alive[task] = time.monotonic()
 
     def _pace(self, fresh: bool, period: float) -> float:
         """Seconds until the next look at the ring.  With `daemon.warm_lead` > 0, the

@@ -106,6 +106,11 @@ def load(path: str | Path, *, algorithm: str, dims: dict[str, int] | None = None
             if got != want:
                 raise CheckpointError(f"{mpath}: dims.{key}: expected {want}, got {got!r}")
     try:
+        with open(wpath, "rb"):  # safetensors reports any open() failure as a missing file
+            pass
+    except OSError as exc:
+        raise CheckpointError(f"{wpath}: cannot read ({exc.strerror})") from None
+    try:
         tensors = load_file(str(wpath))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{wpath}: corrupt or truncated safetensors file ({exc})") from None

@@ -28,6 +28,10 @@ CONFIGS = [
     ("[logging]\nlevel = 'chatty'\n", "logging.level"),
     ("[policy\n", "invalid TOML"),
     ("metrics = 3\n", "metrics: must be a table"),
+    # policies that do not load are refused at start as on reload, by key
+    ("[policy]\nname = 'sac-gru:/nonexistent/ckpt'\n", "policy.name: sac-gru: /nonexistent/ckpt"),
+    ("[policy]\nname = 'sedd'\n", "policy.name: "),
+    ("[policy]\nfallback = 'sac-gru'\n", "policy.fallback: "),
 ]
 
 SCENARIOS = [
