@@ -34,6 +34,7 @@ class SimBackend:
             [s.workers for s in scenario.servers], dtype=np.float64
         )
         self.child_restarts = 0
+        self.spawn_failures = 0
         self._proc: asyncio.subprocess.Process | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -54,15 +55,21 @@ class SimBackend:
         """Keep the child running; back off 0.25 s, 0.5 s, ... up to 5 s between restarts."""
         backoff = 0.25
         while not self._stopping:
-            self._proc = await asyncio.create_subprocess_exec(
-                *self._argv(), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL
-            )
-            log.info("sim_started", pid=self._proc.pid, scenario=self.config.sim.scenario)
-            code = await self._proc.wait()
-            if self._stopping:
-                return
-            self.child_restarts += 1
-            log.warning("sim_exited", code=code, restart_in=backoff)
+            argv = self._argv()
+            try:
+                self._proc = await asyncio.create_subprocess_exec(
+                    *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL
+                )
+            except OSError as exc:  # e.g. an interpreter this user may not execute
+                self.spawn_failures += 1
+                log.error("sim_spawn_failed", argv0=argv[0], error=str(exc), retry_in=backoff)
+            else:
+                log.info("sim_started", pid=self._proc.pid, scenario=self.config.sim.scenario)
+                code = await self._proc.wait()
+                if self._stopping:
+                    return
+                self.child_restarts += 1
+                log.warning("sim_exited", code=code, restart_in=backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 
