@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from marllbd.daemon import config as cfg
@@ -166,3 +167,32 @@ async def test_bad_checkpoint_on_reload_keeps_the_old_policy(
     finally:
         d.stop_event.set()
         assert await task == 0
+
+
+async def test_watchdog_fed_while_no_data_plane_has_come(region_name: str, tmp_path: Path) -> None:
+    """The poller's attach backoff grows to 2 s; waiting is not a stuck loop, so the
+    pings (every 0.25 s with WatchdogSec=0.5) go on."""
+    sock_path = tmp_path / "notify.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(sock_path))
+    server.settimeout(5)
+    notifier = Notifier({"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "500000"})
+    conf = make_config(region_name)
+    conf = replace(conf, daemon=replace(conf.daemon, attach_backoff_max=2.0))  # the default
+    d = Daemon(conf, notifier=notifier)  # no producer, ever
+    task = await _start(d)
+    try:
+        t0 = time.monotonic()
+        gaps, last = [], t0
+        while time.monotonic() - t0 < 4.0:  # past the 1 s and 2 s backoff steps
+            msg = await asyncio.to_thread(server.recv, 4096)
+            if msg == b"WATCHDOG=1":
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+        assert value(d, "marllbd_attached") == 0
+        assert len(gaps) >= 8 and max(gaps[1:]) < 0.5, gaps
+    finally:
+        d.stop_event.set()
+        assert await asyncio.wait_for(task, 5) == 0
+        server.close()
