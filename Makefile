@@ -9,7 +9,8 @@ ASAN := build/asan
 STAMP := $(VENV)/.setup-stamp
 JOBS ?= 2
 
-.PHONY: setup native tools run test test-c test-py lint bench fuzz soak pretrain clean
+.PHONY: setup native tools run test test-c test-py lint bench fuzz soak pretrain clean \
+	install install-venv install-files
 
 setup: $(STAMP) native
 
@@ -66,6 +67,52 @@ fuzz: setup
 SOAK_SECONDS ?= 600
 soak: setup
 	$(BIN)/python benchmarks/soak.py --seconds $(SOAK_SECONDS)
+
+# make install: the daemon as a systemd service (run as root; see the README's operator
+# guide).  BACKEND=sim (default) adds the simulator drop-in; BACKEND=vpp runs beside
+# VPP.  DESTDIR stages the files; the *DIR variables are the installed paths.
+BACKEND ?= sim
+VENVDIR ?= /opt/marllbd
+BINDIR ?= /usr/local/bin
+CONFDIR ?= /etc/marllbd
+STATEDIR ?= /var/lib/marllbd
+UNITDIR ?= /etc/systemd/system
+SYSUSERSDIR ?= /usr/lib/sysusers.d
+MARLLBD_BIN ?= $(VENVDIR)/bin/marllbd
+SYSTEMD_VERSION ?= $(shell systemctl --version 2>/dev/null | awk 'NR==1 {print $$2}')
+
+install: install-venv install-files
+	@echo "marllbd: installed; now: systemd-sysusers && systemctl daemon-reload && systemctl enable --now marllbd"
+
+# A venv of its own, outside any home directory (the unit has ProtectHome=yes).
+install-venv:
+	$(PY) -m venv $(DESTDIR)$(VENVDIR)
+	$(DESTDIR)$(VENVDIR)/bin/python -m pip install -q --upgrade pip
+	$(DESTDIR)$(VENVDIR)/bin/pip install -q -c constraints.txt '.[rl]'
+
+install-files:
+	@case "$(BACKEND)" in sim|vpp) ;; *) echo "error: BACKEND must be sim or vpp, not '$(BACKEND)'"; exit 2;; esac
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR)/marllbd.service.d \
+	    $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(CONFDIR) $(DESTDIR)$(STATEDIR)/policies
+	ln -sfn $(MARLLBD_BIN) $(DESTDIR)$(BINDIR)/marllbd
+	sed -e 's|/usr/local/bin/marllbd|$(BINDIR)/marllbd|' -e 's|/etc/marllbd/|$(CONFDIR)/|' \
+	    systemd/marllbd.service > $(DESTDIR)$(UNITDIR)/marllbd.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/marllbd.service
+	install -m 0644 systemd/marllbd.sysusers $(DESTDIR)$(SYSUSERSDIR)/marllbd.conf
+	rm -f $(DESTDIR)$(UNITDIR)/marllbd.service.d/simulator.conf \
+	    $(DESTDIR)$(UNITDIR)/marllbd.service.d/systemd-252.conf
+	if [ $(BACKEND) = sim ]; then install -m 0644 systemd/simulator.conf \
+	    $(DESTDIR)$(UNITDIR)/marllbd.service.d/simulator.conf; fi
+	if [ -n "$(SYSTEMD_VERSION)" ] && [ "$(SYSTEMD_VERSION)" -lt 253 ]; then install -m 0644 \
+	    systemd/systemd-252.conf $(DESTDIR)$(UNITDIR)/marllbd.service.d/systemd-252.conf; fi
+	cp -R configs/policies/. $(DESTDIR)$(STATEDIR)/policies/
+	chmod -R u=rwX,go=rX $(DESTDIR)$(STATEDIR)/policies
+	@# An existing config is the operator's: kept, the new default goes beside it.
+	@conf=$(DESTDIR)$(CONFDIR)/marllbd.toml; [ -e $$conf ] && conf=$$conf.new; \
+	kind=sim; region=marllbd; [ $(BACKEND) = vpp ] && kind=vpp && region=vpp; \
+	sed -e 's|"sac-gru:policies/|"sac-gru:$(STATEDIR)/policies/|' \
+	    -e "s|^kind = \"sim\"|kind = \"$$kind\"|" -e "s|^region = \"marllbd\"|region = \"$$region\"|" \
+	    configs/marllbd.toml > $$conf && chmod 0644 $$conf && echo "config: $$conf"
 
 clean:
 	rm -rf build $(VENV) .pytest_cache .mypy_cache .ruff_cache
