@@ -37,7 +37,8 @@ def scrape(port: int) -> dict[str, float]:
 
 
 def p99(before: dict[str, float], after: dict[str, float]) -> float:
-    """p99 of the decisions between two scrapes, from the histogram's bucket deltas."""
+    """p99 of the decisions between two scrapes, from the histogram's bucket deltas,
+    interpolated within its bucket as Prometheus' histogram_quantile does."""
     buckets = sorted(
         (
             float(k.split('le="')[1].rstrip('"}').replace("+Inf", "inf")),
@@ -49,9 +50,14 @@ def p99(before: dict[str, float], after: dict[str, float]) -> float:
     total = buckets[-1][1]
     if total <= 0:
         return float("nan")
+    rank = 0.99 * total
+    lower, below = 0.0, 0.0
     for le, count in buckets:
-        if count >= 0.99 * total:
-            return le
+        if count >= rank:
+            if le == float("inf"):
+                return lower
+            return lower + (le - lower) * (rank - below) / max(count - below, 1e-12)
+        lower, below = le, count
     return float("inf")
 
 

@@ -99,6 +99,7 @@ async def test_metrics_endpoint() -> None:
     assert status == "HTTP/1.1 200 OK"
     assert "marllbd_decisions_total 3.0" in body and "marllbd_build_info{" in body
     assert 'le="1e-05"' in body and 'le="1.0"' in body  # latency buckets 10 µs .. 1 s
+    assert 'le="0.002"' in body  # the 2 ms budget the p99 alert compares against
     status, _ = await _get(server.port, "/nope")
     assert status == "HTTP/1.1 404 Not Found"
     # A second server on the same port fails at start, not later.
