@@ -71,7 +71,7 @@ def test_dashboard_shape() -> None:
     assert prov["datasources"][0]["uid"] == "marllbd-prometheus"
     titles = " ".join(p["title"].lower() for p in dash["panels"])
     for topic in ("weight", "active flows", "flow duration", "jain", "latency", "frame age", "torn",
-                  "fallback", "restarts", "swaps"):  # fmt: skip
+                  "fallback", "restarts", "swaps", "watchdog"):  # fmt: skip
         assert topic in titles, topic
 
 
