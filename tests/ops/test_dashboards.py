@@ -96,6 +96,30 @@ def test_promtool_checks_config_and_rules() -> None:
         assert out.returncode == 0, out.stdout + out.stderr
 
 
+def _alert_names() -> list[str]:
+    rules = yaml.safe_load((PROM / "alerts.yml").read_text())
+    return [r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r]
+
+
+def test_every_alert_has_a_firing_and_a_silent_unit_test() -> None:
+    tests = yaml.safe_load((PROM / "alerts_test.yml").read_text())
+    assert tests["rule_files"] == ["alerts.yml"]
+    cases = [c for t in tests["tests"] for c in t["alert_rule_test"]]
+    for name in _alert_names():
+        mine = [c for c in cases if c["alertname"] == name]
+        assert any(c["exp_alerts"] for c in mine), f"{name}: no case where it fires"
+        assert any(not c["exp_alerts"] for c in mine), f"{name}: no case where it is silent"
+    assert {c["alertname"] for c in cases} <= set(_alert_names())
+
+
+def test_promtool_alert_unit_tests_pass() -> None:
+    promtool = require_tool("promtool")
+    out = subprocess.run(
+        [promtool, "test", "rules", str(PROM / "alerts_test.yml")], capture_output=True, text=True
+    )
+    assert out.returncode == 0 and "SUCCESS" in out.stdout, out.stdout + out.stderr
+
+
 async def test_promtool_accepts_the_metrics(region_name: str) -> None:
     promtool = require_tool("promtool")
     body = await _scrape_running_daemon(region_name)
