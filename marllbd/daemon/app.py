@@ -509,6 +509,7 @@ class Daemon:
             if fresh:
                 self.notifier.watchdog()
             else:
+                self.metrics.watchdog_withheld.inc()
                 log.warning(
                     "watchdog_withheld", ages={t: round(now - v, 3) for t, v in self.alive.items()}
                 )

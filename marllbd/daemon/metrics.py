@@ -95,6 +95,11 @@ class Metrics:
         self.fallback_active = Gauge(
             "marllbd_fallback_active", "1 while the fallback policy decides", registry=r
         )
+        self.watchdog_withheld = Counter(
+            "marllbd_watchdog_withheld_total",
+            "Watchdog pings withheld because a task stopped making progress",
+            registry=r,
+        )
         self.swaps = Counter("marllbd_backend_swaps_total", "Backend changes by reload", registry=r)
         self.reloads = Counter(
             "marllbd_reloads_total", "Configuration reloads", ["result"], registry=r

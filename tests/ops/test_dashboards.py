@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shutil
 import socket
 import subprocess
 import time
@@ -71,7 +72,7 @@ def test_dashboard_shape() -> None:
     assert prov["datasources"][0]["uid"] == "marllbd-prometheus"
     titles = " ".join(p["title"].lower() for p in dash["panels"])
     for topic in ("weight", "active flows", "flow duration", "jain", "latency", "frame age", "torn",
-                  "fallback", "restarts", "swaps"):  # fmt: skip
+                  "fallback", "restarts", "swaps", "watchdog"):  # fmt: skip
         assert topic in titles, topic
 
 
@@ -96,6 +97,30 @@ def test_promtool_checks_config_and_rules() -> None:
         assert out.returncode == 0, out.stdout + out.stderr
 
 
+def _alert_names() -> list[str]:
+    rules = yaml.safe_load((PROM / "alerts.yml").read_text())
+    return [r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r]
+
+
+def test_every_alert_has_a_firing_and_a_silent_unit_test() -> None:
+    tests = yaml.safe_load((PROM / "alerts_test.yml").read_text())
+    assert tests["rule_files"] == ["alerts.yml"]
+    cases = [c for t in tests["tests"] for c in t["alert_rule_test"]]
+    for name in _alert_names():
+        mine = [c for c in cases if c["alertname"] == name]
+        assert any(c["exp_alerts"] for c in mine), f"{name}: no case where it fires"
+        assert any(not c["exp_alerts"] for c in mine), f"{name}: no case where it is silent"
+    assert {c["alertname"] for c in cases} <= set(_alert_names())
+
+
+def test_promtool_alert_unit_tests_pass() -> None:
+    promtool = require_tool("promtool")
+    out = subprocess.run(
+        [promtool, "test", "rules", str(PROM / "alerts_test.yml")], capture_output=True, text=True
+    )
+    assert out.returncode == 0 and "SUCCESS" in out.stdout, out.stdout + out.stderr
+
+
 async def test_promtool_accepts_the_metrics(region_name: str) -> None:
     promtool = require_tool("promtool")
     body = await _scrape_running_daemon(region_name)
@@ -111,44 +136,77 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _shipped_config_for(tmp_path: Path, port: int) -> Path:
+    """The shipped prometheus.yml and alerts.yml in tmp_path, only the target changed."""
+    conf = yaml.safe_load((PROM / "prometheus.yml").read_text())
+    [job] = conf["scrape_configs"]
+    [static] = job["static_configs"]
+    static["targets"] = [f"127.0.0.1:{port}"]
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(conf, sort_keys=False))
+    for rule_file in conf["rule_files"]:
+        shutil.copy(PROM / rule_file, tmp_path / rule_file)
+    return path
+
+
+def _api(web: int, path: str) -> dict | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{web}/api/v1/{path}", timeout=2) as r:
+            data: dict = json.load(r)["data"]
+            return data
+    except OSError:
+        return None  # not listening yet
+
+
 async def test_real_prometheus_scrapes_the_daemon(region_name: str, tmp_path: Path) -> None:
+    """The shipped scrape config and rules, unchanged but for the target, in a real Prometheus:
+    the daemon's metrics come back with the shipped labels, and every alert rule evaluates."""
     prometheus = require_tool("prometheus")
     prod = Producer(region_name)
     d = Daemon(make_config(region_name))
     task = asyncio.create_task(d.run())
     await asyncio.wait_for(d.ready.wait(), 60)
     web = _free_port()
-    conf = tmp_path / "prometheus.yml"
-    conf.write_text(
-        "global: {scrape_interval: 1s}\n"
-        "scrape_configs:\n  - job_name: marllbd\n    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{d.metrics_server.port}']\n"
-    )
+    conf = _shipped_config_for(tmp_path, d.metrics_server.port)
+    shipped = yaml.safe_load((PROM / "prometheus.yml").read_text())
+    [shipped_job] = shipped["scrape_configs"]
+    [shipped_static] = shipped_job["static_configs"]
+    log = (tmp_path / "prometheus.log").open("w")
     proc = subprocess.Popen(
         [prometheus, f"--config.file={conf}", f"--storage.tsdb.path={tmp_path / 'data'}",
          f"--web.listen-address=127.0.0.1:{web}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
+    alerts = set(_alert_names())
+    query = "query?query=" + urllib.parse.quote("marllbd_decisions_total")
+    result: list = []
+    health: dict[str, str] = {}
     try:
-        await decide(d, prod)
-        query = urllib.parse.quote("marllbd_decisions_total")
-        url = f"http://127.0.0.1:{web}/api/v1/query?query={query}"
-        deadline = time.monotonic() + 60
-        result: list = []
-        while not result and time.monotonic() < deadline:
+        # Scrapes and rule evaluations run at the shipped intervals (5 s), from a random offset.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
             await decide(d, prod)
-            try:
-                with urllib.request.urlopen(url, timeout=2) as r:
-                    result = json.load(r)["data"]["result"]
-            except OSError:
-                pass
-            await asyncio.sleep(0.5)
-        assert result, "prometheus never returned marllbd_decisions_total"
+            if not result:
+                result = (_api(web, query) or {}).get("result", [])
+            rules = _api(web, "rules?type=alert") or {"groups": []}
+            health = {r["name"]: r["health"] for g in rules["groups"] for r in g["rules"]}
+            if result and set(health) >= alerts and all(h == "ok" for h in health.values()):
+                break
+            await asyncio.sleep(0.25)
+        log.flush()
+        output = (tmp_path / "prometheus.log").read_text()[-3000:]
+        assert result, f"prometheus never returned marllbd_decisions_total\n{output}"
         assert float(result[0]["value"][1]) >= 1
-        assert result[0]["metric"]["job"] == "marllbd"
+        labels = result[0]["metric"]
+        assert labels["job"] == shipped_job["job_name"] == "marllbd"
+        assert labels["lb"] == shipped_static["labels"]["lb"]
+        assert labels["instance"] == f"127.0.0.1:{d.metrics_server.port}"
+        assert set(health) == alerts, (sorted(alerts - set(health)), output)
+        assert all(h == "ok" for h in health.values()), (health, output)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        log.close()
         d.stop_event.set()
         await task
 

@@ -86,22 +86,35 @@ async def test_watchdog_fed_while_healthy_even_if_the_data_plane_stalls(
             except BlockingIOError:
                 return out
 
+    received: list[bytes] = []
+
+    def pinged(n: int) -> bool:
+        received.extend(drain())
+        return received.count(b"WATCHDOG=1") >= n
+
+    def withheld() -> float:
+        return value(d, "marllbd_watchdog_withheld_total")
+
     try:
         await decide(d, prod)
+        # No frames at all from here on: the data plane stalls ...
+        await until(lambda: value(d, "marllbd_data_plane_stalled") == 1)
         drain()
-        await asyncio.sleep(1.0)  # no frames at all: the data plane stalled
-        pings = drain().count(b"WATCHDOG=1")
-        assert pings >= 5, pings  # every 0.1 s: the daemon itself is healthy
-        assert value(d, "marllbd_data_plane_stalled") == 1
+        # ... but the daemon itself is healthy: pings go on (every 0.1 s), none withheld.
+        await until(lambda: pinged(5), timeout=5)
+        assert withheld() == 0
 
         # A task that stops making progress (write-back stuck forever): pings stop.
         async def stuck(timeout: float | None = None) -> None:
             await asyncio.Event().wait()
 
         d.decisions.get = stuck  # type: ignore[method-assign]
-        await asyncio.sleep(1.2)
+        await until(lambda: withheld() >= 1, timeout=5)
+        # Every later tick withholds too (the stuck task never refreshes its liveness):
+        # a ping sent before the first withheld tick is already in the socket, drained here.
         drain()
-        await asyncio.sleep(0.6)
+        first = withheld()
+        await until(lambda: withheld() >= first + 3, timeout=5)
         assert drain().count(b"WATCHDOG=1") == 0
     finally:
         d.stop_event.set()
