@@ -230,7 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", required=True, help="output directory (created if missing)")
     ev.set_defaults(func=_cmd_eval)
 
-    run = sub.add_parser("run", help="run the daemon (default config: configs/marllbd.toml)")
+    run = sub.add_parser(
+        "run",
+        help="run the daemon (default config: the checkout's configs/marllbd.toml, "
+        "else /etc/marllbd/marllbd.toml)",
+    )
     run.add_argument("--config", help="TOML config file")
     run.set_defaults(func=_cmd_run)
     return parser

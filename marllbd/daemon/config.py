@@ -16,6 +16,8 @@ from typing import Any
 from marllbd.ipc.layout import MAX_SERVERS
 
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "marllbd.toml"
+SYSTEM_CONFIG = Path("/etc/marllbd/marllbd.toml")
+"""Where `make install` puts the config: the default outside a checkout."""
 BACKENDS = ("sim", "vpp")
 LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -295,11 +297,12 @@ def from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Config:
 
 
 def load(path: str | Path | None) -> Config:
-    """Read a config file (default: the repository's configs/marllbd.toml, else defaults)."""
+    """Read a config file (default: the checkout's configs/marllbd.toml, else the
+    installed /etc/marllbd/marllbd.toml, else the built-in defaults)."""
     if path is None:
-        if not REPO_CONFIG.is_file():
+        path = next((p for p in (REPO_CONFIG, SYSTEM_CONFIG) if p.is_file()), None)
+        if path is None:
             return Config()
-        path = REPO_CONFIG
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")

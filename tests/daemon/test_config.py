@@ -67,3 +67,14 @@ def test_file_errors(tmp_path: Path) -> None:
         load(bad)
     with pytest.raises(ConfigError, match="cannot read"):
         load(tmp_path / "missing.toml")
+
+
+def test_default_config_outside_a_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Installed from a wheel there is no configs/: /etc/marllbd/marllbd.toml, else defaults."""
+    from marllbd.daemon import config as cfg
+
+    monkeypatch.setattr(cfg, "REPO_CONFIG", tmp_path / "none.toml")
+    monkeypatch.setattr(cfg, "SYSTEM_CONFIG", tmp_path / "etc.toml")
+    assert load(None) == Config()
+    (tmp_path / "etc.toml").write_text("[metrics]\nport = 9999\n")
+    assert load(None).metrics.port == 9999
