@@ -84,8 +84,12 @@ SYSTEMD_VERSION ?= $(shell systemctl --version 2>/dev/null | awk 'NR==1 {print $
 install: install-venv install-files
 	@echo "marllbd: installed; now: systemd-sysusers && systemctl daemon-reload && systemctl enable --now marllbd"
 
-# A venv of its own, outside any home directory (the unit has ProtectHome=yes).
+# A venv of its own, outside any home directory, on an interpreter outside them too:
+# the unit's ProtectHome=yes hides /root and /home from the service (pyenv's python
+# lives there: make install PY=/usr/bin/python3).
 install-venv:
+	@real=$$(readlink -f "$$(command -v $(PY))"); case "$$real" in /root/*|/home/*|/run/user/*) \
+	    echo "error: $(PY) is $$real, under a home directory the service cannot see (ProtectHome=yes); use make install PY=/usr/bin/python3"; exit 2;; esac
 	$(PY) -m venv $(DESTDIR)$(VENVDIR)
 	$(DESTDIR)$(VENVDIR)/bin/python -m pip install -q --upgrade pip
 	$(DESTDIR)$(VENVDIR)/bin/pip install -q -c constraints.txt '.[rl]'
