@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,25 @@ async def test_metrics_endpoint() -> None:
         await MetricsServer(m, "127.0.0.1", server.port).start()
     task.cancel()
     await server.close()
+
+
+def test_logging_follows_stdout_after_configure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`marllbd run` configures logging and may fail afterwards (a policy that does not
+    load); a later logger must not write to the stdout of that moment, closed since."""
+    import io
+
+    import structlog
+
+    from marllbd.daemon.logs import configure
+
+    saved = structlog.get_config()
+    first, second = io.StringIO(), io.StringIO()
+    try:
+        monkeypatch.setattr(sys, "stdout", first)
+        configure("info", "json")
+        first.close()
+        monkeypatch.setattr(sys, "stdout", second)
+        structlog.get_logger("t").info("after_close", n=1)
+        assert '"event": "after_close"' in second.getvalue()
+    finally:
+        structlog.configure(**saved)
