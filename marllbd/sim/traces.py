@@ -136,11 +136,13 @@ def _first_problem(
     """The earliest flow whose arrival, work or class is invalid, and what is wrong with it."""
     if cls is None and _all_valid(arrival, work):
         return None
+    with np.errstate(invalid="ignore"):  # inf - inf: that row is reported as not finite
+        backwards = np.r_[False, np.diff(arrival) < 0]
     checks = [
         (~np.isfinite(arrival), lambda i: f"timestamp {float(arrival[i])!r} is not finite"),
         (arrival < 0, lambda i: f"timestamp {float(arrival[i])!r} is negative; it must be ≥ 0"),
         (
-            np.r_[False, np.diff(arrival) < 0],
+            backwards,
             lambda i: (
                 f"timestamp {float(arrival[i])!r} is before the previous one "
                 f"({float(arrival[i - 1])!r}); timestamps must be non-decreasing"
