@@ -21,6 +21,9 @@ import urllib.request
 from pathlib import Path
 
 from marllbd.ipc import Region, RegionError
+from marllbd.ipc.region import region_path
+from marllbd.sim.publisher import region_names
+from marllbd.sim.scenario import load_scenario
 
 BUCKET_PREFIX = "marllbd_decision_latency_seconds_bucket"
 
@@ -163,6 +166,11 @@ def main() -> int:
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=30)
+        # A data plane this script SIGKILLed just before the end cannot remove its
+        # regions, and its successor may not have started: remove what is left.
+        for left in region_names(region, load_scenario("paper-7").lb_nodes):
+            with contextlib.suppress(FileNotFoundError):
+                region_path(left).unlink()
 
 
 if __name__ == "__main__":
