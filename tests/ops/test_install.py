@@ -99,7 +99,7 @@ def test_install_keeps_the_operators_config(staged: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert conf.read_text() == "# edited by the operator\n"
     assert load(conf.with_name("marllbd.toml.new")).backend.kind == "vpp"
-    # switching back to the simulator removes the VPP-less drop-in, and vice versa
+    # installing for VPP removes the simulator's drop-in an earlier install left
     assert not (staged / "etc/systemd/system/marllbd.service.d/simulator.conf").exists()
 
 
@@ -214,9 +214,11 @@ def test_installed_service_runs_as_an_unprivileged_user(staged: Path, region_nam
     env |= {"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": str(watchdog_usec)}
     argv = settings["ExecStart"][-1].split()
     umask = int(settings["UMask"][-1], 8)
+    log_path = staged / "marllbd.log"  # a file, not a pipe nobody drains while it runs
+    log_file = log_path.open("wb")
     proc = subprocess.Popen(
         ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
-         *argv], env=env, cwd="/", stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+         *argv], env=env, cwd="/", stdout=log_file, stderr=subprocess.STDOUT,
         preexec_fn=lambda: os.umask(umask),
     )  # fmt: skip
     try:
@@ -244,7 +246,7 @@ def test_installed_service_runs_as_an_unprivileged_user(staged: Path, region_nam
         while not msgs or "STOPPING=1" not in msgs[-1]:
             msgs.append(_recv(server, time.monotonic() + 5))
         assert not shm.exists()  # the daemon's own simulator child removed its region
-        logs = [json.loads(ln) for ln in proc.stdout.read().decode().splitlines()  # type: ignore[union-attr]
+        logs = [json.loads(ln) for ln in log_path.read_text().splitlines()
                 if ln.startswith("{")]  # fmt: skip
         assert not [r for r in logs if r.get("level") in ("error", "critical")], logs
     finally:
@@ -252,3 +254,4 @@ def test_installed_service_runs_as_an_unprivileged_user(staged: Path, region_nam
             proc.kill()
             proc.wait()
         server.close()
+        log_file.close()
