@@ -1,4 +1,4 @@
-"""QMIX: the defect classes of the original code, train = serve, resume, the original API, learning."""
+"""QMIX: the original code's defect classes, train = serve, resume, the original API, learning."""
 
 from __future__ import annotations
 
@@ -179,7 +179,7 @@ def test_masked_loss_ignores_padding() -> None:
     assert padded.any() and (batch.mask == 0).any()
     loss, _ = learner.loss(batch)
     noise = np.random.default_rng(1).normal(size=batch.reward.shape) * 100
-    garbage = Batch(
+    garbage = EpisodeBatch(
         obs=np.where(padded[:, :, None, None, None], 1e3, batch.obs).astype(np.float32),
         state=np.where(padded[:, :, None], -1e3, batch.state).astype(np.float32),
         actions=np.where(batch.mask[:, :, None, None] == 0, 2, batch.actions),
@@ -194,7 +194,7 @@ def test_time_limit_bootstraps_and_termination_does_not() -> None:
     learner = small_learner()
     d, t = learner.dims, 5
     rng = np.random.default_rng(2)
-    batch = Batch(
+    batch = EpisodeBatch(
         obs=rng.normal(size=(1, t + 1, d.n_agents, d.rows, d.features)).astype(np.float32),
         state=rng.normal(size=(1, t + 1, d.state_dim)).astype(np.float32),
         actions=rng.integers(0, d.levels, size=(1, t, d.n_agents, d.rows)),

@@ -407,8 +407,8 @@ def test_train_writes_logs_curve_checkpoints_and_resumes_exactly(
     assert len(series["episode/return"][0]) == 4  # 32-step episodes, 2 envs
     assert (out / "learning_curve.png").stat().st_size > 1000
     last = checkpoint.load(first.last, algorithm="sac-gru").manifest["progress"]
-    assert last == {"steps": 150, "episodes": 4, "updates": 55,
-                    "best_fct": checkpoint.load(first.best).manifest["eval"]["fct_mean"]}  # fmt: skip
+    best = checkpoint.load(first.best).manifest["eval"]["fct_mean"]
+    assert last == {"steps": 150, "episodes": 4, "updates": 55, "best_fct": best}
     resumed = Trainer(config(two_servers, out, steps=230, resume=first.last, **base))
     assert (resumed.steps, resumed.episodes, resumed.algorithm.updates) == (150, 4, 55)
     again = resumed.learn()

@@ -1,4 +1,4 @@
-"""Hyperparameter parsing: CLI strings and Python values become the field's type; errors name the key."""
+"""Hyperparameter parsing: CLI strings and values become the field's type; errors name the key."""
 
 from __future__ import annotations
 
