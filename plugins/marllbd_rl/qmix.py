@@ -25,7 +25,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -271,7 +271,7 @@ class Learner:
     def observe(self, obs: np.ndarray, state: np.ndarray) -> None:
         """Update the feature and state statistics with rollout data (…, rows, F) and (…, S)."""
         self.agent.norm.update(obs)
-        self.mixer.norm.update(state)
+        cast(RunningNorm, self.mixer.norm).update(state)
 
     def _unroll(self, net: AgentNetwork, obs: torch.Tensor) -> torch.Tensor:
         """obs (B, T, A, rows, F) from zero hidden state → q (B, T, A, rows, L)."""

@@ -550,7 +550,7 @@ class SacGru:
     def update(self, steps: int) -> list[dict[str, float]]:
         """`updates_per_step` updates per new environment step, once `learning_starts` are in."""
         new, self._seen = steps - self._seen, steps
-        cfg, losses = self.cfg, []
+        cfg, losses = self.cfg, list[dict[str, float]]()
         if steps < cfg.learning_starts or not self.replay.can_sample:
             return losses
         self._credit += new * cfg.updates_per_step
