@@ -1,4 +1,4 @@
-"""TrainingPipeline: the original call builds the right TrainConfig and trains through the plugin."""
+"""TrainingPipeline: the original call builds the right TrainConfig and trains through the loop."""
 
 from __future__ import annotations
 
@@ -58,7 +58,8 @@ def test_bad_arguments_are_named() -> None:
 
 
 def test_importing_the_training_package_does_not_import_torch() -> None:
-    code = "import sys; from marllbd.training import TrainingPipeline; sys.exit('torch' in sys.modules)"
+    code = "import sys; "
+    code += "from marllbd.training import TrainingPipeline; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 

@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 from marllbd_rl import sac_gru  # noqa: E402
 
 from marllbd.envs import LoadBalanceEnv  # noqa: E402
-from marllbd.training import Trainer, TrainConfig, TrainingError, algorithms, logs  # noqa: E402
+from marllbd.training import TrainConfig, Trainer, TrainingError, algorithms, logs  # noqa: E402
 
 TWO = """
 duration = 8.0
