@@ -358,9 +358,7 @@ class Daemon:
         try:
             frame = reader.read_newest()
         except FrameError as exc:
-            field = str(exc).split(":", 1)[0]
-            label = field.split(".", 1)[-1].split("[")[0] if "." in field else field
-            self.metrics.invalid.labels(field=label).inc()
+            self.metrics.invalid.labels(field=exc.field).inc()
             log.warning("frame_rejected", reason=str(exc))
             frame = None
         s = reader.stats
