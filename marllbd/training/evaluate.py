@@ -71,7 +71,7 @@ class PolicySource:
     """A named way to make every LB node's policy for a run (see the module docstring)."""
 
     name: str
-    """What results and reports call it, e.g. "sac-gru@step 2000"."""
+    """What results and reports call it, e.g. "sac-gru step 2000"; distinct per evaluation."""
     make: PolicyFactory
 
     @staticmethod
@@ -258,6 +258,9 @@ def evaluate(
     if not seeds:
         raise ValueError("seeds: expected at least one seed to evaluate on")
     sources = [PolicySource.of(p) for p in policies]
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        raise ValueError(f"policies: expected distinct names, got {names}")
     bar = _ProgressBar(len(sources) * len(seeds), sys.stderr) if progress else None
     results = []
     for source in sources:

@@ -465,3 +465,9 @@ def test_training_evaluation_and_the_eval_command_agree(
         assert float(logged["eval_fct_mean"]) == pytest.approx(row["mean_fct"], rel=1e-5)
     best = json.loads((result.best / "manifest.json").read_text())["eval"]["fct_mean"]
     assert best == pytest.approx(min(float(r["eval_fct_mean"]) for r in evals), rel=1e-5)
+
+
+def test_two_policies_of_one_name_are_refused() -> None:
+    # Summaries and pairing go by name: two sources called "sed" would be averaged together.
+    with pytest.raises(ValueError, match=r"policies: expected distinct names"):
+        ev.evaluate(tiny(), ["sed", ev.PolicySource("sed", lambda lb: load("wcmp"))], [1])
