@@ -170,7 +170,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         results = evaluate(scenario, specs, seeds, progress=sys.stderr.isatty())
     except EvaluationError as exc:
         raise UsageError(str(exc)) from None
-    print(report.write(results, scenario, out), end="")
+    tables = report.write(results, scenario, out)
+    if args.json:
+        print(json.dumps(report.to_json(results, scenario)))
+    else:
+        print(tables, end="")
     return 0
 
 
@@ -228,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--policies", required=True, metavar="P[,P]", help="e.g. sed,wcmp,gsq")
     ev.add_argument("--seeds", default="1,2,3", metavar="N[,N]", help="scenario seeds")
     ev.add_argument("--out", required=True, help="output directory (created if missing)")
+    ev.add_argument(
+        "--json", action="store_true", help="print one JSON object (runs and summary), not tables"
+    )
     ev.set_defaults(func=_cmd_eval)
 
     run = sub.add_parser(

@@ -6,7 +6,7 @@ on the global state `env.state()`, a learner (double-Q targets, masked TD loss
 over replayed episode windows with burn-in, gradient-norm clipping, target
 networks), and ε-greedy action selection.  Then the parts that use them:
 `QMIXPolicy` (what a daemon runs: one LB's agents, decentralised), the seed's
-`QMIXAgent` API, the evaluation through the engine, and `train(config)`.
+`QMIXAgent` API and `train(config)` (which evaluates with marllbd.training.evaluate).
 
 Action factorisation: an agent sets one weight level per server of its group,
 L**G joint actions (81 for 4 servers x 3 levels).  The agent network has one
@@ -22,7 +22,7 @@ import copy
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,11 +35,10 @@ from torch import nn
 from marllbd.envs.actions import ActionSpec
 from marllbd.envs.multi import MultiAgentLoadBalanceEnv
 from marllbd.features import NUM_FEATURES
-from marllbd.features import compute as compute_features
 from marllbd.policies import GroundTruth, Policy, PolicyContext, PolicyError
-from marllbd.sim.engine import Engine
-from marllbd.sim.scenario import Scenario, load_scenario
+from marllbd.sim.scenario import load_scenario
 from marllbd.training import TrainConfig, TrainingError, TrainResult
+from marllbd.training import evaluate as evaluation
 from marllbd_rl import checkpoint
 from marllbd_rl.curves import MetricsLog, Progress, plot_learning_curve
 from marllbd_rl.episode_buffer import Batch, EpisodeBuffer
@@ -772,44 +771,6 @@ class QMIXAgent:
         )
 
 
-# -- evaluation through the engine ---------------------------------------------------
-
-
-def run_engine(scenario: Scenario, policies: Sequence[Policy], seed: int) -> np.ndarray:
-    """One run of `scenario` under `seed`, one policy per LB node: every finished flow's FCT."""
-    engine = Engine(scenario.replace(seed=seed), rule=[p.dispatch for p in policies])
-    n = engine.num_servers
-    caps = engine.static_capacities
-    for p in policies:
-        p.reset(PolicyContext(num_servers=n, capacities=caps.copy(), seed=seed))
-    prev = [caps.copy() for _ in policies]
-    feats = np.zeros((n, NUM_FEATURES))
-    while not engine.done:
-        step = engine.step(copy=False)
-        for lb, p in enumerate(policies):
-            o = step.observations[lb]
-            compute_features(o, prev[lb], out=feats)
-            truth = None
-            if p.needs_ground_truth:
-                t = step.truth
-                truth = GroundTruth(t.utilization, t.queue, t.capacities)
-            prev[lb] = p.decide(feats, o.active, truth)
-            engine.set_weights(lb, prev[lb])
-    return engine.fct()
-
-
-def evaluate(
-    scenario: Scenario, make_policies: Callable[[], Sequence[Policy]], seeds: Sequence[int]
-) -> tuple[float, float]:
-    """(mean FCT, p90 FCT) through the engine, each averaged over the held-out `seeds`."""
-    means, p90s = [], []
-    for seed in seeds:
-        fct = run_engine(scenario, make_policies(), seed)
-        means.append(float(fct.mean()))
-        p90s.append(float(np.percentile(fct, 90)))
-    return float(np.mean(means)), float(np.mean(p90s))
-
-
 # -- training ---------------------------------------------------------------------
 
 FIELDS = (
@@ -1028,14 +989,12 @@ def train(config: TrainConfig) -> TrainResult:
         }
         if steps >= next_eval or steps >= config.steps:
             next_eval = (steps // config.eval_every + 1) * config.eval_every
-            eval_fct = evaluate(
-                scenario,
-                lambda: [
-                    QMIXPolicy(learner.agent, layout, lb, envs[0].action_spec)
-                    for lb in range(scenario.lb_nodes)
-                ],
-                config.eval_seeds,
+            policy = evaluation.PolicySource(  # each LB's agents on the live network
+                f"{ALGORITHM} step {steps}",
+                lambda lb: QMIXPolicy(learner.agent, layout, lb, envs[0].action_spec),
             )
+            (ev,) = evaluation.summary(evaluation.evaluate(scenario, [policy], config.eval_seeds))
+            eval_fct = (ev.mean_fct, ev.p90_fct)
             row.update(eval_fct_mean=eval_fct[0], eval_fct_p90=eval_fct[1])
             if eval_fct[0] < best_fct:
                 best_fct = eval_fct[0]

@@ -47,9 +47,10 @@ from marllbd.features import FEATURE_NAMES, NUM_FEATURES
 from marllbd.policies import GroundTruth, PolicyContext, PolicyError
 from marllbd.sim.scenario import Scenario, load_scenario
 from marllbd.training import TrainConfig, TrainingError, TrainResult
+from marllbd.training import evaluate as evaluation
 from marllbd_rl import checkpoint
 from marllbd_rl.curves import MetricsLog, Progress, plot_learning_curve
-from marllbd_rl.rollout import EnvVector, evaluate
+from marllbd_rl.rollout import EnvVector
 
 ALGORITHM = "sac-gru"
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 1.0
@@ -830,21 +831,28 @@ def train(config: TrainConfig) -> TrainResult:
 
     def checkpoint_and_eval(at: int) -> None:
         nonlocal best_fct
-        policy = SacGruPolicy(agent.actor, agent.norm, cfg.action_spec(), n)  # this step's actor
-        ev = evaluate(policy, scenario, config.eval_seeds)
+        policy = evaluation.PolicySource(  # this step's actor, one instance per LB node
+            f"{ALGORITHM} step {at}",
+            lambda lb: SacGruPolicy(agent.actor, agent.norm, cfg.action_spec(), n),
+        )
+        (ev,) = evaluation.summary(evaluation.evaluate(scenario, [policy], config.eval_seeds))
         metrics.write(
             {
                 "step": at,
-                "eval_fct_mean": ev.fct_mean,
-                "eval_fct_p90": ev.fct_p90,
-                "eval_fairness": ev.fairness,
+                "eval_fct_mean": ev.mean_fct,
+                "eval_fct_p90": ev.p90_fct,
+                "eval_fairness": ev.reward,
                 "wall_seconds": time.monotonic() - start,
             }
         )
-        extra = {"eval_fct_mean": ev.fct_mean, "eval_fct_p90": ev.fct_p90}
+        extra = {
+            "eval_fct_mean": ev.mean_fct,
+            "eval_fct_p90": ev.p90_fct,
+            "eval": {"fct_mean": ev.mean_fct, "fct_p90": ev.p90_fct, "seeds": list(ev.seeds)},
+        }
         save_checkpoint(last_dir, agent, seed=config.seed, scenario=sc.name, step=at, extra=extra)
-        if ev.fct_mean < best_fct:
-            best_fct = ev.fct_mean
+        if ev.mean_fct < best_fct:
+            best_fct = ev.mean_fct
             save_checkpoint(
                 best_dir, agent, seed=config.seed, scenario=sc.name, step=at, extra=extra
             )

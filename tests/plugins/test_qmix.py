@@ -19,6 +19,7 @@ from marllbd.policies import Policy, PolicyContext, PolicyError  # noqa: E402
 from marllbd.policies.heuristics import StaticWeights  # noqa: E402
 from marllbd.sim.scenario import load_scenario  # noqa: E402
 from marllbd.training import TrainConfig, TrainingError  # noqa: E402
+from marllbd.training import evaluate as ev  # noqa: E402
 
 TWO_SERVERS = """
 duration = 20.0
@@ -558,13 +559,10 @@ def test_learns_to_beat_uniform_weights(two_servers: Path, tmp_path: Path) -> No
     )
     scenario = load_scenario(two_servers)
     held_out = range(2000, 2006)
-    uniform, _ = qmix.evaluate(
-        scenario,
-        lambda: [StaticWeights("uniform", "sed", by_capacity=False) for _ in range(2)],
-        held_out,
+    uniform = ev.PolicySource(
+        "uniform", lambda lb: StaticWeights("uniform", "sed", by_capacity=False)
     )
-    learned, _ = qmix.evaluate(
-        scenario, lambda: [qmix.policy_from_checkpoint(res.best, lb) for lb in range(2)], held_out
-    )
+    learned = ev.PolicySource("qmix", lambda lb: qmix.policy_from_checkpoint(res.best, lb))
+    a, b = ev.summary(ev.evaluate(scenario, [learned, uniform], held_out))
     # Measured over training seeds 0-5: learned / uniform between 0.82 and 0.92.
-    assert learned < 0.95 * uniform
+    assert a.mean_fct < 0.95 * b.mean_fct

@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 
 from marllbd_rl import checkpoint  # noqa: E402
 from marllbd_rl import sac_gru as S  # noqa: E402
-from marllbd_rl.rollout import EnvVector, evaluate  # noqa: E402
+from marllbd_rl.rollout import EnvVector  # noqa: E402
 
 from marllbd.envs import LoadBalanceEnv  # noqa: E402
 from marllbd.features import NUM_FEATURES  # noqa: E402
@@ -23,6 +23,7 @@ from marllbd.policies import load as load_registered  # noqa: E402
 from marllbd.policies.heuristics import StaticWeights  # noqa: E402
 from marllbd.sim.scenario import load_scenario  # noqa: E402
 from marllbd.training import TrainConfig, TrainingError  # noqa: E402
+from marllbd.training import evaluate as ev  # noqa: E402
 
 TWO_SERVERS = """\
 name = "two-servers"
@@ -542,9 +543,11 @@ def test_short_run_learns_the_capacity_difference(
     result = S.train(config)
     scenario = load_scenario(two_servers)
     held_out = list(range(2000, 2010))
-    learned = evaluate(S.load_policy(str(result.best)), scenario, held_out)
-    uniform = evaluate(StaticWeights("uniform", "sed", by_capacity=False), scenario, held_out)
-    assert learned.fct_mean < 0.95 * uniform.fct_mean
+    uniform = ev.PolicySource(
+        "uniform", lambda lb: StaticWeights("uniform", "sed", by_capacity=False)
+    )
+    learned, base = ev.summary(ev.evaluate(scenario, [f"sac-gru:{result.best}", uniform], held_out))
+    assert learned.mean_fct < 0.95 * base.mean_fct
 
 
 LEARN_HYPER = {
