@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from marllbd.envs.reward import DEFAULT_REWARD_FIELD
+from marllbd.features import FEATURE_NAMES
 from marllbd.sim.scenario import load_scenario
 from marllbd.training import evaluate
 
@@ -66,3 +68,26 @@ def test_the_default_field_ranks_policies_by_fct(bench: ModuleType) -> None:
         mine = {r.policy: r for r in runs if r.scenario == name and r.seed == 0}
         key = ("jain", DEFAULT_REWARD_FIELD)
         assert mine["sed"].rewards[key] > mine["random"].rewards[key]
+
+
+def test_the_command_prints_the_report(bench: ModuleType, capsys: pytest.CaptureFixture) -> None:
+    assert bench.main(["--seeds", "2", "--duration", "2", "--scenarios", "paper-7"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Seeds 0, 1; duration 2 s.")
+    assert "| jain | fct_decayed_mean | " in out and "| paper-7 | " in out
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--seeds", "0"])
+    assert exc.value.code == 2
+    assert "--seeds: expected an integer >= 1, got 0" in capsys.readouterr().err
+
+
+def test_the_custom_reward_example_in_the_docs_runs() -> None:
+    text = (SCRIPT.parents[1] / "docs" / "reward.md").read_text()
+    (example,) = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    scope: dict[str, object] = {}
+    exec(compile(example, "docs/reward.md", "exec"), scope)
+    fct = FEATURE_NAMES.index("fct_decayed_mean")
+    obs, reward = np.asarray(scope["obs"], dtype=np.float64), scope["reward"]
+    # seed-16 has no faults: every server is up; obs is the float32 copy of the features.
+    assert reward == pytest.approx(-obs[:, fct].mean(), rel=1e-6)
+    assert reward != 0.0
