@@ -753,6 +753,11 @@ class Engine:
         return self.sf[:, _W].copy()
 
     @property
+    def active(self) -> np.ndarray:
+        """bool[num_servers]: the servers taking new flows now (Observation.active)."""
+        return self.si[:, _UP] != 0
+
+    @property
     def completed(self) -> int:
         """Flows completed so far (all LBs)."""
         return int(self.counters[_C_COMPLETED])
