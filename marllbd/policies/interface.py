@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from marllbd.dataplane.dispatch import RULE_NAMES
+from marllbd.errors import MarllbdError
 from marllbd.ipc.layout import DEFAULT_MAX_WEIGHT_RATIO
 
 ORACLE_RULES: tuple[str, ...] = ("gsq",)
@@ -25,7 +26,7 @@ server with the fewest queued flows per unit of real capacity, globally."""
 DISPATCH_NAMES: tuple[str, ...] = (*RULE_NAMES, *ORACLE_RULES)
 
 
-class PolicyError(ValueError):
+class PolicyError(MarllbdError, ValueError):
     """A policy that cannot be found, loaded or run as asked."""
 
 

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from marllbd.errors import MarllbdError
 from marllbd.ipc.layout import DEFAULT_K, MAX_K, MAX_SERVERS
 from marllbd.sim import traces
 
@@ -30,7 +31,7 @@ TRACE_STREAM = 0
 """Spawn key of the trace's random stream under SeedSequence(seed); other users take others."""
 
 
-class ScenarioError(ValueError):
+class ScenarioError(MarllbdError, ValueError):
     """A scenario is invalid; the message names the file, the key path and what would be right."""
 
 
