@@ -24,7 +24,8 @@ from marllbd import features
 from marllbd.envs.actions import FEATURE_HIGH, ActionSpec
 from marllbd.envs.reward import RewardSpec, fct_stats
 from marllbd.envs.single import resolve_scenario, step_info
-from marllbd.sim.engine import Engine, GroundTruth
+from marllbd.policies import GroundTruth
+from marllbd.sim.engine import Engine
 from marllbd.sim.scenario import Scenario
 
 
