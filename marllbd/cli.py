@@ -9,9 +9,17 @@ import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
+from marllbd.errors import MarllbdError
 
-class UsageError(Exception):
+
+class UsageError(MarllbdError):
     """Bad command-line input: reported on one line, exit code 2."""
+
+
+def one_line(exc: BaseException) -> str:
+    """The error's message on one line (its lines joined by '; '), or its class name."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return "; ".join(lines) or type(exc).__name__
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -252,8 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except UsageError as exc:
-        print(f"marllbd {args.command}: error: {exc}", file=sys.stderr)
+    except MarllbdError as exc:  # every error of ours, from any command: one line, exit 2
+        print(f"marllbd {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 2
 
 

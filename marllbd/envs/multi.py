@@ -32,7 +32,8 @@ from marllbd.envs.reward import (
     fct_stats,
 )
 from marllbd.envs.single import resolve_scenario, step_info
-from marllbd.sim.engine import Engine, GroundTruth
+from marllbd.policies import GroundTruth
+from marllbd.sim.engine import Engine
 from marllbd.sim.scenario import Scenario
 
 

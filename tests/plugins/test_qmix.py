@@ -1,4 +1,5 @@
-"""QMIX: the defect classes of the original code, checkpoints, the seed API, and learning."""
+"""QMIX: the defect classes of the original code, checkpoints, the original description's API,
+and learning."""
 
 from __future__ import annotations
 
@@ -498,7 +499,7 @@ def test_learner_round_trips_through_a_checkpoint(tmp_path: Path) -> None:
     assert learner.update(batch) == copy.update(batch)
 
 
-# -- the seed's API ----------------------------------------------------------------------
+# -- the original description's API (QMIXAgent) ----------------------------------------------
 
 
 def test_seed_api_calls(tmp_path: Path) -> None:

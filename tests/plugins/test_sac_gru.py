@@ -453,7 +453,7 @@ def test_unknown_hyperparameter_is_named() -> None:
         S.SacGruConfig.from_pairs([("hiden", 3)])
 
 
-# -- the seed's agent API ------------------------------------------------------------------------
+# -- the original description's agent API (SAC_GRU_Agent) -----------------------------------------
 
 
 def test_seed_agent_trains_saves_to_a_pt_name_and_loads(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""TrainingPipeline: the seed's call builds the right TrainConfig and trains through the plugin."""
+"""TrainingPipeline: the original description's call builds the right TrainConfig and trains
+through the plugin."""
 
 from __future__ import annotations
 
