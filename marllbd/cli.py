@@ -9,9 +9,17 @@ import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
+from marllbd.errors import MarllbdError
 
-class UsageError(Exception):
+
+class UsageError(MarllbdError):
     """Bad command-line input: reported on one line, exit code 2."""
+
+
+def one_line(exc: BaseException) -> str:
+    """The error's message on one line (its lines joined by '; '), or its class name."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return "; ".join(lines) or type(exc).__name__
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -173,7 +181,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         results = evaluate(scenario, specs, seeds, progress=sys.stderr.isatty())
     except EvaluationError as exc:
         raise UsageError(str(exc)) from None
-    print(report.write(results, scenario, out), end="")
+    tables = report.write(results, scenario, out)
+    if args.json:
+        print(json.dumps(report.to_json(results, scenario)))
+    else:
+        print(tables, end="")
     return 0
 
 
@@ -234,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--policies", required=True, metavar="P[,P]", help="e.g. sed,wcmp,gsq")
     ev.add_argument("--seeds", default="1,2,3", metavar="N[,N]", help="scenario seeds")
     ev.add_argument("--out", required=True, help="output directory (created if missing)")
+    ev.add_argument(
+        "--json", action="store_true", help="print one JSON object (runs and summary), not tables"
+    )
     ev.set_defaults(func=_cmd_eval)
 
     run = sub.add_parser(
@@ -251,8 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except UsageError as exc:
-        print(f"marllbd {args.command}: error: {exc}", file=sys.stderr)
+    except MarllbdError as exc:  # every error of ours, from any command: one line, exit 2
+        print(f"marllbd {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 2
 
 

@@ -5,6 +5,17 @@ flow durations, busy workers, queue lengths...), and returns a float.
 ``per_step`` evaluates a metric on each row of a (steps, servers) matrix at once;
 ``shape`` and ``reward`` turn a metric into an RL reward (identity, exp or log form).
 
+Words, as the code uses them (three things once all went by "fairness"):
+
+- a *fairness metric* is one of METRICS (jain, cv, ...) of a per-server load vector;
+  this module defines them, and the word "fairness" means them alone.
+- the *reward* is a fairness metric of one per-server feature, shaped
+  (marllbd.envs.reward.RewardSpec: metric, field, shaping); call it the reward, also
+  when it is Jain's index of durations, never "fairness".
+- *utilisation Jain* is Jain's index of the servers' busy fractions over a run, an
+  evaluation score (marllbd.training.report's "Jain (util.)"); *duration Jain* is the
+  daemon's Jain's index of the decayed mean flow duration (its metrics endpoint).
+
 Edge cases, the same for every metric:
 
 - empty vector (no server): ``ValueError``; fairness of nothing is undefined.

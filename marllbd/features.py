@@ -1,4 +1,4 @@
-"""Observation → per-server feature matrix: the one place features are computed.
+"""A frame → per-server feature matrix: the one place features are computed.
 
 The simulator env (in process) and the daemon (on a shared-memory `Frame`)
 both call `compute`, so a policy sees the same numbers in training and in
@@ -82,8 +82,8 @@ _helper = numba.njit(cache=True, nogil=True, **NO_RUNTIME)
 _inline_helper = numba.njit(cache=True, nogil=True, inline="always", **NO_RUNTIME)
 
 
-class Observation(Protocol):
-    """What `compute` reads: `marllbd.ipc.ring.Frame` and the simulator's observations.
+class FrameLike(Protocol):
+    """What `compute` reads: a `marllbd.ipc.ring.Frame` or a `marllbd.sim.engine.Observation`.
 
     Arrays have num_servers rows; sample arrays are (num_servers, k) and
     entries at index >= n_dur / n_fct are not valid samples.
@@ -134,7 +134,7 @@ def check_tau(tau: float) -> None:
 
 
 def compute(
-    obs: Observation,
+    obs: FrameLike,
     prev_weights: npt.NDArray[np.float64],
     *,
     tau: float = DEFAULT_TAU,

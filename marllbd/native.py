@@ -11,10 +11,12 @@ import functools
 import os
 from pathlib import Path
 
+from marllbd.errors import MarllbdError
+
 _REPO = Path(__file__).resolve().parent.parent
 
 
-class NativeMissingError(RuntimeError):
+class NativeMissingError(MarllbdError, RuntimeError):
     """The C library or tool has not been built."""
 
 

@@ -6,7 +6,7 @@ from typing import Protocol
 
 import numpy as np
 
-from marllbd.daemon.config import BackendConfig
+from marllbd.backends.config import BackendConfig
 
 
 class Backend(Protocol):

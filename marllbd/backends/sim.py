@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import structlog
 
-from marllbd.daemon.config import BackendConfig
+from marllbd.backends.config import BackendConfig
 from marllbd.sim.publisher import region_names
 from marllbd.sim.scenario import load_scenario
 

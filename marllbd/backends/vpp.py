@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import structlog
 
-from marllbd.daemon.config import BackendConfig, VppPapiConfig
+from marllbd.backends.config import BackendConfig, VppPapiConfig
 
 log = structlog.get_logger("marllbd.backend.vpp")
 

@@ -17,11 +17,9 @@ import signal
 import time
 import zlib
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 import numpy as np
 import structlog
@@ -31,13 +29,14 @@ from marllbd.backends import Backend
 from marllbd.backends import create as create_backend
 from marllbd.daemon import config as cfg
 from marllbd.daemon.channels import Latest
-from marllbd.daemon.metrics import Metrics, MetricsServer
+from marllbd.daemon.decider import Decider, load_policies
+from marllbd.daemon.fallback import Reason
+from marllbd.daemon.metrics import Metrics, MetricsServer, ReloadResult
 from marllbd.daemon.sdnotify import Notifier
 from marllbd.ipc.region import Region, RegionError
 from marllbd.ipc.ring import Frame, FrameError, FrameReader
-from marllbd.ipc.weights import WeightsError, WeightsWriter, check_weights
-from marllbd.policies import Policy, PolicyContext, PolicyError, is_bounded, warm_call
-from marllbd.policies import load as load_policy
+from marllbd.ipc.weights import WeightsError, WeightsWriter
+from marllbd.policies import PolicyContext
 
 log = structlog.get_logger("marllbd")
 
@@ -56,7 +55,7 @@ class _Decision:
     frame_no: int
     t_read: float
     feats: np.ndarray
-    fallback: str | None
+    fallback: Reason | None
 
 
 def policy_id(spec: str) -> int:
@@ -73,7 +72,7 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.metrics = Metrics()
         self.backend: Backend = create_backend(config.backend)
-        self.policy, self.fallback = self._load_policies(config)
+        self.decider = Decider(config.policy, self.metrics)
         self.region: Region | None = None
         self.reader: FrameReader | None = None
         self.writer: WeightsWriter | None = None
@@ -84,19 +83,12 @@ class Daemon:
         self.alive: dict[str, float] = {}
         self.latencies: deque[float] = deque(maxlen=100_000)
         """Recent decision latencies in seconds (for benchmarks; metrics has the histogram)."""
-        self._gauges: list[tuple[Any, Any, Any]] = []
         self.stop_event = asyncio.Event()
         self.reload_event = asyncio.Event()
         self.ready = asyncio.Event()
         self.metrics_server = MetricsServer(
             self.metrics, config.metrics.address, config.metrics.port
         )
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="policy")
-        self._pending: Future[np.ndarray] | None = None
-        self._demoted: object | None = None
-        """A bounded policy that overran its budget on the loop: it runs in the thread now."""
-        self._policy_failed_until = 0.0
-        self._fallback_reason: str | None = None
         self._reader_seen = (0, 0, 0)
         self._stalled = False
         self._swapping = False
@@ -110,18 +102,6 @@ class Daemon:
         self._set_info()
 
     # -- setup ----------------------------------------------------------
-
-    @staticmethod
-    def _load_policies(config: cfg.Config) -> tuple[Policy, Policy]:
-        """Both policies or an error naming the bad key (nothing half-swapped)."""
-        loaded = []
-        for key in ("fallback", "name"):
-            try:
-                loaded.append(load_policy(getattr(config.policy, key)))
-            except PolicyError as exc:
-                raise PolicyError(f"policy.{key}: {exc}") from None
-        fallback, policy = loaded
-        return policy, fallback
 
     def _set_info(self) -> None:
         self.metrics.backend.info(
@@ -178,7 +158,7 @@ class Daemon:
             await self.backend.stop()
             self._detach()
             await self.metrics_server.close()
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            self.decider.close()
             self.notifier.close()
         log.info("stopped")
         return 0
@@ -221,6 +201,7 @@ class Daemon:
         self._restarted = False
         self._reader_seen = (0, 0, 0)
         self.prev_weights = self.capacities.copy()
+        self.metrics.set_servers(n)
         self._reset_policies()
         self.frames.clear()
         self._last_frame, self._due_ns = None, 0
@@ -236,21 +217,11 @@ class Daemon:
         )
 
     def _reset_policies(self) -> None:
-        """Start both policies on the region's servers.  A policy that cannot serve them
-        (e.g. a checkpoint for another server count) leaves decisions to the fallback."""
+        """Start both policies on the region's servers (see Decider.reset)."""
         ctx = PolicyContext(
             num_servers=len(self.capacities), capacities=self.capacities.copy(), seed=0
         )
-        self.fallback.reset(ctx)
-        try:
-            self.policy.reset(ctx)
-        except Exception as exc:
-            log.error("policy_unusable", policy=self.config.policy.name, error=str(exc))
-            self._policy_failed_until = float("inf")
-            self._fallback_reason = "unusable"
-            self.metrics.fallback_active.set(1)
-            return
-        self._policy_failed_until = 0.0
+        self.decider.reset(ctx)
 
     def _detach(self) -> None:
         if self.region is not None:
@@ -315,19 +286,14 @@ class Daemon:
         return 0.0
 
     def _warm(self) -> None:
-        """Run the decision path on the last frame, results unused: features, the policy's
-        side-effect-free `warm` (bounded policies only: it runs on the loop) and the
-        weights check.  Failures are ignored here; the real decision reports them."""
+        """Run the decision path on the last frame, results unused: features and
+        Decider.warm.  Failures are ignored here; the real decision reports them."""
         frame = self._last_frame
         if frame is None or frame.num_servers != len(self.prev_weights):
             return
-        policy = self.fallback if time.monotonic() < self._policy_failed_until else self.policy
-        warm = warm_call(policy) if is_bounded(policy) and policy is not self._demoted else None
         try:
             feats = features.compute(frame, self.prev_weights)
-            if warm is not None:
-                w = np.asarray(warm(feats, frame.active), dtype=np.float64)
-                check_weights(w, feats.shape[0], self._max_ratio())
+            self.decider.warm(feats, frame.active, self._max_ratio())
         except Exception as exc:
             log.debug("warm_failed", error=repr(exc))
 
@@ -358,9 +324,7 @@ class Daemon:
         try:
             frame = reader.read_newest()
         except FrameError as exc:
-            field = str(exc).split(":", 1)[0]
-            label = field.split(".", 1)[-1].split("[")[0] if "." in field else field
-            self.metrics.invalid.labels(field=label).inc()
+            self.metrics.invalid.labels(field=exc.field).inc()
             log.warning("frame_rejected", reason=str(exc))
             frame = None
         s = reader.stats
@@ -391,67 +355,11 @@ class Daemon:
             frame, t_read, age = item
             t0 = time.perf_counter()
             feats = features.compute(frame, self.prev_weights)
-            weights, reason = await self._decide(feats, frame.active)
+            weights, reason = await self.decider.decide(feats, frame.active, self._max_ratio())
             self.metrics.inference.observe(time.perf_counter() - t0)
             self.metrics.frame_age.set(age)
             if self.decisions.put(_Decision(weights, frame.frame_no, t_read, feats, reason)):
                 self.metrics.missed.inc()  # a newer decision superseded an unpublished one
-
-    async def _decide(self, feats: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, str | None]:
-        """The policy's weights, or the fallback's with the reason the policy was not used."""
-        now = time.monotonic()
-        reason: str | None = None
-        if now < self._policy_failed_until:
-            reason = self._fallback_reason or "backoff"
-        elif self._pending is not None and not self._pending.done():
-            reason = "busy"  # a previous call still runs (hung policy): do not pile up
-        else:
-            budget = self.config.policy.budget
-            try:
-                if is_bounded(self.policy) and self.policy is not self._demoted:
-                    w = self._decide_inline(feats, active, budget)
-                else:
-                    loop = asyncio.get_running_loop()
-                    fut = self._executor.submit(self.policy.decide, feats, active, None)
-                    self._pending = fut
-                    async with asyncio.timeout(budget):  # not wait_for: see channels.Latest
-                        w = await asyncio.wrap_future(fut, loop=loop)
-                weights = np.asarray(w, dtype=np.float64)
-                check_weights(weights, feats.shape[0], self._max_ratio())
-            except TimeoutError:
-                reason = "timeout"
-            except WeightsError as exc:
-                reason = "invalid_weights"
-                log.warning("policy_invalid_weights", error=str(exc))
-            except Exception as exc:
-                reason = "error"
-                log.warning("policy_failed", error=repr(exc))
-            else:
-                if self._fallback_reason is not None:
-                    log.info("fallback_left", after=self._fallback_reason)
-                    self._fallback_reason = None
-                    self.metrics.fallback_active.set(0)
-                return weights, None
-            self._policy_failed_until = now + self.config.policy.retry_after
-        if self._fallback_reason is None:
-            log.warning("fallback_entered", reason=reason)
-            self.metrics.fallback_active.set(1)
-        self._fallback_reason = reason
-        self.metrics.fallbacks.labels(reason=reason).inc()
-        return np.asarray(self.fallback.decide(feats, active, None), dtype=np.float64), reason
-
-    def _decide_inline(self, feats: np.ndarray, active: np.ndarray, budget: float) -> np.ndarray:
-        """A bounded policy runs on the loop: no thread hand-off, whose wake-ups cost
-        hundreds of µs on an idle (virtual) machine.  One that overruns its budget all
-        the same loses the privilege: its later calls go to the worker thread."""
-        t0 = time.perf_counter()
-        w = self.policy.decide(feats, active, None)
-        took = time.perf_counter() - t0
-        if took > budget:
-            self._demoted = self.policy
-            log.warning("policy_overran_inline", took=round(took, 6), budget=budget)
-            raise TimeoutError
-        return w
 
     def _max_ratio(self) -> float:
         return float(self.region.hdr["max_weight_ratio"]) if self.region is not None else 100.0
@@ -479,24 +387,13 @@ class Daemon:
             self.latencies.append(latency)
             m.last_decision.set(time.time())
             dur = d.feats[:, _DUR_DECAYED]
-            gauges = self._server_gauges(len(d.weights))
             for (weight, flows, duration), w, f, t in zip(
-                gauges, d.weights.tolist(), d.feats[:, 0].tolist(), dur.tolist(), strict=False
+                m.servers, d.weights.tolist(), d.feats[:, 0].tolist(), dur.tolist(), strict=False
             ):
                 weight.set(w)
                 flows.set(f)
                 duration.set(t)
             m.jain.set(fairness.jain(dur))
-
-    def _server_gauges(self, n: int) -> list[tuple[Any, Any, Any]]:
-        """The per-server gauge children (weight, active flows, duration), looked up once."""
-        while len(self._gauges) < n:
-            s, m = str(len(self._gauges)), self.metrics
-            self._gauges.append(
-                (m.weight.labels(server=s), m.active_flows.labels(server=s),
-                 m.duration.labels(server=s))
-            )  # fmt: skip
-        return self._gauges[:n]
 
     async def _watchdog(self) -> None:
         """WATCHDOG=1 only while every task has run recently (the loop is healthy)."""
@@ -525,10 +422,10 @@ class Daemon:
         self.notifier.reloading()
         try:
             new = cfg.load(self.config_path)
-            policy, fallback = self._load_policies(new)
+            policy, fallback = load_policies(new.policy)
             backend = create_backend(new.backend) if new.backend != self.config.backend else None
         except Exception as exc:
-            self.metrics.reloads.labels(result="refused").inc()
+            self.metrics.reloads.labels(result=ReloadResult.REFUSED).inc()
             log.error("reload_refused", error=str(exc))
             self.notifier.ready(f"reload refused: {exc}")
             return False
@@ -544,14 +441,13 @@ class Daemon:
             finally:
                 self._swapping = False
             self.metrics.swaps.inc()
-        self.policy, self.fallback = policy, fallback
+        self.decider.swap(new.policy, policy, fallback)
         self.config = new
-        self._policy_failed_until = 0.0
-        if self.region is not None:
+        if self.region is not None:  # else the attach resets them
             self._reset_policies()
         self._set_info()
         gc.freeze()  # the new policy's objects too (see run)
-        self.metrics.reloads.labels(result="ok").inc()
+        self.metrics.reloads.labels(result=ReloadResult.OK).inc()
         log.info(
             "reloaded",
             backend=new.backend.kind,

@@ -13,56 +13,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+# The [backend] tables are defined with the backends; this module reads them from TOML.
+from marllbd.backends.config import BACKENDS, BackendConfig, SimBackendConfig, VppPapiConfig
 from marllbd.ipc.layout import MAX_SERVERS
 
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "marllbd.toml"
 SYSTEM_CONFIG = Path("/etc/marllbd/marllbd.toml")
 """Where `make install` puts the config: the default outside a checkout."""
-BACKENDS = ("sim", "vpp")
 LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class ConfigError(ValueError):
     """An invalid configuration; the message names the file and the key path."""
-
-
-@dataclass(frozen=True)
-class SimBackendConfig:
-    scenario: str = "seed-16"
-    """Preset name or TOML file of the scenario the simulator data plane runs."""
-    speed: float = 1.0
-    """Simulated seconds per wall-clock second."""
-    spawn: bool = True
-    """Start `marllbd sim` as a child (and restart it if it dies); false attaches to one running."""
-
-
-@dataclass(frozen=True)
-class VppPapiConfig:
-    """Optional second sink: a stock VPP lb plugin through vpp_papi's lb_as_set_weight."""
-
-    enabled: bool = False
-    vip: str = ""
-    """The VIP prefix, e.g. "10.0.0.1/32"."""
-    protocol: int = 6
-    port: int = 80
-    servers: tuple[str, ...] = ()
-    """Application-server addresses, in server-index order."""
-    min_interval: float = 1.0
-    """Seconds between two updates of the same server (rate limit)."""
-
-
-@dataclass(frozen=True)
-class BackendConfig:
-    kind: str = "sim"
-    region: str = "marllbd"
-    """Region name; with several LB nodes the sim backend serves `<region>-<lb>`."""
-    lb: int = 0
-    """Which LB node this daemon decides for (one daemon per LB)."""
-    sim: SimBackendConfig = SimBackendConfig()
-    papi: VppPapiConfig = VppPapiConfig()
-    expected_uids: tuple[int, ...] = ()
-    """Owners of the region we accept (empty: our own uid and root)."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +73,7 @@ class LoggingConfig:
 @dataclass(frozen=True)
 class Config:
     daemon: DaemonConfig = DaemonConfig()
-    backend: BackendConfig = BackendConfig()
+    backend: BackendConfig = field(default_factory=BackendConfig)
     policy: PolicyConfig = PolicyConfig()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()

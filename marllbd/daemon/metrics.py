@@ -2,16 +2,23 @@
 
 Names follow the official conventions: `marllbd_` prefix, base units
 (seconds), `_total` for counters, `_info` for build and configuration facts.
+Every labelled series whose label values are known is exported at 0 from start-up
+(the per-server series from the attach that tells the server count), so a healthy
+daemon's dashboards and rates show 0, not "no data".
 """
 
 from __future__ import annotations
 
 import asyncio
+from enum import StrEnum
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from marllbd import __version__
+from marllbd.daemon.fallback import Reason
+from marllbd.ipc.ring import FrameError
 
 LATENCY_BUCKETS = (
     *(float(f"{m}e{e}") for e in range(-5, 0) for m in (1, 1.5, 2, 3, 5, 7)),
@@ -20,6 +27,13 @@ LATENCY_BUCKETS = (
 """10 µs to 1 s, six bounds a decade (1, 1.5, 2, 3, 5, 7): neighbours at most 1.67x
 apart, so a p99 read off the buckets can tell "stable within 2x", and the 2 ms
 latency budget is a bound of its own."""
+
+
+class ReloadResult(StrEnum):
+    """The `result` label of marllbd_reloads_total."""
+
+    OK = "ok"
+    REFUSED = "refused"
 
 
 class Metrics:
@@ -129,6 +143,29 @@ class Metrics:
         self.build.info({"version": __version__})
         self.backend = Info("marllbd_backend", "The active backend", registry=r)
         self.policy = Info("marllbd_policy", "The active policy", registry=r)
+        for counter, label, values in (
+            (self.invalid, "field", FrameError.FIELDS),
+            (self.fallbacks, "reason", tuple(Reason)),
+            (self.reloads, "result", tuple(ReloadResult)),
+        ):
+            for v in values:
+                counter.labels(**{label: v})
+        self.servers: list[tuple[Any, Any, Any]] = []
+        """Per server index, its (weight, active flows, duration) gauge children."""
+
+    def set_servers(self, n: int) -> None:
+        """Export the per-server gauges of servers 0..n-1 (at 0 until the first decision)
+        and no longer those of a larger region attached before."""
+        for i in range(n, len(self.servers)):
+            for gauge in (self.weight, self.active_flows, self.duration):
+                gauge.remove(str(i))
+        del self.servers[n:]
+        while len(self.servers) < n:
+            s = str(len(self.servers))
+            self.servers.append(
+                (self.weight.labels(server=s), self.active_flows.labels(server=s),
+                 self.duration.labels(server=s))
+            )  # fmt: skip
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -35,12 +35,13 @@ _S27 = np.uint64(27)
 _S30 = np.uint64(30)
 _S31 = np.uint64(31)
 
-MAGLEV_DEFAULT_SIZE = 65537
-"""Default Maglev table size (prime)."""
-
 
 class DispatchRule(enum.StrEnum):
-    """Names of the dispatch rules as used in configs and on the command line."""
+    """The data plane's dispatch rules by the names configs and the command line use.
+
+    With ORACLE_RULES below, the one list of rule names: every other list of them
+    (DISPATCH_NAMES, the engine's rule codes, what a scenario accepts) derives from it,
+    and tests/dataplane/test_dispatch_conformance.py checks that each has a C twin."""
 
     SED = "sed"  # shortest expected delay over weights
     WCMP = "wcmp"  # weighted random, alias method
@@ -51,6 +52,15 @@ class DispatchRule(enum.StrEnum):
 
 
 RULE_NAMES: tuple[str, ...] = tuple(rule.value for rule in DispatchRule)
+"""The data plane's rules (what a scenario's `dispatch` may be)."""
+
+GSQ = "gsq"
+"""Global shortest queue: each new flow goes to the server with the fewest queued flows
+per unit of real capacity, over all LB nodes (simulator only: it needs the servers' state)."""
+ORACLE_RULES: tuple[str, ...] = (GSQ,)
+"""Rules only the simulator can apply."""
+DISPATCH_NAMES: tuple[str, ...] = (*RULE_NAMES, *ORACLE_RULES)
+"""Every rule a policy's `dispatch` may name: the data plane's, then the oracles."""
 
 
 def parse_rule(name: str) -> DispatchRule:
@@ -61,6 +71,15 @@ def parse_rule(name: str) -> DispatchRule:
         raise ValueError(
             f"unknown dispatch rule {name!r}: expected one of {', '.join(RULE_NAMES)}"
         ) from None
+
+
+def check_dispatch_name(name: str) -> str:
+    """`name` if it is in DISPATCH_NAMES; ValueError naming it and the valid names otherwise."""
+    if name not in DISPATCH_NAMES:
+        raise ValueError(
+            f"unknown dispatch rule {name!r}: expected one of {', '.join(DISPATCH_NAMES)}"
+        )
+    return name
 
 
 @numba.njit(cache=True)

@@ -20,8 +20,8 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-DEFAULT_K = 128  # MARLLB_DEFAULT_K
-MAX_K = 4096  # MARLLB_MAX_K
+from marllbd.ipc.layout import DEFAULT_K, MAX_K
+
 DUR, FCT = 0, 1  # quantity index in a ReservoirBank: flow duration, flow completion time
 
 SeedLike = int | np.random.Generator | None
@@ -124,7 +124,7 @@ class Reservoir:
 
 
 class SingleMetricReservoir:
-    """The seed project's one-quantity reservoir, kept under its old name and methods."""
+    """The original description's one-quantity reservoir, under its name and methods there."""
 
     def __init__(self, size: int = 100, seed: SeedLike = None) -> None:
         self._reservoir = Reservoir(size, seed)

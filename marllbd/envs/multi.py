@@ -5,9 +5,10 @@ features of its group's servers in its own LB's frame and sets their weights
 for that LB's new flows.  With one group an agent is an LB node (MARLLB);
 with one LB and several groups, one agent per group.  All agents share the
 team reward: the fairness metric over all servers, the per-server feature
-averaged over the LB nodes.  `state()` is the global state for centralised
-training: every LB's feature matrix plus the servers' ground-truth
-utilization and queue per worker.
+averaged over the LB nodes (the reward arguments are LoadBalanceEnv's; a
+custom reward_fn gets that LB-averaged feature matrix).  `state()` is the
+global state for centralised training: every LB's feature matrix plus the
+servers' ground-truth utilization and queue per worker.
 """
 
 from __future__ import annotations
@@ -22,9 +23,17 @@ from pettingzoo import ParallelEnv
 
 from marllbd import features
 from marllbd.envs.actions import FEATURE_HIGH, ActionSpec
-from marllbd.envs.reward import RewardSpec, fct_stats
+from marllbd.envs.reward import (
+    DEFAULT_REWARD_FIELD,
+    DEFAULT_REWARD_METRIC,
+    DEFAULT_REWARD_SHAPING,
+    RewardFn,
+    RewardSpec,
+    fct_stats,
+)
 from marllbd.envs.single import resolve_scenario, step_info
-from marllbd.sim.engine import Engine, GroundTruth
+from marllbd.policies import GroundTruth
+from marllbd.sim.engine import Engine
 from marllbd.sim.scenario import Scenario
 
 
@@ -42,9 +51,10 @@ class MultiAgentLoadBalanceEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
         action_type: str = "discrete",
         levels: tuple[float, ...] = (1.0, 1.5, 2.0),
         weight_base: str = "capacity",
-        reward_metric: str = "jain",
-        reward_field: str = "dur_decayed_mean",
-        reward_shaping: str = "identity",
+        reward_metric: str = DEFAULT_REWARD_METRIC,
+        reward_field: str = DEFAULT_REWARD_FIELD,
+        reward_shaping: str = DEFAULT_REWARD_SHAPING,
+        reward_fn: RewardFn | None = None,
         tau: float = features.DEFAULT_TAU,
         episode_seconds: float | None = None,
     ):
@@ -62,7 +72,7 @@ class MultiAgentLoadBalanceEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
         self.scenario = sc
         self.tau = tau
         self.action_spec = ActionSpec(kind=action_type, levels=tuple(levels), base=weight_base)
-        self.reward_spec = RewardSpec(reward_metric, reward_field, reward_shaping)
+        self.reward_spec = RewardSpec(reward_metric, reward_field, reward_shaping, reward_fn)
         self.groups = [np.array(g, dtype=np.int64) for g in sc.groups]
         self.members = [(lb, g) for lb in range(sc.lb_nodes) for g in range(len(self.groups))]
         self.possible_agents = [f"lb{lb}_g{g}" for lb, g in self.members]
@@ -88,6 +98,13 @@ class MultiAgentLoadBalanceEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
         self._engine: Engine | None = None
         self._last: GroundTruth | None = None  # of the last interval, for state()
         self.np_random, _ = seeding.np_random()
+
+    @property
+    def engine(self) -> Engine:
+        """The running episode's simulator."""
+        if self._engine is None:
+            raise RuntimeError("call reset() before using the engine: no episode is running")
+        return self._engine
 
     @functools.cache  # noqa: B019 - the same space object on every call
     def observation_space(self, agent: str) -> spaces.Space:
@@ -145,7 +162,7 @@ class MultiAgentLoadBalanceEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
         # One compiled call: the interval, then every LB's features with its weights.
         truth = engine.advance(self._features, tau=self.tau)
         self._last = GroundTruth(truth[0], truth[1], engine.capacities)
-        team = self.reward_spec(self._features.mean(axis=0))
+        team = self.reward_spec(self._features.mean(axis=0), engine.active)
         obs: dict[str, np.ndarray] = {}
         infos: dict[str, dict[str, Any]] = {}
         for name, (lb, g) in zip(self.possible_agents, self.members, strict=True):

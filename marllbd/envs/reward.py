@@ -1,14 +1,34 @@
-"""The reward: a fairness metric, shaped, over one per-server feature.
+"""The reward: a fairness metric, shaped, over one per-server feature; or the user's own.
 
-The environments compute it with compiled twins of marllbd.fairness's numpy
-definitions (equal to them within a few ulps; tests/envs check 1e-12 relative):
-one compiled call per step instead of several numpy calls.
+The environments compute the built-in rewards with compiled twins of
+marllbd.fairness's numpy definitions (equal to them within a few ulps; tests/envs
+check 1e-12 relative): one compiled call per step instead of several numpy calls.
+
+reward_metric="custom" with reward_fn=f makes the reward f(features, active): f gets
+the (num_servers, 12) feature matrix of the interval (marllbd.features.FEATURE_NAMES;
+read-only, float64) and the (num_servers,) bool vector of servers taking new flows,
+and returns a finite number.  For example, the negated mean completion time::
+
+    from marllbd.envs import LoadBalanceEnv
+    from marllbd.features import FEATURE_NAMES
+
+    FCT = FEATURE_NAMES.index("fct_decayed_mean")
+    env = LoadBalanceEnv(
+        "seed-16",
+        reward_metric="custom",
+        reward_fn=lambda features, active: -float(features[active, FCT].mean()),
+    )
+
+DEFAULT_REWARD_FIELD is the single default of the environments and the trainers,
+chosen by measurement (benchmarks/reward_ranking.py, docs/reward.md).
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numba
@@ -30,6 +50,16 @@ METRIC_CODES = {
     "variance": _VARIANCE,
 }
 SHAPE_CODES = {name: i for i, name in enumerate(fairness.SHAPES)}
+CUSTOM = "custom"
+"""reward_metric of a user-supplied reward_fn."""
+RewardFn = Callable[[np.ndarray, np.ndarray], float]
+"""A custom reward: (features (num_servers, 12), active (num_servers,) bool) -> float."""
+DEFAULT_REWARD_METRIC = "jain"
+DEFAULT_REWARD_FIELD = "fct_decayed_mean"
+"""The default feature of the reward, for the environments and the trainers: of the
+candidates measured, the one whose Jain reward ranks the baseline policies as their mean
+FCT does (docs/reward.md)."""
+DEFAULT_REWARD_SHAPING = "identity"
 _FCT_MEAN = FEATURE_NAMES.index("fct_mean")
 _FCT_P90 = FEATURE_NAMES.index("fct_p90")
 # fairness.shape's defaults
@@ -39,14 +69,35 @@ _EPS = 1e-6
 
 @dataclass(frozen=True)
 class RewardSpec:
-    """reward = shape(metric(features[:, field])); default Jain of the decayed mean duration."""
+    """reward = shape(metric(features[:, field])), or fn(features, active) with metric "custom".
 
-    metric: str = "jain"
-    field: str = "dur_decayed_mean"
-    shaping: str = "identity"
+    The default is Jain of DEFAULT_REWARD_FIELD.  Errors name the environments' arguments
+    (reward_metric, reward_field, reward_shaping, reward_fn).
+    """
+
+    metric: str = DEFAULT_REWARD_METRIC
+    field: str = DEFAULT_REWARD_FIELD
+    shaping: str = DEFAULT_REWARD_SHAPING
+    fn: RewardFn | None = None
+    """The custom reward (metric "custom" only); field and shaping do not apply to it."""
 
     def __post_init__(self) -> None:
-        fairness.metric(self.metric)  # raises naming the valid metrics
+        if self.metric == CUSTOM:
+            if not callable(self.fn):
+                raise ValueError(
+                    "reward_fn: reward_metric='custom' needs a callable "
+                    f"reward_fn(features, active) -> float, got {self.fn!r}"
+                )
+        elif self.fn is not None:
+            raise ValueError(
+                f"reward_fn: given, but reward_metric is {self.metric!r}; "
+                "pass reward_metric='custom' to use it"
+            )
+        elif self.metric not in fairness.METRICS:
+            raise ValueError(
+                f"reward_metric: unknown metric {self.metric!r}; valid: "
+                f"{', '.join([*sorted(fairness.METRICS), CUSTOM])}"
+            )
         if self.field not in FEATURE_NAMES:
             raise ValueError(
                 f"reward_field: unknown feature {self.field!r}; valid: {', '.join(FEATURE_NAMES)}"
@@ -64,6 +115,8 @@ class RewardSpec:
     @functools.cached_property
     def codes(self) -> tuple[int, int, int, bool, float]:
         """The compiled kernels' arguments: column, metric, shaping, direction, ideal."""
+        if self.fn is not None:
+            raise ValueError("reward_metric 'custom' has no compiled kernel; call the spec")
         m = fairness.metric(self.metric)
         return (
             self.column,
@@ -73,17 +126,53 @@ class RewardSpec:
             m.ideal,
         )
 
-    def __call__(self, features: np.ndarray) -> float:
+    def __call__(self, features: np.ndarray, active: np.ndarray | None = None) -> float:
+        """The reward of one interval's (num_servers, 12) features; `active` (servers taking
+        new flows, all if None) is for a custom reward_fn only."""
+        if self.fn is not None:
+            return self._custom(features, active)
         # Features are finite and non-negative by construction: skip the input checks
         # of fairness.reward (hot path).
         reward, value = reward_kernel(np.ascontiguousarray(features), *self.codes)
         return self.checked(reward, value)
+
+    def step(
+        self, features: np.ndarray, n_fct: np.ndarray, active: np.ndarray
+    ) -> tuple[float, float, float]:
+        """(reward, fct_mean, fct_p90_max) of one interval of one LB (see fct_stats)."""
+        if self.fn is not None:
+            fct_mean, fct_p90 = fct_stats(features, n_fct)
+            return self._custom(features, active), fct_mean, fct_p90
+        reward, value, fct_mean, fct_p90 = step_kernel(features, n_fct, *self.codes)
+        return self.checked(reward, value), fct_mean, fct_p90
 
     def checked(self, reward: float, value: float) -> float:
         """reward, or fairness.shape's error for a non-finite metric value."""
         if not math.isfinite(value):
             return fairness.shape(value, self.shaping, self.metric)  # raises
         return reward
+
+    def _custom(self, features: np.ndarray, active: np.ndarray | None) -> float:
+        assert self.fn is not None
+        feats = np.asarray(features, dtype=np.float64).view()
+        feats.flags.writeable = False  # the environment's own buffer: not the user's to edit
+        up = (
+            np.ones(feats.shape[0], dtype=bool)
+            if active is None
+            else np.asarray(active, dtype=bool).view()
+        )
+        up.flags.writeable = False
+        out = self.fn(feats, up)
+        scalar = isinstance(out, numbers.Real) or (
+            isinstance(out, np.ndarray) and out.ndim == 0 and out.dtype.kind in "biuf"
+        )
+        value = float(out) if scalar else math.nan
+        if not math.isfinite(value):
+            raise ValueError(
+                f"reward_fn: returned {out!r}; expected a finite number "
+                "(a scalar: the reward of the interval)"
+            )
+        return value
 
 
 _kernel = numba.njit(cache=True)

@@ -17,7 +17,13 @@ from gymnasium import spaces
 
 from marllbd import features
 from marllbd.envs.actions import FEATURE_HIGH, ActionSpec
-from marllbd.envs.reward import RewardSpec, step_kernel
+from marllbd.envs.reward import (
+    DEFAULT_REWARD_FIELD,
+    DEFAULT_REWARD_METRIC,
+    DEFAULT_REWARD_SHAPING,
+    RewardFn,
+    RewardSpec,
+)
 from marllbd.sim.engine import Engine
 from marllbd.sim.scenario import Scenario, load_scenario, synthetic
 
@@ -68,7 +74,20 @@ def step_info(
 
 
 class LoadBalanceEnv(gym.Env[np.ndarray, np.ndarray]):
-    """Observation (num_servers, 12) features; action weights or levels per server."""
+    """Observation (num_servers, 12) features; action weights or levels per server.
+
+    The reward of a step is reward_metric's fairness (marllbd.fairness) of the feature
+    reward_field over the servers, shaped by reward_shaping; defaults in
+    marllbd.envs.reward (Jain of DEFAULT_REWARD_FIELD).  reward_metric="custom" with
+    reward_fn=f makes it f(features, active) instead: the step's float64 (num_servers,
+    12) feature matrix (the observation) and the bool vector of servers taking new
+    flows, returning a finite number; for example
+
+        LoadBalanceEnv("seed-16", reward_metric="custom",
+                       reward_fn=lambda f, active: -float(f[active, 9].mean()))
+
+    rewards a low mean decayed completion time (column 9, fct_decayed_mean).
+    """
 
     metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 - gymnasium's convention
 
@@ -80,9 +99,10 @@ class LoadBalanceEnv(gym.Env[np.ndarray, np.ndarray]):
         action_type: str = "continuous",
         levels: tuple[float, ...] = (1.0, 1.5, 2.0),
         weight_base: str = "capacity",
-        reward_metric: str = "jain",
-        reward_field: str = "dur_decayed_mean",
-        reward_shaping: str = "identity",
+        reward_metric: str = DEFAULT_REWARD_METRIC,
+        reward_field: str = DEFAULT_REWARD_FIELD,
+        reward_shaping: str = DEFAULT_REWARD_SHAPING,
+        reward_fn: RewardFn | None = None,
         lb: int = 0,
         tau: float = features.DEFAULT_TAU,
         episode_seconds: float | None = None,
@@ -96,7 +116,7 @@ class LoadBalanceEnv(gym.Env[np.ndarray, np.ndarray]):
         self.lb = lb
         self.tau = tau
         self.action_spec = ActionSpec(kind=action_type, levels=tuple(levels), base=weight_base)
-        self.reward_spec = RewardSpec(reward_metric, reward_field, reward_shaping)
+        self.reward_spec = RewardSpec(reward_metric, reward_field, reward_shaping, reward_fn)
         n = len(sc.servers)
         self.num_servers = n
         self.capacities = np.array([s.workers for s in sc.servers], dtype=np.float64)
@@ -141,9 +161,8 @@ class LoadBalanceEnv(gym.Env[np.ndarray, np.ndarray]):
         # One compiled call: the interval, then this LB's features with these weights.
         truth = engine.advance(self._features, first_lb=self.lb, tau=self.tau)
         feats = self._feats
-        # One compiled call: the reward and the interval's FCT statistics.
-        reward, value, fct_mean, fct_p90 = step_kernel(feats, self._n_fct, *self.reward_spec.codes)
-        reward = self.reward_spec.checked(reward, value)
+        # One compiled call (built-in rewards): the reward and the interval's FCT statistics.
+        reward, fct_mean, fct_p90 = self.reward_spec.step(feats, self._n_fct, engine.active)
         info = step_info(engine, truth[0], fct_mean, fct_p90)
         info["weights"] = self._weights  # a fresh array every step, never changed in place
         # There is no terminal state: a run ends only because its time is up.

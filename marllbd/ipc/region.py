@@ -20,13 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
+from marllbd.errors import MarllbdError
 from marllbd.ipc import layout as L
 
 SHM_DIR = Path("/dev/shm")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
 
 
-class RegionError(Exception):
+class RegionError(MarllbdError):
     """A region is missing or its contents contradict the layout contract."""
 
 

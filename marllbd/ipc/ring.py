@@ -27,8 +27,29 @@ _COUNTER_LIMIT = 1 << 62
 _F64_MAX = float(np.finfo(np.float64).max)
 
 
+_COUNTS = ("n_dur", "n_fct")
+"""The u32 sample counts of a server record (columns 1 and 2)."""
+_COUNTERS = ("active_flows", "new_flows", "completed_flows", "dur_seen", "fct_seen")
+"""The u64 counter fields of a server record, in column order (from column 2)."""
+_SAMPLES = ("dur", "fct")
+"""The two sample rings of a server record; a bad sample value is reported by its ring."""
+
+
 class FrameError(Exception):
-    """A complete frame whose contents break the contract (not a torn read)."""
+    """A complete frame whose contents break the contract (not a torn read).
+
+    `field` is the contract field that was broken, one of FIELDS (a server record's
+    field without its index: "active", not "servers[3].active"); the message says
+    where and what was found.
+    """
+
+    FIELDS: tuple[str, ...] = ("num_servers", "active", *_COUNTS, *_COUNTERS, *_SAMPLES, "unknown")
+
+    def __init__(self, field: str, message: str):
+        if field not in self.FIELDS:
+            raise ValueError(f"FrameError field: expected one of {self.FIELDS}, got {field!r}")
+        super().__init__(message)
+        self.field = field
 
 
 class Frame:
@@ -135,7 +156,9 @@ class Frame:
         """
         n = self.num_servers
         if n > self.capacity:
-            raise FrameError(f"num_servers: expected <= capacity {self.capacity}, got {n}")
+            raise FrameError(
+                "num_servers", f"num_servers: expected <= capacity {self.capacity}, got {n}"
+            )
         if not _frame_ok(self.raw, self.k, n):
             self._explain()
 
@@ -145,29 +168,30 @@ class Frame:
         blk64 = self._views()[0]
         for i in range(self.num_servers):
             if int(blk32[i, 0]) > 1:
-                raise FrameError(f"servers[{i}].active: expected 0 or 1, got {int(blk32[i, 0])}")
-            for col, q in ((1, "n_dur"), (2, "n_fct")):
+                raise FrameError(
+                    "active", f"servers[{i}].active: expected 0 or 1, got {int(blk32[i, 0])}"
+                )
+            for col, q in enumerate(_COUNTS, start=1):
                 if int(blk32[i, col]) > self.k:
                     raise FrameError(
-                        f"servers[{i}].{q}: expected <= k {self.k}, got {int(blk32[i, col])}"
+                        q, f"servers[{i}].{q}: expected <= k {self.k}, got {int(blk32[i, col])}"
                     )
-            for col, field in enumerate(
-                ("active_flows", "new_flows", "completed_flows", "dur_seen", "fct_seen"), start=2
-            ):
+            for col, field in enumerate(_COUNTERS, start=2):
                 v = int(blk64[i, col])
                 if v >= _COUNTER_LIMIT:
                     raise FrameError(
+                        field,
                         f"servers[{i}].{field}: {v} is out of range "
-                        "(a negative counter written as unsigned?)"
+                        "(a negative counter written as unsigned?)",
                     )
-            for q, vals in (("dur", self.dur_values[i]), ("fct", self.fct_values[i])):
+            for q, vals in zip(_SAMPLES, (self.dur_values[i], self.fct_values[i]), strict=True):
                 bad = ~(np.isfinite(vals) & (vals >= 0))
                 if bad.any():
                     j = int(np.argmax(bad))
                     raise FrameError(
-                        f"servers[{i}].{q}[{j}].value: expected finite and >= 0, got {vals[j]}"
+                        q, f"servers[{i}].{q}[{j}].value: expected finite and >= 0, got {vals[j]}"
                     )
-        raise FrameError("frame failed validation for an unknown reason")
+        raise FrameError("unknown", "frame failed validation for an unknown reason")
 
 
 @numba.njit(cache=True, nogil=True)

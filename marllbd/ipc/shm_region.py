@@ -1,4 +1,5 @@
-"""The seed's `SharedMemoryRegion` API as a thin name over Region, FrameReader and WeightsWriter.
+"""The original description's `SharedMemoryRegion` API: a thin name over Region, FrameReader
+and WeightsWriter.
 
 shm = SharedMemoryRegion.create("lb_rl_shm")   # data-plane side: owns the region
 shm = SharedMemoryRegion.attach("lb_rl_shm")   # control-plane side

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from marllbd.errors import MarllbdError
 from marllbd.ipc import layout as L
 from marllbd.ipc.region import Region
 
 
-class WeightsError(ValueError):
+class WeightsError(MarllbdError, ValueError):
     """Weights that the data plane would refuse."""
 
 

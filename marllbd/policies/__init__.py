@@ -1,8 +1,7 @@
 """Policies: the interface, the entry-point registry and (in heuristics) the built-ins."""
 
+from marllbd.dataplane.dispatch import DISPATCH_NAMES, ORACLE_RULES
 from marllbd.policies.interface import (
-    DISPATCH_NAMES,
-    ORACLE_RULES,
     GroundTruth,
     Policy,
     PolicyContext,

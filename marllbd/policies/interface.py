@@ -15,18 +15,15 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from marllbd.dataplane.dispatch import RULE_NAMES
+from marllbd.errors import MarllbdError
 from marllbd.ipc.layout import DEFAULT_MAX_WEIGHT_RATIO
 
-ORACLE_RULES: tuple[str, ...] = ("gsq",)
-"""Rules only the simulator can apply: "gsq" sends each new flow to the
-server with the fewest queued flows per unit of real capacity, globally."""
 
-DISPATCH_NAMES: tuple[str, ...] = (*RULE_NAMES, *ORACLE_RULES)
-
-
-class PolicyError(ValueError):
+class PolicyError(MarllbdError, ValueError):
     """A policy that cannot be found, loaded or run as asked."""
+
+
+_F64 = np.dtype(np.float64)
 
 
 def _vector(name: str, values: npt.ArrayLike, n: int) -> npt.NDArray[np.float64]:
@@ -71,6 +68,14 @@ class GroundTruth:
     """The servers' current real capacities, which may drift from the static ones."""
 
     def __post_init__(self) -> None:
+        u, q, c = self.utilization, self.queue, self.capacities
+        if (  # the engine builds one a step from float64[n] arrays: no conversion to check
+            type(u) is type(q) is type(c) is np.ndarray
+            and u.dtype is q.dtype is c.dtype is _F64
+            and u.ndim == 1
+            and u.shape == q.shape == c.shape
+        ):
+            return
         util = np.asarray(self.utilization, dtype=np.float64)
         if util.ndim != 1:
             raise PolicyError(f"GroundTruth.utilization: expected a 1-D array, got {util.shape}")
@@ -89,7 +94,7 @@ class Policy(Protocol):
 
     name: str
     dispatch: str
-    """The rule that applies the weights: one of DISPATCH_NAMES."""
+    """The rule that applies the weights: one of marllbd.dataplane.dispatch.DISPATCH_NAMES."""
     needs_ground_truth: bool
     """True if `decide` needs a GroundTruth (only the simulator has one)."""
 

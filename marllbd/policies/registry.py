@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
-from marllbd.policies.interface import DISPATCH_NAMES, Policy, PolicyError
+from marllbd.dataplane.dispatch import DISPATCH_NAMES
+from marllbd.policies.interface import Policy, PolicyError
 
 GROUP = "marllbd.policies"
 

@@ -34,14 +34,19 @@ from marllbd import features
 from marllbd.dataplane import dispatch as D
 from marllbd.dataplane.reservoir import NO_RUNTIME, make_rng_state
 from marllbd.dataplane.reservoir import reservoir_add as _reservoir_add
+from marllbd.policies.interface import GroundTruth
 from marllbd.sim.scenario import Scenario, build_trace
 from marllbd.sim.traces import Trace
 
 REJECT_PENALTY = 40.0
 """Seconds charged to a rejected flow (MARLLB's client timeout)."""
 
-RULE_CODES = {"sed": 0, "wcmp": 1, "ecmp": 2, "lsq": 3, "lsq2": 4, "sed2": 5, "gsq": 6}
-"""Dispatch rules the engine runs; gsq (global shortest queue) is a simulator-only oracle."""
+_R = D.DispatchRule
+RULE_CODES: dict[str, int] = {
+    _R.SED: 0, _R.WCMP: 1, _R.ECMP: 2, _R.LSQ: 3, _R.LSQ2: 4, _R.SED2: 5, D.GSQ: 6,
+}  # fmt: skip
+"""The code _pick branches on for each rule in D.DISPATCH_NAMES (a test checks it has them
+all); gsq (global shortest queue) is a simulator-only oracle."""
 
 _FAULT_CODES = {"down": 0, "up": 1, "capacity": 2}
 _F64 = np.dtype(np.float64)
@@ -467,21 +472,12 @@ class Observation:
 
 
 @dataclass(frozen=True)
-class GroundTruth:
-    """What the servers really did over the last interval (for reports and oracles)."""
-
-    utilization: np.ndarray  # float64[n]: busy fraction of the workers
-    queue: np.ndarray  # float64[n]: flows in service + backlog at the interval's end
-    capacities: np.ndarray  # float64[n]: current real workers
-
-
-@dataclass(frozen=True)
 class Step:
     """The result of advancing one control interval."""
 
     t: float
     observations: tuple[Observation, ...]  # one per LB node
-    truth: GroundTruth
+    truth: GroundTruth  # what the servers really did over the interval (reports, oracles)
     completed: int  # flows completed so far (all LBs)
     rejected: int
 
@@ -521,10 +517,7 @@ class Engine:
                 f"rule: expected {self.num_lbs} rules (one per LB), got {len(self._rules)}"
             )
         for r in self._rules:
-            if r not in RULE_CODES:
-                raise ValueError(
-                    f"unknown dispatch rule {r!r}: expected one of {', '.join(RULE_CODES)}"
-                )
+            D.check_dispatch_name(r)
         self.reset()
 
     def reset(self) -> None:
@@ -635,11 +628,7 @@ class Engine:
             self.al_alias[lb] = alias
 
     def set_rule(self, lb: int, rule: str) -> None:
-        if rule not in RULE_CODES:
-            raise ValueError(
-                f"unknown dispatch rule {rule!r}: expected one of {', '.join(RULE_CODES)}"
-            )
-        self._rules[lb] = rule
+        self._rules[lb] = D.check_dispatch_name(rule)
         self.lb_rule[lb] = RULE_CODES[rule]
         self.set_weights(lb, self.lb_w[lb])
 
@@ -753,6 +742,11 @@ class Engine:
         return self.sf[:, _W].copy()
 
     @property
+    def active(self) -> np.ndarray:
+        """bool[num_servers]: the servers taking new flows now (Observation.active)."""
+        return self.si[:, _UP] != 0
+
+    @property
     def completed(self) -> int:
         """Flows completed so far (all LBs)."""
         return int(self.counters[_C_COMPLETED])
@@ -785,5 +779,5 @@ def compile_kernels() -> None:
         {"servers": {"workers": [1, 2]}, "duration": 0.5, "control_interval": 0.25},
         source="<compile_kernels>",
     )
-    for rule in RULE_CODES:
+    for rule in D.DISPATCH_NAMES:
         Engine(tiny, rule=rule).step()

@@ -15,10 +15,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from marllbd.dataplane.dispatch import RULE_NAMES
+from marllbd.errors import MarllbdError
 from marllbd.ipc.layout import DEFAULT_K, MAX_K, MAX_SERVERS
 from marllbd.sim import traces
 
-DISPATCH_RULES = ("sed", "wcmp", "ecmp", "lsq", "lsq2", "sed2")
 FAULT_KINDS = ("down", "up", "capacity")
 PRESETS_DIR = Path(__file__).parent / "scenarios"
 """Preset scenarios, package data (configs/scenarios links here)."""
@@ -30,7 +31,7 @@ TRACE_STREAM = 0
 """Spawn key of the trace's random stream under SeedSequence(seed); other users take others."""
 
 
-class ScenarioError(ValueError):
+class ScenarioError(MarllbdError, ValueError):
     """A scenario is invalid; the message names the file, the key path and what would be right."""
 
 
@@ -289,7 +290,7 @@ class _Checker:
             trace=self.trace(top.get("trace", {})),
             duration=duration,
             control_interval=control,
-            dispatch=self.choice(top.get("dispatch", "sed"), "dispatch", DISPATCH_RULES),
+            dispatch=self.choice(top.get("dispatch", "sed"), "dispatch", RULE_NAMES),
             rtt=rtt,
             reservoir_k=self.integer(top.get("reservoir_k", DEFAULT_K), "reservoir_k", 1, MAX_K),
             faults=self.faults(top.get("faults", []), n, duration),

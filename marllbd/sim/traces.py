@@ -16,6 +16,8 @@ from typing import TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
+from marllbd.errors import MarllbdError
+
 WORK_DISTRIBUTIONS = ("exp", "lognormal", "pareto", "bimodal")
 LOGNORMAL_SIGMA = 1.0
 """σ of log(work): a moderately skewed distribution (squared CV e^σ² − 1 ≈ 1.7)."""
@@ -48,7 +50,7 @@ _FILE_SIZE = re.compile(r"[?&]file=[^&]*?(\d+(?:\.\d+)?)(B|KB|MB|GB)\b", re.IGNO
 _SIZE_UNITS = {"B": 1.0, "KB": 1e3, "MB": 1e6, "GB": 1e9}
 
 
-class TraceError(ValueError):
+class TraceError(MarllbdError, ValueError):
     """A trace file or array is malformed; the message names the file, line and problem."""
 
 

@@ -1,14 +1,25 @@
 """Evaluate policies on a scenario: run each (policy, seed) through the simulator, measure.
 
-Every LB node gets its own policy instance, which decides on its own
-observation only (decentralised, as in the daemon).  A run lasts the
-scenario's duration, then keeps stepping without new arrivals until every
-flow has finished, at most DRAIN_LIMIT more seconds.  Metrics:
+This is the one loop that measures a policy: `marllbd eval`, the trainers'
+best-checkpoint selection and the tests of shipped policies all call it.
+
+A policy is given as a spec string ("sed", "sac-gru:PATH", loaded through the
+registry) or as a `PolicySource`: a display name and a factory
+`(lb) -> Policy` that makes LB node `lb`'s policy, so a trainer can evaluate
+the networks it is training.  A multi-agent policy across nodes (QMIX) is a
+factory that returns each node's share of it (its agents, on the shared
+network).  The factory is called once per LB node at the start of every run,
+so each node runs its own policy instance with its own state, which decides on
+its own observation only (decentralised, as in the daemon).
+
+A run lasts the scenario's duration, then keeps stepping without new arrivals
+until every flow has finished, at most DRAIN_LIMIT more seconds.  Metrics:
 
 - FCT statistics over every flow of the trace: rejected flows count at the
   40 s client timeout (engine.REJECT_PENALTY), and so do flows still
-  unfinished at the drain limit (by then they have waited at least that long).
-  Percentiles use numpy's linear interpolation.
+  unfinished at the drain limit (by then they have waited at least that long;
+  `Result.unfinished` counts them).  Percentiles use numpy's linear
+  interpolation.
 - jain: Jain's index of the servers' ground-truth utilization (busy fraction
   of each server's workers, so equal utilization is fair whatever the
   capacities), averaged over the control intervals of the duration.
@@ -16,6 +27,11 @@ flow has finished, at most DRAIN_LIMIT more seconds.  Metrics:
   the decayed mean flow duration; with several LB nodes of the per-server
   feature averaged over them, as the multi-agent env does), averaged over the
   same intervals.
+
+`summary` averages each policy's per-seed figures (every seed weighs the
+same) and gives mean, p90 and p99 FCT a 95 % confidence interval from
+Student's t over the seeds (marllbd.stats).  Results keep their seed, so runs
+of two policies on the same seeds can be paired.
 """
 
 from __future__ import annotations
@@ -24,16 +40,17 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TextIO, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 
 from marllbd import fairness, features
 from marllbd.envs.reward import RewardSpec
-from marllbd.policies import GroundTruth, PolicyContext, load
+from marllbd.policies import GroundTruth, Policy, PolicyContext, PolicyError, load
 from marllbd.sim.engine import REJECT_PENALTY, Engine
 from marllbd.sim.scenario import Scenario
+from marllbd.stats import Estimate, mean_ci
 
 DRAIN_LIMIT = REJECT_PENALTY
 """Seconds of draining after the duration; a flow unfinished by then has hit the client timeout."""
@@ -45,12 +62,33 @@ class EvaluationError(ValueError):
     """A policy misbehaved during an evaluation run (e.g. returned invalid weights)."""
 
 
+PolicyFactory: TypeAlias = Callable[[int], Policy]
+"""Makes LB node `lb`'s policy; called once per node at the start of every run."""
+
+
+@dataclass(frozen=True)
+class PolicySource:
+    """A named way to make every LB node's policy for a run (see the module docstring)."""
+
+    name: str
+    """What results and reports call it, e.g. "sac-gru step 2000"; distinct per evaluation."""
+    make: PolicyFactory
+
+    @staticmethod
+    def of(policy: str | PolicySource) -> PolicySource:
+        """`policy` itself, or for a spec string a source that loads it for every node."""
+        if isinstance(policy, PolicySource):
+            return policy
+        spec = policy
+        return PolicySource(spec, lambda lb: load(spec))
+
+
 @dataclass(frozen=True, eq=False)
 class Result:
     """The outcome of one (policy, seed) run; times in seconds."""
 
     policy: str
-    """The policy spec as given ("sed", "sac-gru:PATH")."""
+    """The policy spec as given ("sed", "sac-gru:PATH") or the PolicySource's name."""
     seed: int
     flows: int
     mean_fct: float
@@ -78,7 +116,8 @@ class Summary:
     """One policy's results averaged over seeds (each seed weighs the same)."""
 
     policy: str
-    seeds: int
+    seeds: tuple[int, ...]
+    """The seeds averaged over, in run order."""
     reward: float
     jain: float
     mean_fct: float
@@ -88,7 +127,13 @@ class Summary:
     p99_fct: float
     reject_rate: float
     flows: float
+    unfinished: float
+    """Mean over seeds of the flows unfinished at the drain limit (charged the timeout)."""
     wall_seconds: float
+    mean_fct_ci: Estimate
+    """mean_fct with its 95 % t interval over the seeds (NaN bounds for one seed)."""
+    p90_fct_ci: Estimate
+    p99_fct_ci: Estimate
 
 
 SUMMARY_FIELDS = (
@@ -101,8 +146,12 @@ SUMMARY_FIELDS = (
     "p99_fct",
     "reject_rate",
     "flows",
+    "unfinished",
     "wall_seconds",
 )
+"""Summary's per-seed means, in the order reports show them."""
+CI_FIELDS = ("mean_fct", "p90_fct", "p99_fct")
+"""The figures whose Summary carries a confidence interval (as FIELD_ci)."""
 
 
 def policy_seed(seed: int, lb: int) -> int:
@@ -113,23 +162,28 @@ def policy_seed(seed: int, lb: int) -> int:
 
 def run(
     scenario: Scenario,
-    spec: str,
+    policy: str | PolicySource,
     seed: int,
     *,
     on_interval: Callable[[float], None] | None = None,
 ) -> Result:
-    """One run of `scenario` with seed `seed`, each LB node driven by its own `load(spec)`.
+    """One run of `scenario` with seed `seed`, LB node `lb` driven by its own `make(lb)`.
 
     `on_interval` gets the run's progress in [0, 1] (simulated time over the duration).
     """
+    source = PolicySource.of(policy)
+    spec = source.name
     sc = scenario.replace(seed=seed)
     started = time.perf_counter()
-    policies = [load(spec) for _ in range(sc.lb_nodes)]
+    policies = [source.make(lb) for lb in range(sc.lb_nodes)]
     engine = Engine(sc, rule=[p.dispatch for p in policies])
     n = engine.num_servers
     capacities = engine.static_capacities.copy()
-    for lb, policy in enumerate(policies):
-        policy.reset(PolicyContext(n, capacities, policy_seed(seed, lb)))
+    for lb, node in enumerate(policies):
+        try:
+            node.reset(PolicyContext(n, capacities, policy_seed(seed, lb)))
+        except PolicyError as exc:  # e.g. trained for another number of servers
+            raise EvaluationError(f"policy {spec!r}: {exc}") from None
     # Before the first decision the LBs use static capacity weights, as the envs do.
     weights = np.tile(capacities, (sc.lb_nodes, 1))
     feats = np.zeros((sc.lb_nodes, n, features.NUM_FEATURES))
@@ -155,8 +209,8 @@ def run(
             if wants_truth
             else None
         )
-        for lb, (policy, obs) in enumerate(zip(policies, step.observations, strict=True)):
-            w = policy.decide(feats[lb], obs.active, truth if policy.needs_ground_truth else None)
+        for lb, (node, obs) in enumerate(zip(policies, step.observations, strict=True)):
+            w = node.decide(feats[lb], obs.active, truth if node.needs_ground_truth else None)
             try:
                 engine.set_weights(lb, w)
             except ValueError as exc:
@@ -190,37 +244,54 @@ def run(
 
 
 def evaluate(
-    scenario: Scenario, policies: Sequence[str], seeds: Sequence[int], *, progress: bool
+    scenario: Scenario,
+    policies: Sequence[str | PolicySource],
+    seeds: Sequence[int],
+    *,
+    progress: bool = False,
 ) -> list[Result]:
-    """Run every policy spec on every seed, in that order; a progress bar on stderr if asked.
+    """Run every policy on every seed, in that order; a progress bar on stderr if asked.
 
-    Policies load lazily per run: check the specs with `policies.load` first to
+    Policies are made per run: check spec strings with `policies.load` first to
     fail before any simulation.
     """
-    bar = _ProgressBar(len(policies) * len(seeds), sys.stderr) if progress else None
+    if not seeds:
+        raise ValueError("seeds: expected at least one seed to evaluate on")
+    sources = [PolicySource.of(p) for p in policies]
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        raise ValueError(f"policies: expected distinct names, got {names}")
+    bar = _ProgressBar(len(sources) * len(seeds), sys.stderr) if progress else None
     results = []
-    for spec in policies:
+    for source in sources:
         for seed in seeds:
-            tick = None if bar is None else bar.run(f"{spec} seed {seed}")
-            results.append(run(scenario, spec, seed, on_interval=tick))
+            tick = None if bar is None else bar.run(f"{source.name} seed {seed}")
+            results.append(run(scenario, source, seed, on_interval=tick))
     if bar is not None:
         bar.close()
     return results
 
 
 def summary(results: Sequence[Result]) -> list[Summary]:
-    """Per policy, in first-seen order: every metric averaged over its seeds."""
+    """Per policy, in first-seen order: every metric averaged over its seeds, and the
+    95 % t confidence interval of mean, p90 and p99 FCT."""
     by_policy: dict[str, list[Result]] = {}
     for r in results:
         by_policy.setdefault(r.policy, []).append(r)
-    return [
-        Summary(
-            policy=policy,
-            seeds=len(runs),
-            **{f: float(np.mean([getattr(r, f) for r in runs])) for f in SUMMARY_FIELDS},
+    rows = []
+    for policy, runs in by_policy.items():
+        est = {f: mean_ci([float(getattr(r, f)) for r in runs]) for f in SUMMARY_FIELDS}
+        rows.append(
+            Summary(
+                policy=policy,
+                seeds=tuple(r.seed for r in runs),
+                **{f: e.mean for f, e in est.items()},
+                mean_fct_ci=est["mean_fct"],
+                p90_fct_ci=est["p90_fct"],
+                p99_fct_ci=est["p99_fct"],
+            )
         )
-        for policy, runs in by_policy.items()
-    ]
+    return rows
 
 
 class _ProgressBar:

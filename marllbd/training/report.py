@@ -1,23 +1,27 @@
-"""Evaluation reports: results CSV, a markdown table over seeds, FCT CDF and load plots.
+"""Evaluation reports: results CSV, markdown tables (per seed, and mean ± 95 % CI over
+seeds), a JSON document, FCT CDF and load plots.
 
 The CSV holds only simulated quantities, so the same evaluation writes the
-same bytes; wall-clock times appear in the markdown table only.  Plots are
+same bytes; wall-clock times appear in the markdown tables and JSON only.  Plots are
 drawn on matplotlib's Agg canvas without pyplot (no global figure state).
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from marllbd.sim.scenario import Scenario
-from marllbd.training.evaluate import Result, Summary, summary
+from marllbd.stats import Estimate
+from marllbd.training.evaluate import CI_FIELDS, SUMMARY_FIELDS, Result, Summary, summary
 
 CSV_COLUMNS = (
     "policy",
@@ -49,24 +53,88 @@ def _cell(value: object) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
+def runs_markdown(results: Sequence[Result]) -> str:
+    """A markdown table, one row per (policy, seed) in run order."""
+    lines = [
+        "| policy | seed | flows | mean FCT (ms) | p90 FCT (ms) | p99 FCT (ms) "
+        "| Jain (util.) | reward | rejected | unfinished | wall (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.policy} | {r.seed} | {r.flows} | {r.mean_fct * 1e3:.1f}"
+            f" | {r.p90_fct * 1e3:.1f} | {r.p99_fct * 1e3:.1f} | {r.jain:.4f} | {r.reward:.4f}"
+            f" | {r.reject_rate:.2%} | {r.unfinished} | {r.wall_seconds:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def markdown(rows: Sequence[Summary]) -> str:
-    """A markdown table, one row per policy; mean and p90 FCT also relative to the best."""
+    """A markdown table, one row per policy: means over seeds, mean/p90/p99 FCT with the
+    half-width of their 95 % t interval; mean and p90 FCT also relative to the best."""
     best_mean = min(s.mean_fct for s in rows)
     best_p90 = min(s.p90_fct for s in rows)
     lines = [
         "| policy | seeds | mean FCT (ms) | vs best | p90 FCT (ms) | vs best "
-        "| p95 FCT (ms) | p99 FCT (ms) | Jain (util.) | reward | rejected | wall (s) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| p95 FCT (ms) | p99 FCT (ms) | Jain (util.) | reward | rejected | unfinished "
+        "| wall (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in rows:
         lines.append(
-            f"| {s.policy} | {s.seeds}"
-            f" | {s.mean_fct * 1e3:.1f} | {_relative(s.mean_fct, best_mean)}"
-            f" | {s.p90_fct * 1e3:.1f} | {_relative(s.p90_fct, best_p90)}"
-            f" | {s.p95_fct * 1e3:.1f} | {s.p99_fct * 1e3:.1f} | {s.jain:.4f} | {s.reward:.4f}"
-            f" | {s.reject_rate:.2%} | {s.wall_seconds:.2f} |"
+            f"| {s.policy} | {len(s.seeds)}"
+            f" | {_ms(s.mean_fct_ci)} | {_relative(s.mean_fct, best_mean)}"
+            f" | {_ms(s.p90_fct_ci)} | {_relative(s.p90_fct, best_p90)}"
+            f" | {s.p95_fct * 1e3:.1f} | {_ms(s.p99_fct_ci)} | {s.jain:.4f} | {s.reward:.4f}"
+            f" | {s.reject_rate:.2%} | {s.unfinished:g} | {s.wall_seconds:.2f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _ms(e: Estimate) -> str:
+    """The mean "12.3 ± 0.4" in ms; the value alone when the interval is unknown (one seed)."""
+    if math.isnan(e.half_width):
+        return f"{e.mean * 1e3:.1f}"
+    return f"{e.mean * 1e3:.1f} ± {e.half_width * 1e3:.1f}"
+
+
+def tables(results: Sequence[Result]) -> str:
+    """The per-seed table, then the table of means ± 95 % CI over seeds (what `eval` prints)."""
+    return (
+        f"Per seed:\n\n{runs_markdown(results)}\n"
+        "Mean over seeds, ± half-width of the 95 % confidence interval "
+        f"(Student's t, seeds - 1 degrees of freedom):\n\n{markdown(summary(results))}"
+    )
+
+
+def to_json(results: Sequence[Result], scenario: Scenario) -> dict[str, Any]:
+    """The evaluation as one JSON-ready object: "runs" (per seed) and "summary" (per policy,
+    each CI field as {"mean", "low", "high", "n", "confidence"}; bounds null for one seed)."""
+
+    def number(x: float) -> float | None:
+        return None if math.isnan(x) else x
+
+    runs = [
+        {**{c: getattr(r, c) for c in CSV_COLUMNS}, "wall_seconds": r.wall_seconds} for r in results
+    ]
+    rows = []
+    for s in summary(results):
+        row: dict[str, Any] = {
+            "policy": s.policy,
+            "seeds": list(s.seeds),
+            **{f: getattr(s, f) for f in SUMMARY_FIELDS},
+        }
+        for f in CI_FIELDS:
+            e: Estimate = getattr(s, f"{f}_ci")
+            row[f"{f}_ci"] = {
+                "mean": e.mean,
+                "low": number(e.low),
+                "high": number(e.high),
+                "n": e.n,
+                "confidence": e.confidence,
+            }
+        rows.append(row)
+    return {"scenario": scenario.name, "runs": runs, "summary": rows}
 
 
 def _relative(value: float, best: float) -> str:
@@ -136,10 +204,10 @@ def slugs(policies: Sequence[str]) -> dict[str, str]:
 def write(results: Sequence[Result], scenario: Scenario, out: Path) -> str:
     """Write results.csv, results.md, fct_cdf.png and load_<policy>.png into `out`.
 
-    Returns the markdown table.  The load plot of a policy shows its first seed.
+    Returns the markdown (`tables`).  The load plot of a policy shows its first seed.
     """
     write_csv(results, out / "results.csv")
-    table = markdown(summary(results))
+    table = tables(results)
     (out / "results.md").write_text(table, encoding="utf-8")
     seeds = sorted({r.seed for r in results})
     plot_fct_cdf(

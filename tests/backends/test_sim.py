@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from marllbd.backends.config import BackendConfig, SimBackendConfig
 from marllbd.backends.sim import SimBackend
-from marllbd.daemon.config import BackendConfig, SimBackendConfig
 from marllbd.ipc import Region, RegionError
 
 

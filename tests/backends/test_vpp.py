@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from marllbd.backends.config import BackendConfig, VppPapiConfig
 from marllbd.backends.vpp import PapiSink, VppBackend, integer_weights
-from marllbd.daemon.config import BackendConfig, VppPapiConfig
 
 
 class FakeApi:

@@ -113,7 +113,7 @@ async def test_decides_every_frame_with_sed_capacity_weights(running) -> None:  
     )
     assert value(d, "marllbd_server_active_flows", server="2") == 3.0
     assert value(d, "marllbd_attached") == 1
-    assert d._pending is None  # SED is bounded: decided on the loop, never in the thread
+    assert d.decider._pending is None  # SED is bounded: decided on the loop, never in the thread
 
 
 async def test_invalid_frames_are_counted_and_skipped(running) -> None:  # type: ignore[no-untyped-def]
@@ -205,11 +205,11 @@ class BoundedHanging(Hanging):
 async def test_policy_failure_falls_back_then_recovers(running, policy, reason) -> None:  # type: ignore[no-untyped-def]
     d, prod = running
     bad = policy()
-    d.policy = bad
+    d.decider.policy = bad
     await decide(d, prod)
     assert value(d, "marllbd_fallbacks_total", reason=reason) == 1
     # A bounded policy that overran on the loop is moved to the worker thread.
-    assert (d._demoted is bad) == (policy is BoundedHanging)
+    assert (d.decider._demoted is bad) == (policy is BoundedHanging)
     assert value(d, "marllbd_fallback_active") == 1
     assert prod.weights.read() is WeightsStatus.NEW
     w = prod.weights.weights
@@ -285,7 +285,7 @@ class WrongSize(Raising):
 async def test_unusable_policy_leaves_decisions_to_the_fallback(region_name: str) -> None:
     prod = Producer(region_name)
     d = Daemon(make_config(region_name))
-    d.policy = WrongSize()
+    d.decider.policy = WrongSize()
     task = asyncio.create_task(d.run())
     await asyncio.wait_for(d.ready.wait(), 60)
     try:
@@ -324,7 +324,7 @@ async def test_warms_the_decision_path_only_just_before_a_frame_is_due(
     period_ns = 100_000_000
     prod = Producer(region_name, period_ns=period_ns)
     d = Daemon(make_config(region_name, warm_lead=lead))
-    policy = d.policy = Warmed()
+    policy = d.decider.policy = Warmed()
     task = asyncio.create_task(d.run())
     await asyncio.wait_for(d.ready.wait(), 60)
     try:
@@ -354,8 +354,8 @@ async def test_warms_the_fallback_while_the_policy_is_backing_off(region_name: s
     period_ns = 100_000_000
     prod = Producer(region_name, period_ns=period_ns)
     d = Daemon(make_config(region_name, warm_lead=0.02))
-    d.policy, fallback = BoundedRaising(), Warmed()
-    d.fallback = fallback
+    d.decider.policy, fallback = BoundedRaising(), Warmed()
+    d.decider.fallback = fallback
     task = asyncio.create_task(d.run())
     await asyncio.wait_for(d.ready.wait(), 60)
     try:

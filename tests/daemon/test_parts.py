@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from marllbd.daemon.channels import Latest
-from marllbd.daemon.metrics import Metrics, MetricsServer
+from marllbd.daemon.fallback import Reason
+from marllbd.daemon.metrics import Metrics, MetricsServer, ReloadResult
 from marllbd.daemon.sdnotify import Notifier
+from marllbd.ipc.ring import FrameError
 
 
 async def test_latest_keeps_only_the_newest() -> None:
@@ -108,6 +110,35 @@ async def test_metrics_endpoint() -> None:
         await MetricsServer(m, "127.0.0.1", server.port).start()
     task.cancel()
     await server.close()
+
+
+def test_every_known_label_value_is_exported_at_zero() -> None:
+    m = Metrics()
+    get = m.registry.get_sample_value
+    for name, label, values in (
+        ("marllbd_invalid_frames_total", "field", FrameError.FIELDS),
+        ("marllbd_fallbacks_total", "reason", [r.value for r in Reason]),
+        ("marllbd_reloads_total", "result", [r.value for r in ReloadResult]),
+    ):
+        assert len(values) >= 2
+        for v in values:
+            assert get(name, {label: v}) == 0.0, (name, v)
+    assert "unusable" in set(Reason) and "n_fct" in FrameError.FIELDS
+    assert get("marllbd_server_weight", {"server": "0"}) is None  # no region yet
+
+
+def test_server_gauges_follow_the_attached_region() -> None:
+    m = Metrics()
+    get = m.registry.get_sample_value
+    m.set_servers(3)
+    for name in ("marllbd_server_weight", "marllbd_server_active_flows",
+                 "marllbd_server_flow_duration_decayed_seconds"):  # fmt: skip
+        assert [get(name, {"server": str(i)}) for i in range(4)] == [0.0, 0.0, 0.0, None]
+    m.servers[2][0].set(7)
+    m.set_servers(2)  # a smaller region: server 2 is no longer exported
+    assert len(m.servers) == 2 and get("marllbd_server_weight", {"server": "2"}) is None
+    m.set_servers(3)
+    assert get("marllbd_server_weight", {"server": "2"}) == 0.0
 
 
 def test_logging_follows_stdout_after_configure(monkeypatch: pytest.MonkeyPatch) -> None:

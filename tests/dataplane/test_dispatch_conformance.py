@@ -7,6 +7,7 @@ Seeded random vectors cover ties, duplicate and invalid weights, down masks
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from types import ModuleType
 
 import numpy as np
@@ -101,6 +102,43 @@ def test_every_rule_chooses_the_same_server(c: ModuleType) -> None:
             )
 
 
+def _maglev_pick(side: ModuleType, up: npt.NDArray[np.uint8], h: np.uint64) -> int:
+    table = side.maglev_build(up, 251)
+    if side is py:
+        return int(py.maglev_pick(table, h))
+    return int(table[int(h) % len(table)])  # marllb_maglev_pick is inline in the header
+
+
+Pick = Callable[
+    [ModuleType, npt.NDArray[np.uint64], npt.NDArray[np.float64], npt.NDArray[np.uint8], np.uint64],
+    int,
+]
+RULE_PICKS: dict[str, Pick] = {
+    "sed": lambda side, active, weight, up, h: side.sed_pick(active, weight, up),
+    "wcmp": lambda side, active, weight, up, h: side.alias_pick(*side.alias_build(weight, up), h),
+    "ecmp": lambda side, active, weight, up, h: _maglev_pick(side, up, h),
+    "lsq": lambda side, active, weight, up, h: side.lsq_pick(active, up),
+    "lsq2": lambda side, active, weight, up, h: side.p2_pick(active, weight, up, h, False),
+    "sed2": lambda side, active, weight, up, h: side.p2_pick(active, weight, up, h, True),
+}
+"""How the C library and its Python twin (`side`) apply each data-plane rule by name."""
+
+
+def test_every_rule_name_has_a_c_twin_that_agrees(c: ModuleType) -> None:
+    """The one list of rule names (DispatchRule) and the C side agree: a name added
+    without a C implementation, or one that picks differently, fails here."""
+    assert sorted(RULE_PICKS) == sorted(py.RULE_NAMES)
+    rng = np.random.default_rng(20240612)
+    for case in range(300):
+        active, weight, up, flow_hashes = random_case(rng)
+        for name, pick in RULE_PICKS.items():
+            for h in flow_hashes:
+                assert pick(c, active, weight, up, h) == pick(py, active, weight, up, h), (
+                    f"{name} case {case}: active={active.tolist()} weight={weight.tolist()} "
+                    f"up={up.tolist()} hash={h}"
+                )
+
+
 def test_empty_server_set(c: ModuleType) -> None:
     active, weight, up = np.zeros(0, np.uint64), np.zeros(0), np.zeros(0, np.uint8)
     h = np.uint64(0xDEADBEEF_00C0FFEE)
@@ -121,7 +159,7 @@ def test_maglev_tables_are_identical(c: ModuleType) -> None:
                 c.maglev_build(up, m), py.maglev_build(up, m), err_msg=f"m={m} up={up.tolist()}"
             )
     up = (rng.random(64) < 0.8).astype(np.uint8)
-    m = py.MAGLEV_DEFAULT_SIZE
+    m = 65537  # a production-size prime table
     np.testing.assert_array_equal(c.maglev_build(up, m), py.maglev_build(up, m))
 
 

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from marllbd.dataplane.reservoir import (
     DUR,
     FCT,
-    MAX_K,
     Reservoir,
     ReservoirBank,
     SingleMetricReservoir,
@@ -20,6 +19,7 @@ from marllbd.dataplane.reservoir import (
     make_rng_state,
     reservoir_add,
 )
+from marllbd.ipc.layout import MAX_K
 
 K, N, TRIALS = 8, 32, 3000  # k-sample of a 32-value stream, over 3000 seeds
 

@@ -80,7 +80,7 @@ def test_reset_seed_is_reproducible() -> None:
     ("kwargs", "message"),
     [
         ({"action_type": "binary"}, "action_type"),
-        ({"reward_metric": "happiness"}, "unknown fairness metric"),
+        ({"reward_metric": "happiness"}, "reward_metric: unknown metric"),
         ({"reward_field": "cpu"}, "reward_field"),
         ({"reward_shaping": "sqrt"}, "reward_shaping"),
         ({"num_servers": 5, "scenario": "paper-7"}, "num_servers"),

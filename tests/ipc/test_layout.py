@@ -20,6 +20,8 @@ STRUCTS = {
     "marllb_server_obs_t": L.SERVER_OBS,
     "marllb_frame_hdr_t": L.FRAME_HDR,
 }
+UNSIGNED_CONSTANTS = ("CACHELINE", "DEFAULT_K", "MAX_K", "MAX_SERVERS", "MAX_RING_LEN")
+"""marllb_shm.h's MARLLB_<name> and layout's <name>."""
 GEOMETRIES = [(1, 2, 1), (16, 8, 128), (64, 8, 128), (7, 4, 33), (1024, 1024, 4096)]
 
 
@@ -50,6 +52,7 @@ def c_layout(tmp_path_factory: pytest.TempPathFactory) -> dict[str, int]:
     lines += [
         'printf("magic %llu\\n", (unsigned long long)MARLLB_SHM_MAGIC);',
         'printf("version %u\\n", MARLLB_SHM_VERSION);',
+        *(f'printf("{name} %u\\n", MARLLB_{name});' for name in UNSIGNED_CONSTANTS),
         "return 0; }",
     ]
     d = tmp_path_factory.mktemp("layout")
@@ -103,6 +106,8 @@ def test_derived_sizes_match_c(c_layout: dict[str, int], cap: int, ring: int, k:
 def test_constants_match_c(c_layout: dict[str, int]) -> None:
     assert c_layout["magic"] == L.MAGIC
     assert c_layout["version"] == L.VERSION
+    for name in UNSIGNED_CONSTANTS:  # Python's one definition of each is in layout
+        assert c_layout[name] == getattr(L, name), name
 
 
 def test_live_words_are_aligned() -> None:

@@ -98,8 +98,9 @@ def test_invalid_frames_raise_and_count(
     rec["num_servers"] = 4
     rec["servers"][field][0] = value
     w.commit(rec)
-    with pytest.raises(FrameError, match=message):
+    with pytest.raises(FrameError, match=message) as err:
         rd.read_newest()
+    assert err.value.field == field  # the metric label, without the server index
     assert rd.stats.invalid == 1 and rd.stats.frames == 0
 
 
@@ -129,8 +130,9 @@ def test_bad_sample_found_in_every_corner(
     rec["num_servers"] = 4
     rec["servers"][quantity]["value"][server, slot] = bad
     w.commit(rec)
-    with pytest.raises(FrameError, match=rf"servers\[{server}\].{quantity}\[{slot}\].value"):
+    with pytest.raises(FrameError, match=rf"servers\[{server}\].{quantity}\[{slot}\].value") as err:
         rd.read_newest()
+    assert err.value.field == quantity
 
 
 def test_edge_sample_values_accepted(pair: tuple[FrameWriter, FrameReader]) -> None:
@@ -150,8 +152,15 @@ def test_server_count_above_capacity(pair: tuple[FrameWriter, FrameReader]) -> N
     rec = w.begin()
     rec["num_servers"] = 5
     w.commit(rec)
-    with pytest.raises(FrameError, match="num_servers: expected <= capacity 4"):
+    with pytest.raises(FrameError, match="num_servers: expected <= capacity 4") as err:
         rd.read_newest()
+    assert err.value.field == "num_servers"
+
+
+def test_frame_error_field_is_a_known_field() -> None:
+    assert FrameError("n_fct", "servers[1].n_fct: ...").field == "n_fct"
+    with pytest.raises(ValueError, match="FrameError field: expected one of"):
+        FrameError("servers[1].n_fct", "a field with its index is not a field")
 
 
 def test_only_the_owner_writes(region_name: str) -> None:

@@ -1,4 +1,4 @@
-"""The seed's SharedMemoryRegion calls work against the real region."""
+"""The original description's SharedMemoryRegion calls work against the real region."""
 
 from __future__ import annotations
 

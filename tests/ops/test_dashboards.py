@@ -16,9 +16,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from marllbd.daemon.app import Daemon
-from tests.daemon.test_app import Producer, decide, make_config
+from marllbd.daemon.fallback import Reason
+from marllbd.ipc.ring import FrameError
+from tests.daemon.test_app import Producer, decide, make_config, until, value
 from tests.ops.conftest import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,11 +39,34 @@ def _exprs() -> list[str]:
     return exprs
 
 
-def _exported_name(sample: str) -> str:
-    return sample.split("{")[0].split(" ")[0]
+def _used_metrics() -> set[str]:
+    """Every marllbd_* metric the PromQL of the dashboard and the alert rules names, as
+    its exported family (a histogram's _bucket/_sum/_count are the histogram)."""
+    return {_family(m) for e in _exprs() for m in _METRIC.findall(e)}
+
+
+def _family(sample: str) -> str:
+    return re.sub(r"_(bucket|sum|count|created)$", "", sample)
+
+
+def _samples(body: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for fam in text_string_to_metric_families(body)
+        for s in fam.samples
+    }
+
+
+async def _scrape(d: Daemon) -> str:
+    reader, writer = await asyncio.open_connection("127.0.0.1", d.metrics_server.port)
+    writer.write(b"GET /metrics HTTP/1.1\r\n\r\n")
+    body = (await reader.read()).decode().split("\r\n\r\n", 1)[1]
+    writer.close()
+    return body
 
 
 async def _scrape_running_daemon(region_name: str) -> str:
+    """A scrape after decisions and an invalid frame: every kind of sample has values."""
     prod = Producer(region_name)
     d = Daemon(make_config(region_name))
     task = asyncio.create_task(d.run())
@@ -48,14 +74,9 @@ async def _scrape_running_daemon(region_name: str) -> str:
     try:
         for _ in range(3):
             await decide(d, prod)
-        prod.publish(active=5)  # an invalid frame, so the labelled counter has a sample
-        await asyncio.sleep(0.1)
-        d.metrics.fallbacks.labels(reason="error")  # labelled series exist once touched
-        reader, writer = await asyncio.open_connection("127.0.0.1", d.metrics_server.port)
-        writer.write(b"GET /metrics HTTP/1.1\r\n\r\n")
-        body = (await reader.read()).decode().split("\r\n\r\n", 1)[1]
-        writer.close()
-        return body
+        prod.publish(active=5)  # an invalid frame
+        await until(lambda: value(d, "marllbd_invalid_frames_total", field="active") == 1)
+        return await _scrape(d)
     finally:
         d.stop_event.set()
         await task
@@ -76,15 +97,36 @@ def test_dashboard_shape() -> None:
         assert topic in titles, topic
 
 
-async def test_every_metric_used_is_exported(region_name: str) -> None:
-    body = await _scrape_running_daemon(region_name)
-    exported = {
-        _exported_name(line) for line in body.splitlines() if line and not line.startswith("#")
-    }
-    used = {m for e in _exprs() for m in _METRIC.findall(e)}
-    assert len(used) >= 15
-    missing = sorted(m for m in used if m not in exported)
-    assert missing == [], f"used by dashboards/alerts but not exported: {missing}"
+async def test_every_metric_used_is_in_the_first_scrape_of_a_healthy_daemon(
+    region_name: str,
+) -> None:
+    """Ready and attached to a data plane, before any frame: the first scrape already has
+    every metric the dashboard and the alerts use, and every known label value at 0 (a
+    healthy daemon's panels show 0, not "no data")."""
+    prod = Producer(region_name)
+    d = Daemon(make_config(region_name))
+    task = asyncio.create_task(d.run())
+    try:
+        await asyncio.wait_for(d.ready.wait(), 60)
+        await until(lambda: d.region is not None)  # attached (read in-process, not scraped)
+        samples = _samples(await _scrape(d))
+    finally:
+        d.stop_event.set()
+        await task
+    exported = {_family(name) for name, _ in samples}
+    used = _used_metrics()
+    assert len(used) >= 15 and "marllbd_decision_latency_seconds" in used
+    missing = sorted(used - exported)
+    assert missing == [], f"used by dashboards/alerts but not in the first scrape: {missing}"
+    servers = [str(i) for i in range(prod.region.geometry.num_servers)]
+    known = [
+        ("marllbd_fallbacks_total", "reason", [r.value for r in Reason]),
+        ("marllbd_invalid_frames_total", "field", list(FrameError.FIELDS)),
+        ("marllbd_server_weight", "server", servers),
+    ]
+    for name, label, values in known:
+        for v in values:
+            assert samples.get((name, frozenset({(label, v)}))) == 0.0, (name, label, v)
 
 
 def test_promtool_checks_config_and_rules() -> None:

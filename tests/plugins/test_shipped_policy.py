@@ -13,6 +13,8 @@ pytest.importorskip("torch")
 from marllbd.features import FEATURE_SPEC_VERSION, NUM_FEATURES
 from marllbd.ipc.weights import check_weights
 from marllbd.policies import PolicyContext, load
+from marllbd.sim.scenario import load_scenario
+from marllbd.training import evaluate as ev
 
 SHIPPED = Path(__file__).resolve().parents[2] / "configs" / "policies" / "seed-16-sac-gru"
 
@@ -38,28 +40,35 @@ def test_shipped_policy_decides_valid_weights() -> None:
 
 @pytest.mark.parametrize("name", ["seed-16-sac-gru", "drift-7-sac-gru"])
 def test_shipped_policy_reproduces_its_evaluation(name: str) -> None:
-    """`make pretrain` selected each checkpoint on seeds 1001-1003; the same evaluation
-    gives the numbers its manifest records."""
-    from marllbd_rl.rollout import evaluate
-
-    from marllbd.sim.scenario import load_scenario
-
+    """`make pretrain` selected each checkpoint by marllbd.training.evaluate on held-out
+    seeds; the same evaluation gives the numbers its manifest records."""
     path = SHIPPED.parent / name
     manifest = json.loads((path / "manifest.json").read_text())
-    ev = evaluate(load(f"sac-gru:{path}"), load_scenario(manifest["scenario"]), (1001, 1002, 1003))
-    assert ev.fct_mean == pytest.approx(manifest["eval_fct_mean"], rel=1e-3)
-    assert ev.fct_p90 == pytest.approx(manifest["eval_fct_p90"], rel=1e-3)
+    recorded = manifest.get("eval")
+    if recorded is None:
+        # Selected by the old loop (LB 0 only, flows in flight at the end dropped) on seeds
+        # 1001-1003; draining them to completion moves mean and p90 FCT by under 1 %.
+        recorded = {
+            "fct_mean": manifest["eval_fct_mean"],
+            "fct_p90": manifest["eval_fct_p90"],
+            "seeds": [1001, 1002, 1003],
+        }
+        rel = 1e-2
+    else:
+        rel = 1e-9
+    (s,) = ev.summary(
+        ev.evaluate(load_scenario(manifest["scenario"]), [f"sac-gru:{path}"], recorded["seeds"])
+    )
+    assert s.mean_fct == pytest.approx(recorded["fct_mean"], rel=rel)
+    assert s.p90_fct == pytest.approx(recorded["fct_p90"], rel=rel)
 
 
 def test_drift_policy_beats_sed_on_p90_on_held_out_seeds() -> None:
     """The capacities of drift-7 move away from the static weights at t = 20 s; the shipped
     policy, which reads completion times, beats SED with those weights on p90 FCT."""
-    from marllbd_rl.rollout import evaluate
-
-    from marllbd.sim.scenario import load_scenario
-
-    scenario = load_scenario("drift-7")
+    learned = f"sac-gru:{SHIPPED.parent / 'drift-7-sac-gru'}"
+    results = ev.evaluate(load_scenario("drift-7"), [learned, "sed"], (2001, 2002, 2003))
+    by = {(r.policy, r.seed): r for r in results}
     for seed in (2001, 2002, 2003):
-        learned = evaluate(load(f"sac-gru:{SHIPPED.parent / 'drift-7-sac-gru'}"), scenario, (seed,))
-        sed = evaluate(load("sed"), scenario, (seed,))
-        assert learned.fct_p90 < 0.98 * sed.fct_p90, (seed, learned.fct_p90, sed.fct_p90)
+        ratio = by[learned, seed].p90_fct / by["sed", seed].p90_fct
+        assert ratio < 0.98, (seed, ratio)

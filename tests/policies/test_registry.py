@@ -20,6 +20,13 @@ def test_every_heuristic_is_registered() -> None:
         assert policy.name == name and policy.dispatch in DISPATCH_NAMES
 
 
+def test_every_dispatch_rule_has_its_heuristic() -> None:
+    """Each rule of the one list is also a policy of that name applying it (sed: SED over
+    capacities), so `marllbd eval --policies RULE` works for every rule."""
+    for rule in DISPATCH_NAMES:
+        assert load(rule).dispatch == rule
+
+
 def test_each_load_is_a_fresh_object() -> None:
     assert load("sed") is not load("sed")
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from marllbd.dataplane.dispatch import DISPATCH_NAMES
 from marllbd.sim import traces
-from marllbd.sim.engine import REJECT_PENALTY, Engine
+from marllbd.sim.engine import REJECT_PENALTY, RULE_CODES, Engine
 from marllbd.sim.scenario import Scenario, from_dict, load_scenario
 from tests.sim import reference
 
@@ -127,9 +128,20 @@ def test_weights_shift_dispatch_shares() -> None:
     assert abs(shares[0][2] - 1 / 3) < 0.1
 
 
+def test_the_engine_runs_every_rule_and_only_those() -> None:
+    """One code per name in the one list, distinct: the compiled _pick branches on them."""
+    assert sorted(RULE_CODES) == sorted(DISPATCH_NAMES)
+    assert sorted(RULE_CODES.values()) == list(range(len(DISPATCH_NAMES)))
+    with pytest.raises(ValueError, match=r"unknown dispatch rule 'sde': expected one of sed, "):
+        Engine(_small("sed"), rule="sde")
+    e = Engine(_small("sed"))
+    with pytest.raises(ValueError, match="unknown dispatch rule 'fastest'"):
+        e.set_rule(0, "fastest")
+
+
 def test_down_server_receives_no_new_flows() -> None:
     faults = [{"time": 2.0, "server": 1, "kind": "down"}, {"time": 4.0, "server": 1, "kind": "up"}]
-    for rule in ("sed", "wcmp", "ecmp", "lsq", "lsq2", "sed2", "gsq"):
+    for rule in DISPATCH_NAMES:
         e = Engine(_small("sed", faults=faults), rule=rule)
         _run_all(e)
         during = (e.arrival > 2.0) & (e.arrival < 4.0)
