@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from marllbd.errors import MarllbdError
 
-class TrainingError(ValueError):
+
+class TrainingError(MarllbdError, ValueError):
     """Bad training input (algorithm, scenario, resume checkpoint, hyperparameter, ...)."""

@@ -47,6 +47,7 @@ import numpy.typing as npt
 
 from marllbd import fairness, features
 from marllbd.envs.reward import RewardSpec
+from marllbd.errors import MarllbdError
 from marllbd.policies import GroundTruth, Policy, PolicyContext, PolicyError, load
 from marllbd.sim.engine import REJECT_PENALTY, Engine
 from marllbd.sim.scenario import Scenario
@@ -58,7 +59,7 @@ _POLICY_STREAM = 3
 """SeedSequence spawn key of the policies' seeds (the engine uses 0, 1 and 2)."""
 
 
-class EvaluationError(ValueError):
+class EvaluationError(MarllbdError, ValueError):
     """A policy misbehaved during an evaluation run (e.g. returned invalid weights)."""
 
 

@@ -3,7 +3,7 @@
 metrics.csv is tidy: one row per scalar, `step,wall_seconds,tag,value`, with
 TensorBoard-style tags that every trainer shares:
 
-- episode/return, episode/fairness, episode/fct_mean  when an episode ends;
+- episode/return, episode/reward_mean, episode/fct_mean  when an episode ends;
 - train/<loss name>                                     every `log_every` steps
   (the mean over the updates since the last row), and train/steps_per_second;
 - eval/fct_mean, eval/fct_p90, eval/fct_p99             at each evaluation.

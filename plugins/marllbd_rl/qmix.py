@@ -530,7 +530,7 @@ class Qmix:
         return [
             {
                 "episode/return": float(rews[e].sum()),
-                "episode/fairness": float(rews[e].mean()),
+                "episode/reward_mean": float(rews[e].mean()),
                 "episode/fct_mean": mean_fct,
             }
             for e in range(len(self.envs))

@@ -41,11 +41,10 @@ from marllbd.policies.learned import SacGruPolicy
 from torch import nn
 from torch.nn import functional as F
 
-from marllbd import fairness
 from marllbd.envs import LoadBalanceEnv
 from marllbd.envs.actions import ActionSpec
 from marllbd.envs.reward import DEFAULT_REWARD_FIELD
-from marllbd.features import FEATURE_NAMES, NUM_FEATURES
+from marllbd.features import NUM_FEATURES
 from marllbd.sim.scenario import Scenario
 from marllbd.training import hyper
 from marllbd.training.errors import TrainingError
@@ -182,18 +181,18 @@ class Actor(nn.Module):
 
     def __init__(self, obs_dim: int, num_servers: int, cfg: SacGruConfig) -> None:
         super().__init__()
-        self.n, self.k = num_servers, cfg.num_levels
+        self.n, self.num_levels = num_servers, cfg.num_levels
         self.neutral = int(np.argmin(np.abs(np.asarray(cfg.levels) - 1.0)))
         """The discrete level closest to 1.0."""
         self.encode = nn.Linear(obs_dim, cfg.hidden)
         self.gru = nn.GRU(cfg.hidden, cfg.hidden, batch_first=True)
-        self.head = nn.Linear(cfg.hidden, num_servers * (self.k or 2))
+        self.head = nn.Linear(cfg.hidden, num_servers * (self.num_levels or 2))
         # Start with the mode at the neutral action and a chosen exploration width.
         nn.init.uniform_(self.head.weight, -1e-3, 1e-3)
         with torch.no_grad():
-            bias = self.head.bias.view(num_servers, -1) if self.k else self.head.bias
+            bias = self.head.bias.view(num_servers, -1) if self.num_levels else self.head.bias
             bias.zero_()
-            if self.k:
+            if self.num_levels:
                 bias[:, self.neutral] = 1.0
             else:
                 frac = (cfg.init_log_std - LOG_STD_MIN) / (LOG_STD_MAX - LOG_STD_MIN)
@@ -210,22 +209,22 @@ class Actor(nn.Module):
         w_ih, w_hh, b_ih, b_hh = (cast(torch.Tensor, p) for p in self.gru.all_weights[0])
         gi = F.linear(F.relu(self.encode(x)), w_ih, b_ih)
         gh = F.linear(h, w_hh, b_hh)
-        k = h.shape[-1]
-        rz = torch.sigmoid(gi[..., : 2 * k] + gh[..., : 2 * k])
-        n = torch.tanh(torch.addcmul(gi[..., 2 * k :], rz[..., :k], gh[..., 2 * k :]))
-        h = torch.lerp(n, h, rz[..., k:])  # (1 - z) * n + z * h
+        hid = h.shape[-1]
+        rz = torch.sigmoid(gi[..., : 2 * hid] + gh[..., : 2 * hid])
+        n = torch.tanh(torch.addcmul(gi[..., 2 * hid :], rz[..., :hid], gh[..., 2 * hid :]))
+        h = torch.lerp(n, h, rz[..., hid:])  # (1 - z) * n + z * h
         return self.head(h), h
 
     def mode(self, raw: torch.Tensor) -> torch.Tensor:
         """The deterministic action: tanh(mean), or the most likely level per server."""
-        if self.k:
-            return raw.view(*raw.shape[:-1], self.n, self.k).argmax(-1)
+        if self.num_levels:
+            return raw.view(*raw.shape[:-1], self.n, self.num_levels).argmax(-1)
         return torch.tanh(raw[..., : self.n])
 
     def sample(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A sampled action and its mean per-server log-probability (reparameterised)."""
-        if self.k:
-            logits = raw.view(*raw.shape[:-1], self.n, self.k)
+        if self.num_levels:
+            logits = raw.view(*raw.shape[:-1], self.n, self.num_levels)
             a = torch.distributions.Categorical(logits=logits).sample()
             logp = torch.log_softmax(logits, -1).gather(-1, a.unsqueeze(-1)).squeeze(-1)
             return a, logp.mean(-1)
@@ -238,11 +237,11 @@ class Actor(nn.Module):
 
     def log_probs(self, raw: torch.Tensor) -> torch.Tensor:
         """Discrete only: log π_i(a) for every server and level, (..., n, K)."""
-        return torch.log_softmax(raw.view(*raw.shape[:-1], self.n, self.k), -1)
+        return torch.log_softmax(raw.view(*raw.shape[:-1], self.n, self.num_levels), -1)
 
     def distance_from_neutral(self, raw: torch.Tensor) -> torch.Tensor:
         """Mean per server of the squared pre-tanh mean, or of −log π(neutral level)."""
-        if self.k:
+        if self.num_levels:
             return -self.log_probs(raw)[..., self.neutral].mean(-1)
         return raw[..., : self.n].pow(2).mean(-1)
 
@@ -259,14 +258,14 @@ class Critic(nn.Module):
 
     def __init__(self, obs_dim: int, num_servers: int, cfg: SacGruConfig) -> None:
         super().__init__()
-        self.n, self.k = num_servers, cfg.num_levels
+        self.n, self.num_levels = num_servers, cfg.num_levels
         self.encode = nn.Linear(obs_dim, cfg.hidden)
         self.gru = nn.GRU(cfg.hidden, cfg.hidden, batch_first=True)
-        extra = 0 if self.k else num_servers
+        extra = 0 if self.num_levels else num_servers
         self.head = nn.Sequential(
             nn.Linear(cfg.hidden + extra, cfg.hidden),
             nn.ReLU(),
-            nn.Linear(cfg.hidden, num_servers * self.k if self.k else 1),
+            nn.Linear(cfg.hidden, num_servers * self.num_levels if self.num_levels else 1),
         )
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -274,8 +273,8 @@ class Critic(nn.Module):
         return self.gru(F.relu(self.encode(x)))[0]
 
     def q(self, h: torch.Tensor, a: torch.Tensor | None = None) -> torch.Tensor:
-        if self.k:
-            return self.head(h).view(*h.shape[:-1], self.n, self.k)
+        if self.num_levels:
+            return self.head(h).view(*h.shape[:-1], self.n, self.num_levels)
         if a is None:
             raise ValueError("a continuous critic needs the action")
         return self.head(torch.cat([h, a], -1)).squeeze(-1)
@@ -342,7 +341,7 @@ class Learner:
         with torch.no_grad():
             nxt = raw.detach()[:, 1:]
             t1, t2 = self.target1.features(x)[:, 1:], self.target2.features(x)[:, 1:]
-            if self.actor.k:
+            if self.actor.num_levels:
                 logp_n = self.actor.log_probs(nxt)
                 qt = torch.min(self.target1.q(t1), self.target2.q(t2))
                 v_next = (logp_n.exp() * (qt - alpha * logp_n)).sum(-1).mean(-1)
@@ -352,7 +351,7 @@ class Learner:
             y = reward + cfg.gamma * not_done * v_next
 
         h1, h2 = self.critic1.features(x)[:, :-1], self.critic2.features(x)[:, :-1]
-        if self.actor.k:
+        if self.actor.num_levels:
             idx = batch.action.unsqueeze(-1)
             q1 = self.critic1.q(h1).gather(-1, idx).squeeze(-1).mean(-1)
             q2 = self.critic2.q(h2).gather(-1, idx).squeeze(-1).mean(-1)
@@ -368,7 +367,7 @@ class Learner:
 
         g1, g2 = h1.detach(), h2.detach()  # the critics' recurrent features, as a fixed input
         cur = raw[:, :-1]
-        if self.actor.k:
+        if self.actor.num_levels:
             # Expectation over the policy's distribution (not a sampled action's score).
             logp = self.actor.log_probs(cur)
             probs = logp.exp()
@@ -483,8 +482,6 @@ class SacGru:
         )  # fmt: skip
         self._seen = 0
         self._credit = 0.0
-        self._jain = fairness.metric("jain").kernel
-        self._col = FEATURE_NAMES.index(cfg.reward_field)
         self.obs: np.ndarray | None = None
 
     @property
@@ -502,7 +499,7 @@ class SacGru:
         for i in range(e):
             self.replay.start(i, obs[i])
         self.hidden = self.learner.initial_state(e)[0]
-        self.ret, self.fair = np.zeros(e), np.zeros(e)
+        self.ret = np.zeros(e)
         self.length = np.zeros(e, dtype=np.int64)
         self.fct: list[list[float]] = [[] for _ in range(e)]
         return obs
@@ -524,7 +521,6 @@ class SacGru:
                 i, actions[i], float(res.reward[i]), bool(res.terminated[i]), res.obs[i]
             )
             self.ret[i] += res.reward[i]
-            self.fair[i] += float(self._jain(res.obs[i][None, :, self._col].astype(np.float64))[0])
             self.length[i] += 1
             if math.isfinite(res.infos[i]["fct_mean"]):
                 self.fct[i].append(res.infos[i]["fct_mean"])
@@ -533,13 +529,13 @@ class SacGru:
                 finished.append(
                     {
                         "episode/return": float(self.ret[i]),
-                        "episode/fairness": float(self.fair[i] / max(self.length[i], 1)),
+                        "episode/reward_mean": float(self.ret[i] / max(self.length[i], 1)),
                         "episode/fct_mean": float(np.mean(self.fct[i]))
                         if self.fct[i]
                         else math.nan,
                     }
                 )
-                self.ret[i], self.fair[i], self.length[i], self.fct[i] = 0.0, 0.0, 0, []
+                self.ret[i], self.length[i], self.fct[i] = 0.0, 0, []
                 obs[i] = self.envs.reset_one(i)
                 self.replay.start(i, obs[i])
                 agent.norm.update(obs[i].reshape(1, -1))
