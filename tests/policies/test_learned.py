@@ -282,7 +282,7 @@ def test_save_and_load_round_trip_arrays_and_add_the_schema_keys(tmp_path: Path)
     ("change", "expected"),
     [
         (lambda m: m["progress"].update(best_fct=math.nan), "progress.best_fct: expected a finite"),
-        (lambda m: m["action"].update(type="sideways"), "action: action_type: expected one of"),
+        (lambda m: m["action"].update(levels="1,2"), "action.levels: expected a list of numbers"),
         (lambda m: m.pop("reward"), "missing key 'reward'"),
         (lambda m: m.update(seed="0"), "seed: expected an integer"),
     ],
@@ -320,7 +320,8 @@ MANIFEST_CASES: list[tuple[Callable[[dict[str, Any]], object], str]] = [
     (lambda m: m.update(feature_spec_version=999), "feature_spec_version: trained on 999.*retrain"),
     (lambda m: m["feature_names"].reverse(), "feature_spec_version: .*retrain"),
     (lambda m: m["dims"].update(hidden="64"), "dims.hidden: expected an integer >= 0"),
-    (lambda m: m["action"].pop("spread"), "action.spread: missing"),
+    (lambda m: m["action"].pop("spread"), "action.spread: expected a finite number, got None"),
+    (lambda m: m["action"].update(type="sideways"), "action: .*action_type: expected one of"),
     (lambda m: m["progress"].update(steps=-1), "progress.steps: expected an integer >= 0"),
     (lambda m: m.update(eval={"fct_mean": 0.1}), "eval.fct_p90: expected a finite number"),
     (lambda m: m.update(layout=[]), "layout: expected an object or null"),
