@@ -5,8 +5,9 @@ one-hot in the input), a monotonic mixer whose weights come from hypernetworks
 on the global state `env.state()`, a learner (double-Q targets, masked TD loss
 over replayed episode windows with burn-in, gradient-norm clipping, target
 networks), and ε-greedy action selection.  Then the parts that use them:
-`QMIXPolicy` (what a daemon runs: one LB's agents, decentralised), the seed's
-`QMIXAgent` API and `train(config)` (which evaluates with marllbd.training.evaluate).
+the checkpoints (what a daemon serves is marllbd.policies.learned.QMIXPolicy, numpy
+only: one LB's agents, decentralised), the seed's `QMIXAgent` API and
+`train(config)` (which evaluates with marllbd.training.evaluate).
 
 Action factorisation: an agent sets one weight level per server of its group,
 L**G joint actions (81 for 4 servers x 3 levels).  The agent network has one
@@ -35,7 +36,13 @@ from torch import nn
 from marllbd.envs.actions import ActionSpec
 from marllbd.envs.multi import MultiAgentLoadBalanceEnv
 from marllbd.features import NUM_FEATURES
-from marllbd.policies import GroundTruth, Policy, PolicyContext, PolicyError
+from marllbd.policies.learned import Layout, QMIXPolicy
+from marllbd.policies.learned import (  # noqa: F401 - the old names of the one loader
+    load_qmix as load_policy,
+)
+from marllbd.policies.learned import (  # noqa: F401
+    qmix_from_checkpoint as policy_from_checkpoint,
+)
 from marllbd.sim.scenario import load_scenario
 from marllbd.training import TrainConfig, TrainingError, TrainResult
 from marllbd.training import evaluate as evaluation
@@ -437,158 +444,7 @@ def _load_module(
     module.load_state_dict({k: tensors[f"{prefix}.{k}"] for k in own})
 
 
-# -- the layout of agents over LBs and servers -------------------------------------
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Which LB each agent belongs to and which servers it weighs (from the environment)."""
-
-    agents: tuple[str, ...]
-    lbs: tuple[int, ...]
-    groups: tuple[tuple[int, ...], ...]
-    """Server indices of each agent, in its observation's row order."""
-    num_servers: int
-
-    @staticmethod
-    def of(env: MultiAgentLoadBalanceEnv) -> Layout:
-        return Layout(
-            agents=tuple(env.possible_agents),
-            lbs=tuple(lb for lb, _ in env.members),
-            groups=tuple(tuple(int(i) for i in env.groups[g]) for _, g in env.members),
-            num_servers=env.num_servers,
-        )
-
-    def head_mask(self, rows: int) -> np.ndarray:
-        mask = np.zeros((len(self.agents), rows), dtype=np.float32)
-        for a, group in enumerate(self.groups):
-            mask[a, : len(group)] = 1.0
-        return mask
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "agents": list(self.agents),
-            "lbs": list(self.lbs),
-            "groups": [list(g) for g in self.groups],
-            "num_servers": self.num_servers,
-        }
-
-    @staticmethod
-    def from_dict(data: dict[str, Any]) -> Layout:
-        return Layout(
-            agents=tuple(data["agents"]),
-            lbs=tuple(int(x) for x in data["lbs"]),
-            groups=tuple(tuple(int(i) for i in g) for g in data["groups"]),
-            num_servers=int(data["num_servers"]),
-        )
-
-
-# -- decentralised execution: the policy a daemon runs ------------------------------
-
-
-class QMIXPolicy:
-    """One LB's QMIX agents as a `Policy`: that LB's (n, 12) features → its n weights.
-
-    Each agent reads the rows of its own servers (`server_indices`) and sets
-    their levels by the per-server argmax of its utilities; hidden states are
-    kept per agent across decide() calls and zeroed by reset().  Inactive
-    servers get weights like any other (the SED data path skips them).
-    """
-
-    name = ALGORITHM
-    dispatch = "sed"
-    needs_ground_truth = False
-
-    def __init__(self, net: AgentNetwork, layout: Layout, lb: int, action: ActionSpec) -> None:
-        held = [a for a, owner in enumerate(layout.lbs) if owner == lb]
-        if not held:
-            raise PolicyError(
-                f"lb: no agent of this checkpoint runs on LB {lb}; "
-                f"its LBs are {sorted(set(layout.lbs))}"
-            )
-        self.net, self.layout, self.lb, self.action = net, layout, lb, action
-        self.agents = tuple(layout.agents[a] for a in held)
-        self.server_indices = tuple(np.array(layout.groups[a], dtype=np.int64) for a in held)
-        covered = np.concatenate(self.server_indices)
-        if sorted(covered.tolist()) != list(range(layout.num_servers)):
-            raise PolicyError(
-                f"lb {lb}: its agents weigh servers {sorted(covered.tolist())}, "
-                f"not all {layout.num_servers}"
-            )
-        self._agent_row = np.concatenate(
-            [np.full(len(g), j) for j, g in enumerate(self.server_indices)]
-        )
-        self._head_row = np.concatenate([np.arange(len(g)) for g in self.server_indices])
-        self._servers = covered
-        self._ids = torch.eye(len(layout.agents))[held]
-        self._obs = torch.zeros(len(held), 1, net.rows, net.norm.dim)
-        self._obs_np = self._obs.numpy()
-        self._h = torch.zeros(len(held), net.hidden)
-        self._base: np.ndarray | None = None
-        self._level_idx = np.zeros(layout.num_servers, dtype=np.int64)
-
-    def reset(self, ctx: PolicyContext) -> None:
-        if ctx.num_servers != self.layout.num_servers:
-            raise PolicyError(
-                f"qmix policy: trained for {self.layout.num_servers} servers, "
-                f"the data plane has {ctx.num_servers}"
-            )
-        self._base = np.asarray(ctx.capacities, dtype=np.float64).copy()
-        self._h = torch.zeros_like(self._h)
-
-    def decide(
-        self, features: np.ndarray, active: np.ndarray, truth: GroundTruth | None
-    ) -> np.ndarray:
-        if self._base is None:
-            raise PolicyError("policy 'qmix': call reset(ctx) before decide()")
-        if features.shape != (self.layout.num_servers, self._obs.shape[-1]):
-            raise PolicyError(
-                f"features: expected shape ({self.layout.num_servers}, "
-                f"{self._obs.shape[-1]}), got {features.shape}"
-            )
-        self._obs_np[self._agent_row, 0, self._head_row] = features[self._servers]
-        with torch.inference_mode():
-            q, self._h = self.net(self._obs, self._ids, self._h)
-            best = q[:, 0].argmax(-1).numpy()
-        self._level_idx[self._servers] = best[self._agent_row, self._head_row]
-        return self.action.weights(self._level_idx, self._base)
-
-
-def load_policy(arg: str | None) -> Policy:
-    """Entry point `qmix`: "CHECKPOINT_DIR" runs LB 0's agents, "CHECKPOINT_DIR#lb=N" LB N's."""
-    if not arg:
-        raise PolicyError(
-            "qmix: give a checkpoint directory, e.g. qmix:runs/qmix/checkpoints/best#lb=0"
-        )
-    path, _, option = arg.partition("#")
-    lb = 0
-    if option:
-        key, _, value = option.partition("=")
-        if key != "lb" or not value.isdigit():
-            raise PolicyError(
-                f"qmix: after '#' expected lb=N (the LB whose agents to run), got {option!r}"
-            )
-        lb = int(value)
-    return policy_from_checkpoint(path, lb)
-
-
-def policy_from_checkpoint(path: str | Path, lb: int = 0) -> QMIXPolicy:
-    """The policy of LB `lb`'s agents from a training checkpoint (reads the agent network)."""
-    ckpt = checkpoint.load(path, algorithm=ALGORITHM)
-    m = ckpt.manifest
-    try:
-        dims = Dims(**m["dims"])
-        layout = Layout.from_dict(m["layout"])
-        spec = m["action_spec"]
-        action = ActionSpec(kind="discrete", levels=tuple(spec["levels"]), base=spec["base"])
-        clip = float(m["hyperparameters"]["norm_clip"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise checkpoint.CheckpointError(
-            f"{ckpt.path}: manifest lacks QMIX fields ({exc!r})"
-        ) from None
-    net = AgentNetwork(dims.rows, dims.features, dims.n_agents, dims.levels, dims.hidden, clip)
-    _load_module(net, ckpt.tensors, "agent", ckpt.path)
-    return QMIXPolicy(net.eval(), layout, lb, action)
+# -- checkpoints -----------------------------------------------------------------
 
 
 def save_checkpoint(
@@ -599,29 +455,53 @@ def save_checkpoint(
     seed: int,
     layout: Layout | None,
     scenario: str,
-    reward: dict[str, str],
+    reward: dict[str, Any],
     progress: dict[str, Any],
 ) -> Path:
-    """A checkpoint a run resumes from and a daemon serves (manifest: layout, action, reward)."""
-    extra = {
+    """A checkpoint (schema format 2) a run resumes from and a daemon serves.
+
+    `reward` and `progress` may leave keys out: reward defaults to Jain of
+    config.reward_field, unshaped, scale 1; progress counters to 0, best_fct to null.
+    """
+    progress = {"steps": 0, "episodes": 0, "updates": learner.updates, **progress}
+    best = progress.get("best_fct")
+    progress["best_fct"] = best if best is not None and math.isfinite(best) else None
+    manifest = {
+        **serving_manifest(learner, config, layout),
+        "seed": seed,
         "scenario": scenario,
-        "hyperparameters": dataclasses.asdict(config),
-        "action_spec": {
-            "type": "discrete",
-            "levels": list(config.levels),
-            "base": config.weight_base,
+        "reward": {
+            "metric": "jain",
+            "field": config.reward_field,
+            "shaping": "identity",
+            "scale": 1.0,
+            **reward,
         },
-        "reward_spec": reward,
-        "layout": None if layout is None else layout.to_dict(),
         "progress": progress,
     }
-    return checkpoint.save(
-        path,
-        algorithm=ALGORITHM,
-        dims=learner.dims.as_dict(),
-        tensors=learner.tensors(),
-        extra=extra,
-        seed=seed,
+    return checkpoint.save(path, manifest, learner.tensors())
+
+
+def serving_manifest(learner: Learner, config: QMIXConfig, layout: Layout | None) -> dict[str, Any]:
+    """The manifest keys the served policy is built from (and the algorithm's identity)."""
+    return {
+        "algorithm": ALGORITHM,
+        "dims": learner.dims.as_dict(),
+        "hyper": dataclasses.asdict(config),
+        "action": ActionSpec(
+            kind="discrete", levels=config.levels, base=config.weight_base
+        ).as_dict(),
+        "layout": None if layout is None else layout.to_dict(),
+    }
+
+
+def serving_policy(learner: Learner, config: QMIXConfig, layout: Layout, lb: int) -> QMIXPolicy:
+    """LB `lb`'s policy as a checkpoint of `learner` would serve it, from the live network."""
+    tensors = {f"agent.{k}": v for k, v in learner.agent.state_dict().items()}
+    return QMIXPolicy.from_arrays(
+        checkpoint.to_arrays(tensors),
+        serving_manifest(learner, config, layout),
+        lb,
     )
 
 
@@ -900,7 +780,9 @@ def train(config: TrainConfig) -> TrainResult:
     if config.resume is not None:
         ckpt = checkpoint.load(config.resume, algorithm=ALGORITHM, dims=dims.as_dict())
         learner.load_tensors(ckpt.tensors, ckpt.path)
-        progress_state.update(ckpt.manifest.get("progress", {}))
+        progress_state.update(ckpt.manifest["progress"])
+        if progress_state["best_fct"] is None:  # no evaluation had finished
+            progress_state["best_fct"] = math.inf
         learner.updates = int(progress_state["updates"])
     steps, episodes = int(progress_state["steps"]), int(progress_state["episodes"])
     best_fct = float(progress_state["best_fct"])
@@ -991,7 +873,7 @@ def train(config: TrainConfig) -> TrainResult:
             next_eval = (steps // config.eval_every + 1) * config.eval_every
             policy = evaluation.PolicySource(  # each LB's agents on the live network
                 f"{ALGORITHM} step {steps}",
-                lambda lb: QMIXPolicy(learner.agent, layout, lb, envs[0].action_spec),
+                lambda lb: serving_policy(learner, cfg, layout, lb),
             )
             (ev,) = evaluation.summary(evaluation.evaluate(scenario, [policy], config.eval_seeds))
             eval_fct = (ev.mean_fct, ev.p90_fct)

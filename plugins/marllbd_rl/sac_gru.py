@@ -1,8 +1,9 @@
 """SAC-GRU: soft actor-critic with recurrent networks for one load balancer (LoadBalanceEnv).
 
 Reads top to bottom: hyperparameters, feature normalisation, networks,
-sequence replay, losses and update, checkpoints, the training loop, the
-serving `Policy`, and the seed's `SAC_GRU_Agent` API.
+sequence replay, losses and update, checkpoints, the training loop and the
+seed's `SAC_GRU_Agent` API.  The served policy (numpy only) is
+marllbd.policies.learned.SacGruPolicy, built from these networks' arrays.
 
 Design, briefly:
 - Input per step: the (num_servers, 12) feature matrix, flattened, passed
@@ -44,7 +45,10 @@ from marllbd import fairness
 from marllbd.envs import LoadBalanceEnv
 from marllbd.envs.actions import ActionSpec
 from marllbd.features import FEATURE_NAMES, NUM_FEATURES
-from marllbd.policies import GroundTruth, PolicyContext, PolicyError
+from marllbd.policies.learned import SacGruPolicy
+from marllbd.policies.learned import (  # noqa: F401 - the old name of the one loader
+    load_sac_gru as load_policy,
+)
 from marllbd.sim.scenario import Scenario, load_scenario
 from marllbd.training import TrainConfig, TrainingError, TrainResult
 from marllbd.training import evaluate as evaluation
@@ -648,36 +652,60 @@ def _dims(cfg: SacGruConfig, obs_dim: int, num_servers: int) -> dict[str, int]:
 
 
 def save_checkpoint(
-    path: Path, agent: SacGru, *, seed: int, scenario: str, step: int, extra: dict[str, Any]
+    path: Path,
+    agent: SacGru,
+    *,
+    seed: int,
+    scenario: str,
+    step: int,
+    extra: dict[str, Any],
+    episodes: int = 0,
+    best_fct: float | None = None,
 ) -> Path:
-    """Write `agent` with a manifest naming its scenario, hyperparameters, action and reward."""
+    """Write `agent` (schema format 2) with a manifest naming its scenario, hyperparameters,
+    action, reward and progress; `extra` adds keys such as "eval"."""
     cfg = agent.cfg
-    spec = cfg.action_spec()
+    best = best_fct if best_fct is not None and math.isfinite(best_fct) else None
     return checkpoint.save(
         path,
-        algorithm=ALGORITHM,
-        dims=_dims(cfg, agent.obs_dim, agent.n),
-        tensors=agent.tensors(),
-        seed=seed,
-        extra={
+        {
+            **serving_manifest(agent),
+            "seed": seed,
             "scenario": scenario,
-            "hyper": asdict(cfg),
-            "action": {
-                "type": spec.kind,
-                "levels": list(spec.levels),
-                "base": spec.base,
-                "spread": spec.spread,
-            },
             "reward": {
                 "metric": cfg.reward_metric,
                 "field": cfg.reward_field,
                 "shaping": cfg.reward_shaping,
                 "scale": cfg.reward_scale,
             },
-            "step": step,
+            "progress": {
+                "steps": step,
+                "episodes": episodes,
+                "updates": agent.updates,
+                "best_fct": best,
+            },
             **extra,
         },
+        agent.tensors(),
     )
+
+
+def serving_manifest(agent: SacGru) -> dict[str, Any]:
+    """The manifest keys the served policy is built from (and the algorithm's identity)."""
+    return {
+        "algorithm": ALGORITHM,
+        "dims": _dims(agent.cfg, agent.obs_dim, agent.n),
+        "hyper": asdict(agent.cfg),
+        "action": agent.cfg.action_spec().as_dict(),
+        "layout": None,
+    }
+
+
+def serving_policy(agent: SacGru) -> SacGruPolicy:
+    """The policy a checkpoint of `agent` would serve, from its live actor and normaliser."""
+    tensors = {f"actor.{k}": v for k, v in agent.actor.state_dict().items()}
+    tensors.update({f"norm.{k}": v for k, v in agent.norm.state_dict().items()})
+    return SacGruPolicy.from_arrays(checkpoint.to_arrays(tensors), serving_manifest(agent))
 
 
 def config_from_manifest(manifest: Mapping[str, Any], where: Path) -> SacGruConfig:
@@ -832,8 +860,7 @@ def train(config: TrainConfig) -> TrainResult:
     def checkpoint_and_eval(at: int) -> None:
         nonlocal best_fct
         policy = evaluation.PolicySource(  # this step's actor, one instance per LB node
-            f"{ALGORITHM} step {at}",
-            lambda lb: SacGruPolicy(agent.actor, agent.norm, cfg.action_spec(), n),
+            f"{ALGORITHM} step {at}", lambda lb: serving_policy(agent)
         )
         (ev,) = evaluation.summary(evaluation.evaluate(scenario, [policy], config.eval_seeds))
         metrics.write(
@@ -845,17 +872,27 @@ def train(config: TrainConfig) -> TrainResult:
                 "wall_seconds": time.monotonic() - start,
             }
         )
-        extra = {
-            "eval_fct_mean": ev.mean_fct,
-            "eval_fct_p90": ev.p90_fct,
-            "eval": {"fct_mean": ev.mean_fct, "fct_p90": ev.p90_fct, "seeds": list(ev.seeds)},
-        }
-        save_checkpoint(last_dir, agent, seed=config.seed, scenario=sc.name, step=at, extra=extra)
+        extra = {"eval": {"fct_mean": ev.mean_fct, "fct_p90": ev.p90_fct, "seeds": list(ev.seeds)}}
         if ev.mean_fct < best_fct:
             best_fct = ev.mean_fct
             save_checkpoint(
-                best_dir, agent, seed=config.seed, scenario=sc.name, step=at, extra=extra
+                best_dir,
+                agent,
+                seed=config.seed,
+                scenario=sc.name,
+                step=at,
+                extra=extra,
+                best_fct=best_fct,
             )
+        save_checkpoint(
+            last_dir,
+            agent,
+            seed=config.seed,
+            scenario=sc.name,
+            step=at,
+            extra=extra,
+            best_fct=best_fct,
+        )
 
     if step == 0:
         checkpoint_and_eval(0)
@@ -915,120 +952,12 @@ def _resume(agent: SacGru, resume: Path, best_dir: Path) -> tuple[int, float]:
     except checkpoint.CheckpointError as exc:
         raise TrainingError(f"--resume: {exc}") from None
     agent.load_tensors(ckpt.tensors, ckpt.path)
+    agent.updates = int(ckpt.manifest["progress"]["updates"])
     best = math.inf
     # Without a usable best checkpoint the next evaluation writes one.
     with contextlib.suppress(checkpoint.CheckpointError, KeyError, TypeError, ValueError):
-        best = float(checkpoint.load(best_dir, algorithm=ALGORITHM).manifest["eval_fct_mean"])
-    return int(ckpt.manifest.get("step", 0)), best
-
-
-# -- serving --------------------------------------------------------------------------------
-
-
-class SacGruPolicy:
-    """The trained actor as a marllbd Policy: features → deterministic action → SED weights.
-
-    Serving runs the actor's one-step equations in float32 numpy on weights copied
-    out of the torch modules at load: a decision is a dozen small array operations
-    (torch's per-operator dispatch cost several times more for these sizes).  It
-    keeps its GRU state across `decide` calls and zeroes it in `reset`.
-    """
-
-    name = ALGORITHM
-    dispatch = "sed"
-    needs_ground_truth = False
-    bounded = True
-    """A dozen fixed-size array operations: the daemon may call it on its loop."""
-
-    def __init__(self, actor: Actor, norm: RunningNorm, spec: ActionSpec, num_servers: int) -> None:
-        self._spec, self.num_servers = spec, num_servers
-        self._n, self._k = actor.n, actor.k
-
-        def arr(t: torch.Tensor) -> np.ndarray:  # a copy: later training does not leak in
-            return np.array(t.detach().to(torch.float32).numpy(), order="C")
-
-        w_ih, w_hh, b_ih, b_hh = (arr(cast(torch.Tensor, p)) for p in actor.gru.all_weights[0])
-        self._enc_w, self._enc_b = arr(actor.encode.weight), arr(actor.encode.bias)
-        self._w_ih, self._w_hh, self._b_ih, self._b_hh = w_ih, w_hh, b_ih, b_hh
-        self._head_w, self._head_b = arr(actor.head.weight), arr(actor.head.bias)
-        self._log1p, self._clip = norm.log1p, float(norm.clip)
-        self._shift, self._scale = arr(norm.shift), arr(norm.scale)
-        self._x = np.zeros(num_servers * NUM_FEATURES, dtype=np.float32)
-        self._h = np.zeros(actor.gru.hidden_size, dtype=np.float32)
-        self._capacities: np.ndarray | None = None
-
-    def reset(self, ctx: PolicyContext) -> None:
-        if ctx.num_servers != self.num_servers:
-            raise PolicyError(
-                f"sac-gru policy: trained for {self.num_servers} servers, "
-                f"the data plane has {ctx.num_servers}"
-            )
-        self._capacities = np.asarray(ctx.capacities, dtype=np.float64).copy()
-        self._h = np.zeros_like(self._h)
-
-    def decide(
-        self, features: np.ndarray, active: np.ndarray, truth: GroundTruth | None
-    ) -> np.ndarray:
-        if self._capacities is None:
-            raise PolicyError("sac-gru policy: call reset(ctx) before decide()")
-        expected = (self.num_servers, NUM_FEATURES)
-        if features.shape != expected:
-            raise PolicyError(f"features: expected shape {expected}, got {features.shape}")
-        x = self._x
-        x[...] = features.reshape(-1)
-        with np.errstate(invalid="ignore", divide="ignore"):  # NaN weights are refused later
-            if self._log1p:
-                np.log1p(x, out=x)
-            x -= self._shift
-            x *= self._scale
-            np.clip(x, -self._clip, self._clip, out=x)
-            e = self._enc_w @ x + self._enc_b
-            np.maximum(e, 0.0, out=e)
-            gi = self._w_ih @ e + self._b_ih
-            gh = self._w_hh @ self._h + self._b_hh
-            k = self._h.shape[0]
-            rz = 1.0 / (1.0 + np.exp(-(gi[: 2 * k] + gh[: 2 * k])))
-            n = np.tanh(gi[2 * k :] + rz[:k] * gh[2 * k :])
-            self._h = n + rz[k:] * (self._h - n)  # (1 - z) * n + z * h
-            raw = self._head_w @ self._h + self._head_b
-        level = raw.reshape(self._n, self._k).argmax(-1) if self._k else np.tanh(raw[: self._n])
-        return self._spec.weights(level, self._capacities)
-
-    def warm(self, features: np.ndarray, active: np.ndarray) -> np.ndarray:
-        """`decide` with the GRU state put back afterwards: the same work, no trace."""
-        h = self._h  # decide rebinds self._h and never writes into this array
-        try:
-            return self.decide(features, active, None)
-        finally:
-            self._h = h
-
-
-def load_policy(arg: str | None) -> SacGruPolicy:
-    """Entry-point factory: `sac-gru:<checkpoint directory>`; PolicyError says what is wrong."""
-    if not arg:
-        raise PolicyError(
-            "sac-gru: expected a checkpoint directory, e.g. sac-gru:runs/sac-gru/checkpoints/best"
-        )
-    try:
-        ckpt = checkpoint.load(arg, algorithm=ALGORITHM)
-        cfg = config_from_manifest(ckpt.manifest, ckpt.path)
-        n = int(ckpt.manifest["dims"].get("num_servers", 0))
-        dims = _dims(cfg, n * NUM_FEATURES, n)
-        checkpoint.load(arg, algorithm=ALGORITHM, dims=dims)
-        actor = Actor(dims["obs_dim"], n, cfg)
-        norm = RunningNorm(dims["obs_dim"], cfg.feature_clip)
-        try:
-            actor.load_state_dict(_prefixed(ckpt.tensors, "actor"))
-            norm.load_state_dict(_prefixed(ckpt.tensors, "norm"))
-        except RuntimeError as exc:
-            raise checkpoint.CheckpointError(
-                f"{ckpt.path}: actor tensors do not fit: {exc}"
-            ) from None
-    except checkpoint.CheckpointError as exc:
-        raise PolicyError(f"sac-gru: {exc}") from None
-    norm.refresh()
-    actor.eval()
-    return SacGruPolicy(actor, norm, cfg.action_spec(), n)
+        best = float(checkpoint.load(best_dir, algorithm=ALGORITHM).manifest["eval"]["fct_mean"])
+    return int(ckpt.manifest["progress"]["steps"]), best
 
 
 # -- the seed's API -------------------------------------------------------------------------
@@ -1115,5 +1044,6 @@ class SAC_GRU_Agent:
             dims=_dims(self.config, self.core.obs_dim, self.core.n),
         )
         self.core.load_tensors(ckpt.tensors, ckpt.path)
-        self.steps = int(ckpt.manifest.get("step", 0))
+        self.steps = int(ckpt.manifest["progress"]["steps"])
+        self.core.updates = int(ckpt.manifest["progress"]["updates"])
         self.hidden = self.core.initial_state(1)[0]

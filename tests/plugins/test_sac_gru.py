@@ -18,7 +18,7 @@ from marllbd_rl.rollout import EnvVector  # noqa: E402
 
 from marllbd.envs import LoadBalanceEnv  # noqa: E402
 from marllbd.features import NUM_FEATURES  # noqa: E402
-from marllbd.policies import Policy, PolicyContext, PolicyError, available  # noqa: E402
+from marllbd.policies import Policy, PolicyContext  # noqa: E402
 from marllbd.policies import load as load_registered  # noqa: E402
 from marllbd.policies.heuristics import StaticWeights  # noqa: E402
 from marllbd.sim.scenario import load_scenario  # noqa: E402
@@ -301,37 +301,10 @@ def test_serving_step_matches_the_training_sequence_forward(action_type: str) ->
 
 
 @pytest.mark.parametrize("action_type", ["continuous", "discrete"])
-def test_served_policy_computes_what_the_torch_actor_computes(action_type: str) -> None:
-    """Serving runs the actor in numpy: same actions as actor.step over a stream, state carried."""
-    cfg = S.SacGruConfig(action_type=action_type, **SMALL)
-    torch.manual_seed(3)
-    n = 4
-    actor, norm = S.Actor(n * NUM_FEATURES, n, cfg), S.RunningNorm(n * NUM_FEATURES, 5.0)
-    rng = np.random.default_rng(3)
-    norm.update(rng.gamma(1.0, 2.0, (64, n * NUM_FEATURES)))
-    with torch.no_grad():
-        for p in actor.parameters():
-            p.normal_(0.0, 0.3)  # far from the neutral initialisation
-    spec = cfg.action_spec()
-    policy = S.SacGruPolicy(actor, norm, spec, n)
-    caps = np.array([1.0, 2.0, 4.0, 1.0])
-    policy.reset(PolicyContext(num_servers=n, capacities=caps))
-    h = torch.zeros(1, cfg.hidden)
-    for _ in range(6):
-        f = rng.gamma(1.0, 2.0, (n, NUM_FEATURES))
-        with torch.no_grad():
-            raw, h = actor.step(norm(torch.from_numpy(f.reshape(1, -1)).float()), h)
-            expected = spec.weights(actor.mode(raw)[0].numpy(), caps)
-        got = policy.decide(f, np.ones(n, bool), None)
-        np.testing.assert_allclose(got, expected, rtol=1e-5)
-    assert len(set(np.round(got / caps, 6))) > 1  # not the trivial neutral action
-
-
-@pytest.mark.parametrize("action_type", ["continuous", "discrete"])
 def test_initial_policy_is_the_neutral_action(action_type: str) -> None:
     """With capacity weights the untrained policy is SED with capacity weights."""
     cfg = S.SacGruConfig(action_type=action_type, **SMALL)
-    policy = S.SacGruPolicy(S.Actor(48, 4, cfg), S.RunningNorm(48, 5.0), cfg.action_spec(), 4)
+    policy = S.serving_policy(S.SacGru(cfg, 48, 4, seed=0))
     caps = np.array([1.0, 2.0, 4.0, 1.0])
     policy.reset(PolicyContext(num_servers=4, capacities=caps))
     rng = np.random.default_rng(0)
@@ -365,7 +338,8 @@ def saved(tmp_path: Path) -> Path:
 
 def test_checkpoint_restores_every_tensor_and_the_manifest_describes_the_run(saved: Path) -> None:
     manifest = json.loads((saved / checkpoint.MANIFEST).read_text())
-    assert manifest["algorithm"] == "sac-gru" and manifest["step"] == 5
+    assert manifest["algorithm"] == "sac-gru" and manifest["format"] == 2
+    assert manifest["progress"] == {"steps": 5, "episodes": 0, "updates": 0, "best_fct": None}
     assert manifest["action"] == {
         "type": "discrete",
         "levels": [1.0, 1.5, 2.0],
@@ -384,60 +358,13 @@ def test_checkpoint_restores_every_tensor_and_the_manifest_describes_the_run(sav
 
 
 def test_policy_loads_and_is_a_policy(saved: Path) -> None:
-    policy = S.load_policy(str(saved))
+    """A discrete actor's checkpoint serves through the registry (the refusals of bad
+    checkpoints are in tests/policies/test_learned.py)."""
+    policy = load_registered(f"sac-gru:{saved}")
     assert isinstance(policy, Policy) and policy.dispatch == "sed"
     policy.reset(PolicyContext(num_servers=3, capacities=np.array([1.0, 2.0, 4.0])))
     w = policy.decide(np.ones((3, NUM_FEATURES)), np.ones(3, bool), None)
     assert w.dtype == np.float64 and np.isfinite(w).all() and (w > 0).all()
-
-
-@pytest.mark.skipif("sac-gru" not in available(), reason="entry point not registered yet")
-def test_registry_finds_the_policy(saved: Path) -> None:
-    assert load_registered(f"sac-gru:{saved}").name == "sac-gru"
-
-
-def test_policy_refuses_a_checkpoint_of_another_algorithm(saved: Path) -> None:
-    manifest = json.loads((saved / checkpoint.MANIFEST).read_text())
-    manifest["algorithm"] = "qmix"
-    (saved / checkpoint.MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(PolicyError, match="algorithm: expected 'sac-gru', got 'qmix'"):
-        S.load_policy(str(saved))
-
-
-def test_policy_refuses_another_feature_spec(saved: Path) -> None:
-    manifest = json.loads((saved / checkpoint.MANIFEST).read_text())
-    manifest["feature_spec_version"] = 999
-    (saved / checkpoint.MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(PolicyError, match=r"feature_spec_version.*retrain"):
-        S.load_policy(str(saved))
-
-
-def test_policy_refuses_dims_that_do_not_match_the_hyperparameters(saved: Path) -> None:
-    manifest = json.loads((saved / checkpoint.MANIFEST).read_text())
-    manifest["dims"]["hidden"] = 32
-    (saved / checkpoint.MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(PolicyError, match=r"dims\.hidden: expected 16, got 32"):
-        S.load_policy(str(saved))
-
-
-def test_policy_refuses_the_wrong_number_of_servers(saved: Path) -> None:
-    policy = S.load_policy(str(saved))
-    with pytest.raises(PolicyError, match="trained for 3 servers, the data plane has 16"):
-        policy.reset(PolicyContext(num_servers=16, capacities=np.ones(16)))
-
-
-@pytest.mark.parametrize("damage", ["truncate", "garbage"])
-def test_policy_refuses_a_corrupt_weights_file(saved: Path, damage: str) -> None:
-    weights = saved / checkpoint.WEIGHTS
-    data = weights.read_bytes()
-    weights.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"\x00" * 64)
-    with pytest.raises(PolicyError, match="corrupt or truncated"):
-        S.load_policy(str(saved))
-
-
-def test_policy_needs_a_checkpoint_argument() -> None:
-    with pytest.raises(PolicyError, match="expected a checkpoint directory"):
-        S.load_policy(None)
 
 
 def test_resume_refuses_a_checkpoint_for_other_dims(saved: Path, two_servers: Path) -> None:
@@ -508,9 +435,13 @@ def test_train_writes_metrics_curve_checkpoints_and_resumes(
     evals = [r for r in rows if r.split(",")[header.split(",").index("eval_fct_mean")]]
     assert len(evals) == 3  # steps 0, 80 and 160
     assert (tmp_path / "run" / "learning_curve.png").stat().st_size > 1000
-    assert checkpoint.load(result.best, algorithm="sac-gru").manifest["eval_fct_mean"] > 0
+    best = checkpoint.load(result.best, algorithm="sac-gru").manifest
+    assert best["eval"]["fct_mean"] > 0 and best["eval"]["seeds"] == [7]
+    last = checkpoint.load(result.last, algorithm="sac-gru").manifest
+    assert last["progress"]["best_fct"] == best["eval"]["fct_mean"]
     resumed = S.train(TrainConfig(steps=240, progress=True, resume=result.last, **base))
-    assert checkpoint.load(resumed.last, algorithm="sac-gru").manifest["step"] == 240
+    progress = checkpoint.load(resumed.last, algorithm="sac-gru").manifest["progress"]
+    assert progress["steps"] == 240 and progress["updates"] > last["progress"]["updates"]
     assert len(result.metrics_csv.read_text().splitlines()) > len(rows) + 1
     assert "sac-gru: 240 steps" in capsys.readouterr().err  # non-TTY: the summary only
 
