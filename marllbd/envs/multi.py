@@ -22,7 +22,7 @@ from gymnasium.utils import seeding
 from pettingzoo import ParallelEnv
 
 from marllbd import features
-from marllbd.envs.actions import FEATURE_HIGH, ActionSpec
+from marllbd.envs.actions import FEATURE_HIGH, ActionSpec, gym_action_space
 from marllbd.envs.reward import (
     DEFAULT_REWARD_FIELD,
     DEFAULT_REWARD_METRIC,
@@ -88,7 +88,7 @@ class MultiAgentLoadBalanceEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
         self._obs_space = spaces.Box(
             0.0, FEATURE_HIGH, shape=(self.group_size, features.NUM_FEATURES), dtype=np.float32
         )
-        self._act_space = self.action_spec.space(self.group_size)
+        self._act_space = gym_action_space(self.action_spec, self.group_size)
         nl, n = sc.lb_nodes, self.num_servers
         self.state_space = spaces.Box(
             0.0, FEATURE_HIGH, shape=(nl * n * features.NUM_FEATURES + 2 * n,), dtype=np.float32

@@ -16,7 +16,7 @@ import numpy as np
 from gymnasium import spaces
 
 from marllbd import features
-from marllbd.envs.actions import FEATURE_HIGH, ActionSpec
+from marllbd.envs.actions import FEATURE_HIGH, ActionSpec, gym_action_space
 from marllbd.envs.reward import (
     DEFAULT_REWARD_FIELD,
     DEFAULT_REWARD_METRIC,
@@ -123,7 +123,7 @@ class LoadBalanceEnv(gym.Env[np.ndarray, np.ndarray]):
         self.observation_space = spaces.Box(
             0.0, FEATURE_HIGH, shape=(n, features.NUM_FEATURES), dtype=np.float32
         )
-        self.action_space = self.action_spec.space(n)
+        self.action_space = gym_action_space(self.action_spec, n)
         self._features = np.zeros((1, n, features.NUM_FEATURES))  # this LB's, for Engine.advance
         self._feats = self._features[0]
         self._n_fct = np.zeros(n, dtype=np.int64)  # this LB's FCT sample counts, set on reset

@@ -14,8 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-VAR_EPS = 1e-6
-"""Added to the variance before the inverse square root."""
+from marllbd.policies.learned import NORM_VAR_EPS as VAR_EPS
 
 
 class RunningNorm(nn.Module):

@@ -30,13 +30,13 @@ from typing import Any, ClassVar, cast
 import numpy as np
 import torch
 import torch.nn.functional as F
-from marllbd.policies.learned import QMIXPolicy
 from torch import nn
 
-from marllbd.envs.actions import ActionSpec
 from marllbd.envs.multi import MultiAgentLoadBalanceEnv
 from marllbd.envs.reward import DEFAULT_REWARD_FIELD
 from marllbd.features import NUM_FEATURES
+from marllbd.policies.actions import ActionSpec
+from marllbd.policies.learned import Layout, QMIXPolicy
 from marllbd.sim.scenario import Scenario
 from marllbd.training import hyper
 from marllbd.training.trainer import Collected, Hooks, TrainConfig
@@ -348,52 +348,6 @@ class Learner:
         load_arrays(arrays, where, self.modules(), {"adam": self.optimizer})
 
 
-# -- the layout of agents over LBs and servers -------------------------------------
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Which LB each agent belongs to and which servers it weighs (from the environment)."""
-
-    agents: tuple[str, ...]
-    lbs: tuple[int, ...]
-    groups: tuple[tuple[int, ...], ...]
-    """Server indices of each agent, in its observation's row order."""
-    num_servers: int
-
-    @staticmethod
-    def of(env: MultiAgentLoadBalanceEnv) -> Layout:
-        return Layout(
-            agents=tuple(env.possible_agents),
-            lbs=tuple(lb for lb, _ in env.members),
-            groups=tuple(tuple(int(i) for i in env.groups[g]) for _, g in env.members),
-            num_servers=env.num_servers,
-        )
-
-    def head_mask(self, rows: int) -> np.ndarray:
-        mask = np.zeros((len(self.agents), rows), dtype=np.float32)
-        for a, group in enumerate(self.groups):
-            mask[a, : len(group)] = 1.0
-        return mask
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "agents": list(self.agents),
-            "lbs": list(self.lbs),
-            "groups": [list(g) for g in self.groups],
-            "num_servers": self.num_servers,
-        }
-
-    @staticmethod
-    def from_dict(data: dict[str, Any]) -> Layout:
-        return Layout(
-            agents=tuple(data["agents"]),
-            lbs=tuple(int(x) for x in data["lbs"]),
-            groups=tuple(tuple(int(i) for i in g) for g in data["groups"]),
-            num_servers=int(data["num_servers"]),
-        )
-
-
 # -- the algorithm the training loop drives ---------------------------------------------
 
 
@@ -423,10 +377,10 @@ class Qmix:
                 **reward,
             )
 
+        self.custom_reward = hooks.reward_fn is not None
         self.envs = [(hooks.env_factory or make)(scenario) for _ in range(config.envs)]
         env = self.envs[0]
         self.layout = Layout.of(env)
-        self.action = env.action_spec
         self.rows = env.group_size
         self.dims = Dims(
             n_agents=len(self.layout.agents),
@@ -546,20 +500,10 @@ class Qmix:
         return losses
 
     def manifest(self) -> dict[str, Any]:
-        cfg = self.cfg
-        return {
-            "dims": self.dims.as_dict(),
-            "hyper": dataclasses.asdict(cfg),
-            "action": {
-                "type": "discrete",
-                "levels": list(cfg.levels),
-                "base": cfg.weight_base,
-                "spread": self.action.spread,
-            },
-            "reward": {"metric": "jain", "field": cfg.reward_field, "shaping": "identity",
-                       "scale": 1.0},
-            "layout": self.layout.to_dict(),
-        }  # fmt: skip
+        m = manifest(self.cfg, self.dims, self.layout)
+        if self.custom_reward:
+            m["reward"]["metric"] = "custom"
+        return m
 
     def policy(self, lb: int = 0) -> QMIXPolicy:
         """LB node `lb`'s agents as the serving policy, from the current agent network."""
@@ -589,3 +533,20 @@ class Qmix:
 
     def _stack(self, obs: list[dict[str, np.ndarray]]) -> np.ndarray:
         return np.stack([np.stack([o[name] for name in self.layout.agents]) for o in obs])
+
+
+def manifest(cfg: QMIXConfig, dims: Dims, layout: Layout | None) -> dict[str, Any]:
+    """What a checkpoint's manifest says of the networks (and serving reads back)."""
+    action = ActionSpec(kind="discrete", levels=cfg.levels, base=cfg.weight_base)
+    return {
+        "dims": dims.as_dict(),
+        "hyper": dataclasses.asdict(cfg),
+        "action": action.as_dict(),
+        "reward": {
+            "metric": "jain",
+            "field": cfg.reward_field,
+            "shaping": "identity",
+            "scale": 1.0,
+        },
+        "layout": None if layout is None else layout.to_dict(),
+    }

@@ -37,14 +37,14 @@ from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
-from marllbd.policies.learned import SacGruPolicy
 from torch import nn
 from torch.nn import functional as F
 
 from marllbd.envs import LoadBalanceEnv
-from marllbd.envs.actions import ActionSpec
 from marllbd.envs.reward import DEFAULT_REWARD_FIELD
 from marllbd.features import NUM_FEATURES
+from marllbd.policies.actions import ActionSpec
+from marllbd.policies.learned import SacGruPolicy
 from marllbd.sim.scenario import Scenario
 from marllbd.training import hyper
 from marllbd.training.errors import TrainingError
@@ -470,6 +470,7 @@ class SacGru:
                 f"episode_seconds: episodes of {episode_rows} intervals are shorter than "
                 f"burn_in + seq_len + 1 = {cfg.window + 1}; lengthen them or shorten the sequences"
             )
+        self.custom_reward = hooks.reward_fn is not None
         make = hooks.env_factory or (lambda sc: make_env(sc, cfg, hooks.reward_fn))
         self.envs = EnvVector(lambda: make(scenario), config.envs, config.seed)
         self.n = len(scenario.servers)
@@ -557,7 +558,10 @@ class SacGru:
         return losses
 
     def manifest(self) -> dict[str, Any]:
-        return manifest(self.cfg, self.obs_dim, self.n)
+        m = manifest(self.cfg, self.obs_dim, self.n)
+        if self.custom_reward:
+            m["reward"]["metric"] = "custom"
+        return m
 
     def policy(self, lb: int = 0) -> SacGruPolicy:
         """The serving policy of the current actor (any LB node runs the same one)."""
@@ -585,16 +589,10 @@ class SacGru:
 
 def manifest(cfg: SacGruConfig, obs_dim: int, num_servers: int) -> dict[str, Any]:
     """What a checkpoint's manifest says of the networks (and serving reads back)."""
-    spec = cfg.action_spec()
     return {
         "dims": dims(cfg, obs_dim, num_servers),
         "hyper": asdict(cfg),
-        "action": {
-            "type": spec.kind,
-            "levels": list(spec.levels),
-            "base": spec.base,
-            "spread": spec.spread,
-        },
+        "action": cfg.action_spec().as_dict(),
         "reward": {
             "metric": cfg.reward_metric,
             "field": cfg.reward_field,

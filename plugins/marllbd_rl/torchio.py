@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from marllbd.checkpoint import CheckpointError
+from marllbd.checkpoint import CheckpointError, take
 
 
 def to_arrays(
@@ -79,12 +79,5 @@ def load_arrays(
 def _tensor(
     arrays: Mapping[str, np.ndarray], name: str, like: torch.Tensor, where: Path
 ) -> torch.Tensor:
-    saved = arrays.get(name)
-    want = f"{str(like.dtype).removeprefix('torch.')} {tuple(like.shape)}"
-    if saved is None:
-        raise CheckpointError(f"{where}: tensor {name}: expected {want}, got none")
-    t = torch.from_numpy(np.array(saved))
-    if t.shape != like.shape or t.dtype != like.dtype:
-        got = f"{str(t.dtype).removeprefix('torch.')} {tuple(t.shape)}"
-        raise CheckpointError(f"{where}: tensor {name}: expected {want}, got {got}")
-    return t
+    dtype = torch.empty(0, dtype=like.dtype).numpy().dtype
+    return torch.from_numpy(np.array(take(arrays, name, tuple(like.shape), dtype, where=where)))

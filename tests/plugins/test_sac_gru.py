@@ -14,7 +14,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from marllbd.policies.learned import SacGruPolicy  # noqa: E402
 from marllbd_rl import SAC_GRU_Agent  # noqa: E402
 from marllbd_rl import sac_gru as S  # noqa: E402
 from marllbd_rl.norm import RunningNorm  # noqa: E402
@@ -25,6 +24,7 @@ from marllbd.envs import LoadBalanceEnv  # noqa: E402
 from marllbd.features import NUM_FEATURES  # noqa: E402
 from marllbd.policies import PolicyContext, load  # noqa: E402
 from marllbd.policies.heuristics import StaticWeights  # noqa: E402
+from marllbd.policies.learned import SacGruPolicy  # noqa: E402
 from marllbd.sim.scenario import load_scenario  # noqa: E402
 from marllbd.training import Hooks, TrainConfig, Trainer, TrainingError, evaluate, logs  # noqa: E402
 

@@ -461,7 +461,7 @@ def test_training_evaluation_and_the_eval_command_agree(
         assert cli.main([*argv, "--seeds", "5,6", "--out", str(out), "--json"]) == 0
         (row,) = json.loads(capsys.readouterr().out)["summary"]
         assert row["mean_fct"] == recorded["fct_mean"] and row["p90_fct"] == recorded["fct_p90"]
-        logged = next(r for r in evals if int(r["step"]) == manifest["step"])
+        logged = next(r for r in evals if int(r["step"]) == manifest["progress"]["steps"])
         assert float(logged["eval_fct_mean"]) == pytest.approx(row["mean_fct"], rel=1e-5)
     best = json.loads((result.best / "manifest.json").read_text())["eval"]["fct_mean"]
     assert best == pytest.approx(min(float(r["eval_fct_mean"]) for r in evals), rel=1e-5)

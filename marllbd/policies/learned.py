@@ -1,0 +1,506 @@
+"""Learned policies served with numpy only: SAC-GRU and QMIX from format-2 checkpoints.
+
+The daemon loads `sac-gru:DIR` or `qmix:DIR#lb=N` through these loaders without
+importing torch, gymnasium or the training code.  Each policy is built from
+arrays named as the training networks' state (`actor.gru.weight_ih_l0`,
+`agent.fc.weight`, ...) plus the manifest, so a trainer builds the very same
+policy from its live networks to evaluate them (`from_arrays`), and a
+checkpoint's policy is the one that was evaluated.
+
+The forward passes are the training networks' equations written out in float32:
+- SAC-GRU (plugins/marllbd_rl/sac_gru.py Actor.step): x = clip((log1p(f) - shift) * scale),
+  e = relu(W_enc x + b), one GRU step, raw = W_head h + b; the action is tanh(raw[:n])
+  (continuous) or the per-server argmax over the levels (discrete).  shift and scale come
+  from the normaliser's count/mean/m2 (float64) as RunningNorm.refresh computes them.
+- QMIX (qmix.py AgentNetwork with one GRUCell step): per agent held by the LB, its servers'
+  rows normalised like SAC-GRU's (without log1p), its one-hot id appended, relu(fc), one GRU
+  step, and L utilities per server row; the greedy level is the per-server argmax.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from marllbd import checkpoint
+from marllbd.checkpoint import CheckpointError, take
+from marllbd.features import NUM_FEATURES
+from marllbd.policies.actions import ActionSpec
+from marllbd.policies.interface import GroundTruth, PolicyContext, PolicyError
+
+if TYPE_CHECKING:  # only for the annotation of Layout.of
+    from marllbd.envs.multi import MultiAgentLoadBalanceEnv
+
+SAC_GRU, QMIX = "sac-gru", "qmix"
+_F32 = np.float32
+
+
+def _f32(a: np.ndarray) -> np.ndarray:
+    """A float32 C-contiguous copy: later changes to the source (training) do not leak in."""
+    return np.array(a, dtype=_F32, order="C")
+
+
+NORM_VAR_EPS = 1e-6
+"""Added to a normaliser's variance before the inverse square root (marllbd_rl.norm uses it)."""
+
+
+def norm_shift_scale(
+    arrays: Mapping[str, np.ndarray], prefix: str, dim: int, *, where: str | Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """The float32 shift and scale of the saved running normaliser `prefix` (count, mean,
+    m2 in float64), as marllbd_rl.norm.RunningNorm.refresh derives them; the identity
+    before it has two rows of statistics."""
+    count = float(take(arrays, f"{prefix}.count", (), where=where))
+    mean = np.asarray(take(arrays, f"{prefix}.mean", (dim,), where=where), dtype=np.float64)
+    m2 = np.asarray(take(arrays, f"{prefix}.m2", (dim,), where=where), dtype=np.float64)
+    if count < 2.0:
+        return np.zeros(dim, _F32), np.ones(dim, _F32)
+    return mean.astype(_F32), (1.0 / np.sqrt(m2 / count + NORM_VAR_EPS)).astype(_F32)
+
+
+def _gru_step(
+    x: np.ndarray,
+    h: np.ndarray,
+    w_ih: np.ndarray,
+    w_hh: np.ndarray,
+    b_ih: np.ndarray,
+    b_hh: np.ndarray,
+) -> np.ndarray:
+    """torch's GRU equations (gates r, z, n in that order) for x (..., I), h (..., H)."""
+    gi = x @ w_ih.T + b_ih
+    gh = h @ w_hh.T + b_hh
+    k = h.shape[-1]
+    rz = 1.0 / (1.0 + np.exp(-(gi[..., : 2 * k] + gh[..., : 2 * k])))
+    n = np.tanh(gi[..., 2 * k :] + rz[..., :k] * gh[..., 2 * k :])
+    return n + rz[..., k:] * (h - n)  # (1 - z) * n + z * h
+
+
+def _places(where: Path | None) -> tuple[str | Path, str | Path]:
+    """What errors name: a checkpoint directory's two files, or the caller's live networks."""
+    if where is None:
+        return "the manifest of the live networks", "the live networks"
+    return where / checkpoint.MANIFEST, where / checkpoint.WEIGHTS
+
+
+def _manifest_field(manifest: Mapping[str, Any], where: str | Path, *keys: str) -> Any:
+    value: Any = manifest
+    for i, key in enumerate(keys):
+        if not isinstance(value, Mapping) or key not in value:
+            raise CheckpointError(f"{where}: manifest key {'.'.join(keys[: i + 1])!r}: missing")
+        value = value[key]
+    return value
+
+
+def _positive(where: str | Path, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise CheckpointError(f"{where}: {key}: expected a number > 0, got {value!r}")
+    return float(value)
+
+
+def _dim(where: str | Path, dims: Mapping[str, Any], key: str) -> int:
+    value = dims.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise CheckpointError(f"{where}: dims.{key}: expected an integer >= 0, got {value!r}")
+    return value
+
+
+def _action(where: str | Path, manifest: Mapping[str, Any]) -> ActionSpec:
+    table = _manifest_field(manifest, where, "action")
+    try:
+        return ActionSpec.from_dict(table)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{where}: action: {exc!r}") from None
+
+
+# -- SAC-GRU --------------------------------------------------------------------------------
+
+
+class SacGruPolicy:
+    """The trained SAC-GRU actor as a Policy: features → deterministic action → SED weights.
+
+    Keeps its GRU state across `decide` calls and zeroes it in `reset`.  A decision is
+    a dozen small float32 array operations.
+    """
+
+    name = SAC_GRU
+    dispatch = "sed"
+    needs_ground_truth = False
+    bounded = True
+    """A dozen fixed-size array operations: the daemon may call it on its loop."""
+
+    def __init__(
+        self,
+        layers: Mapping[str, np.ndarray],
+        *,
+        num_servers: int,
+        num_levels: int,
+        clip: float,
+        action: ActionSpec,
+    ) -> None:
+        """`layers`: enc_w, enc_b, w_ih, w_hh, b_ih, b_hh, head_w, head_b, shift, scale
+        (float32, shapes checked by `from_arrays`, which is how to build one)."""
+        self.num_servers, self._n, self._k = num_servers, num_servers, num_levels
+        self._spec, self._clip = action, clip
+        self._enc_w, self._enc_b = layers["enc_w"], layers["enc_b"]
+        self._w_ih, self._w_hh = layers["w_ih"], layers["w_hh"]
+        self._b_ih, self._b_hh = layers["b_ih"], layers["b_hh"]
+        self._head_w, self._head_b = layers["head_w"], layers["head_b"]
+        self._shift, self._scale = layers["shift"], layers["scale"]
+        self._x = np.zeros(num_servers * NUM_FEATURES, dtype=_F32)
+        self._h = np.zeros(self._enc_b.shape[0], dtype=_F32)
+        self._capacities: np.ndarray | None = None
+
+    @classmethod
+    def from_arrays(
+        cls,
+        arrays: Mapping[str, np.ndarray],
+        manifest: Mapping[str, Any],
+        *,
+        where: Path | None = None,
+    ) -> SacGruPolicy:
+        """From checkpoint-named arrays ("actor.*", "norm.count/mean/m2") and the manifest's
+        dims (obs_dim, num_servers, hidden, num_levels), action and hyper.feature_clip.
+        CheckpointError names what does not fit, in the checkpoint directory `where` if
+        the arrays come from one."""
+        at, arrays_at = _places(where)
+        dims = _manifest_field(manifest, at, "dims")
+        n, d, hid = (_dim(at, dims, k) for k in ("num_servers", "obs_dim", "hidden"))
+        k = _dim(at, dims, "num_levels")
+        if n < 1 or hid < 1 or d != n * NUM_FEATURES:
+            raise CheckpointError(
+                f"{at}: dims: expected num_servers >= 1, hidden >= 1 and obs_dim = "
+                f"num_servers * {NUM_FEATURES}, got {dict(dims)}"
+            )
+        action = _action(at, manifest)
+        want_k = len(action.levels) if action.kind == "discrete" else 0
+        if k != want_k:
+            raise CheckpointError(
+                f"{at}: dims.num_levels: expected {want_k} for a {action.kind} action, got {k}"
+            )
+        clip = _positive(
+            at, "hyper.feature_clip", _manifest_field(manifest, at, "hyper", "feature_clip")
+        )
+
+        def get(name: str, *shape: int) -> np.ndarray:
+            return take(arrays, name, shape, where=arrays_at)
+
+        shift, scale = norm_shift_scale(arrays, "norm", d, where=arrays_at)
+        layers = {
+            "enc_w": _f32(get("actor.encode.weight", hid, d)),
+            "enc_b": _f32(get("actor.encode.bias", hid)),
+            "w_ih": _f32(get("actor.gru.weight_ih_l0", 3 * hid, hid)),
+            "w_hh": _f32(get("actor.gru.weight_hh_l0", 3 * hid, hid)),
+            "b_ih": _f32(get("actor.gru.bias_ih_l0", 3 * hid)),
+            "b_hh": _f32(get("actor.gru.bias_hh_l0", 3 * hid)),
+            "head_w": _f32(get("actor.head.weight", n * (k or 2), hid)),
+            "head_b": _f32(get("actor.head.bias", n * (k or 2))),
+            "shift": shift,
+            "scale": scale,
+        }
+        return cls(layers, num_servers=n, num_levels=k, clip=clip, action=action)
+
+    def reset(self, ctx: PolicyContext) -> None:
+        if ctx.num_servers != self.num_servers:
+            raise PolicyError(
+                f"sac-gru policy: trained for {self.num_servers} servers, "
+                f"the data plane has {ctx.num_servers}"
+            )
+        self._capacities = np.asarray(ctx.capacities, dtype=np.float64).copy()
+        self._h = np.zeros_like(self._h)
+
+    def step(self, features: np.ndarray) -> np.ndarray:
+        """Advance the GRU state on one (num_servers, 12) feature matrix; the head's output."""
+        x = self._x
+        x[...] = features.reshape(-1)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # NaN: refused later
+            np.log1p(x, out=x)
+            x -= self._shift
+            x *= self._scale
+            np.clip(x, -self._clip, self._clip, out=x)
+            e = self._enc_w @ x + self._enc_b
+            np.maximum(e, 0.0, out=e)
+            self._h = _gru_step(e, self._h, self._w_ih, self._w_hh, self._b_ih, self._b_hh)
+            return self._head_w @ self._h + self._head_b
+
+    def decide(
+        self, features: np.ndarray, active: np.ndarray, truth: GroundTruth | None
+    ) -> np.ndarray:
+        if self._capacities is None:
+            raise PolicyError("sac-gru policy: call reset(ctx) before decide()")
+        expected = (self.num_servers, NUM_FEATURES)
+        if features.shape != expected:
+            raise PolicyError(f"features: expected shape {expected}, got {features.shape}")
+        raw = self.step(features)
+        level = raw.reshape(self._n, self._k).argmax(-1) if self._k else np.tanh(raw[: self._n])
+        return self._spec.weights(level, self._capacities)
+
+    def warm(self, features: np.ndarray, active: np.ndarray) -> np.ndarray:
+        """`decide` with the GRU state put back afterwards: the same work, no trace."""
+        h = self._h  # step rebinds self._h and never writes into this array
+        try:
+            return self.decide(features, active, None)
+        finally:
+            self._h = h
+
+
+def sac_gru_from_checkpoint(path: str | Path) -> SacGruPolicy:
+    """The served SAC-GRU policy of a checkpoint directory; CheckpointError if it is unusable."""
+    ckpt = checkpoint.load(path, algorithm=SAC_GRU)
+    return SacGruPolicy.from_arrays(ckpt.arrays, ckpt.manifest, where=ckpt.path)
+
+
+def load_sac_gru(arg: str | None) -> SacGruPolicy:
+    """Entry point `sac-gru:<checkpoint directory>`; PolicyError says what is wrong."""
+    if not arg:
+        raise PolicyError(
+            "sac-gru: expected a checkpoint directory, e.g. sac-gru:runs/sac-gru/checkpoints/best"
+        )
+    try:
+        return sac_gru_from_checkpoint(arg)
+    except CheckpointError as exc:
+        raise PolicyError(f"sac-gru: {exc}") from None
+
+
+# -- QMIX -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which LB each QMIX agent belongs to and which servers it weighs (from the environment)."""
+
+    agents: tuple[str, ...]
+    lbs: tuple[int, ...]
+    groups: tuple[tuple[int, ...], ...]
+    """Server indices of each agent, in its observation's row order."""
+    num_servers: int
+
+    @staticmethod
+    def of(env: MultiAgentLoadBalanceEnv) -> Layout:
+        return Layout(
+            agents=tuple(env.possible_agents),
+            lbs=tuple(lb for lb, _ in env.members),
+            groups=tuple(tuple(int(i) for i in env.groups[g]) for _, g in env.members),
+            num_servers=env.num_servers,
+        )
+
+    def head_mask(self, rows: int) -> np.ndarray:
+        mask = np.zeros((len(self.agents), rows), dtype=np.float32)
+        for a, group in enumerate(self.groups):
+            mask[a, : len(group)] = 1.0
+        return mask
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "agents": list(self.agents),
+            "lbs": list(self.lbs),
+            "groups": [list(g) for g in self.groups],
+            "num_servers": self.num_servers,
+        }
+
+    @staticmethod
+    def from_dict(data: Mapping[str, Any]) -> Layout:
+        return Layout(
+            agents=tuple(data["agents"]),
+            lbs=tuple(int(x) for x in data["lbs"]),
+            groups=tuple(tuple(int(i) for i in g) for g in data["groups"]),
+            num_servers=int(data["num_servers"]),
+        )
+
+
+class QMIXPolicy:
+    """One LB's QMIX agents as a `Policy`: that LB's (n, F) features → its n weights.
+
+    Each agent reads the rows of its own servers (`server_indices`) and sets
+    their levels by the per-server argmax of its utilities; hidden states are
+    kept per agent across decide() calls and zeroed by reset().  Inactive
+    servers get weights like any other (the SED data path skips them).
+    """
+
+    name = QMIX
+    dispatch = "sed"
+    needs_ground_truth = False
+    bounded = True
+    """A few fixed-size array operations per agent: the daemon may call it on its loop."""
+
+    def __init__(
+        self,
+        layers: Mapping[str, np.ndarray],
+        layout: Layout,
+        lb: int,
+        *,
+        rows: int,
+        clip: float,
+        action: ActionSpec,
+    ) -> None:
+        """`layers`: shift, scale, fc_w, fc_b, w_ih, w_hh, b_ih, b_hh, head_w, head_b
+        (float32, shapes checked by `from_arrays`, which is how to build one)."""
+        held = [a for a, owner in enumerate(layout.lbs) if owner == lb]
+        if not held:
+            raise PolicyError(
+                f"lb: no agent of this checkpoint runs on LB {lb}; "
+                f"its LBs are {sorted(set(layout.lbs))}"
+            )
+        self.layout, self.lb, self.action = layout, lb, action
+        self.agents = tuple(layout.agents[a] for a in held)
+        self.server_indices = tuple(np.array(layout.groups[a], dtype=np.int64) for a in held)
+        covered = np.concatenate(self.server_indices)
+        if sorted(covered.tolist()) != list(range(layout.num_servers)):
+            raise PolicyError(
+                f"lb {lb}: its agents weigh servers {sorted(covered.tolist())}, "
+                f"not all {layout.num_servers}"
+            )
+        if max(len(g) for g in self.server_indices) > rows:
+            raise PolicyError(f"lb {lb}: an agent weighs more servers than the network's {rows}")
+        self._agent_row = np.concatenate(
+            [np.full(len(g), j) for j, g in enumerate(self.server_indices)]
+        )
+        self._head_row = np.concatenate([np.arange(len(g)) for g in self.server_indices])
+        self._servers = covered
+        self._shift, self._scale, self._clip = layers["shift"], layers["scale"], clip
+        self._fc_w, self._fc_b = layers["fc_w"], layers["fc_b"]
+        self._w_ih, self._w_hh = layers["w_ih"], layers["w_hh"]
+        self._b_ih, self._b_hh = layers["b_ih"], layers["b_hh"]
+        self._head_w, self._head_b = layers["head_w"], layers["head_b"]
+        self.num_features = int(self._shift.shape[0])
+        levels = self._head_b.shape[0] // rows
+        a_held = len(held)
+        self._obs = np.zeros((a_held, rows, self.num_features), dtype=_F32)
+        self._x = np.zeros((a_held, rows * self.num_features + len(layout.agents)), dtype=_F32)
+        self._x[:, rows * self.num_features :] = np.eye(len(layout.agents), dtype=_F32)[held]
+        self._q_shape = (a_held, rows, levels)
+        self._h = np.zeros((a_held, self._fc_b.shape[0]), dtype=_F32)
+        self._base: np.ndarray | None = None
+        self._level_idx = np.zeros(layout.num_servers, dtype=np.int64)
+
+    @classmethod
+    def from_arrays(
+        cls,
+        arrays: Mapping[str, np.ndarray],
+        manifest: Mapping[str, Any],
+        lb: int = 0,
+        *,
+        where: Path | None = None,
+    ) -> QMIXPolicy:
+        """LB `lb`'s agents from checkpoint-named arrays ("agent.*") and the manifest's dims
+        (n_agents, rows, features, levels, hidden), layout, action and hyper.norm_clip.
+        CheckpointError names what does not fit (in the checkpoint directory `where` if
+        the arrays come from one); PolicyError if LB `lb` has no agents."""
+        at, arrays_at = _places(where)
+        dims = _manifest_field(manifest, at, "dims")
+        a, rows, f, lv, hid = (
+            _dim(at, dims, k) for k in ("n_agents", "rows", "features", "levels", "hidden")
+        )
+        if min(a, rows, f, lv, hid) < 1:
+            raise CheckpointError(f"{at}: dims: expected positive QMIX sizes, got {dict(dims)}")
+        layout_data = _manifest_field(manifest, at, "layout")
+        try:
+            layout = Layout.from_dict(layout_data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{at}: manifest lacks QMIX fields (layout: {exc!r})") from None
+        if len(layout.agents) != a or len(layout.lbs) != a or len(layout.groups) != a:
+            raise CheckpointError(
+                f"{at}: layout: expected {a} agents (dims.n_agents), got {len(layout.agents)}"
+            )
+        action = _action(at, manifest)
+        if action.kind != "discrete" or len(action.levels) != lv:
+            raise CheckpointError(
+                f"{at}: action: expected {lv} discrete levels (dims.levels), "
+                f"got a {action.kind} action with levels {list(action.levels)}"
+            )
+        clip = _positive(at, "hyper.norm_clip", _manifest_field(manifest, at, "hyper", "norm_clip"))
+
+        def get(name: str, *shape: int) -> np.ndarray:
+            return _f32(take(arrays, name, shape, where=arrays_at))
+
+        shift, scale = norm_shift_scale(arrays, "agent.norm", f, where=arrays_at)
+        layers = {
+            "shift": shift,
+            "scale": scale,
+            "fc_w": get("agent.fc.weight", hid, rows * f + a),
+            "fc_b": get("agent.fc.bias", hid),
+            "w_ih": get("agent.gru.weight_ih", 3 * hid, hid),
+            "w_hh": get("agent.gru.weight_hh", 3 * hid, hid),
+            "b_ih": get("agent.gru.bias_ih", 3 * hid),
+            "b_hh": get("agent.gru.bias_hh", 3 * hid),
+            "head_w": get("agent.head.weight", rows * lv, hid),
+            "head_b": get("agent.head.bias", rows * lv),
+        }
+        return cls(layers, layout, lb, rows=rows, clip=clip, action=action)
+
+    def reset(self, ctx: PolicyContext) -> None:
+        if ctx.num_servers != self.layout.num_servers:
+            raise PolicyError(
+                f"qmix policy: trained for {self.layout.num_servers} servers, "
+                f"the data plane has {ctx.num_servers}"
+            )
+        self._base = np.asarray(ctx.capacities, dtype=np.float64).copy()
+        self._h = np.zeros_like(self._h)
+
+    def utilities(self, features: np.ndarray) -> np.ndarray:
+        """Advance the agents' GRU states on the LB's features; q (agents, rows, levels)."""
+        obs = self._obs
+        obs[self._agent_row, self._head_row] = features[self._servers]
+        cut = obs.shape[1] * obs.shape[2]
+        x = self._x
+        norm = x[:, :cut].reshape(obs.shape)  # a view: the one-hot ids stay in place
+        np.subtract(obs, self._shift, out=norm)
+        norm *= self._scale
+        np.clip(norm, -self._clip, self._clip, out=norm)
+        e = x @ self._fc_w.T + self._fc_b
+        np.maximum(e, 0.0, out=e)
+        self._h = _gru_step(e, self._h, self._w_ih, self._w_hh, self._b_ih, self._b_hh)
+        return (self._h @ self._head_w.T + self._head_b).reshape(self._q_shape)
+
+    def decide(
+        self, features: np.ndarray, active: np.ndarray, truth: GroundTruth | None
+    ) -> np.ndarray:
+        if self._base is None:
+            raise PolicyError("policy 'qmix': call reset(ctx) before decide()")
+        if features.shape != (self.layout.num_servers, self.num_features):
+            raise PolicyError(
+                f"features: expected shape ({self.layout.num_servers}, "
+                f"{self.num_features}), got {features.shape}"
+            )
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN weights are refused later
+            best = self.utilities(features).argmax(-1)
+        self._level_idx[self._servers] = best[self._agent_row, self._head_row]
+        return self.action.weights(self._level_idx, self._base)
+
+    def warm(self, features: np.ndarray, active: np.ndarray) -> np.ndarray:
+        """`decide` with the GRU states put back afterwards: the same work, no trace."""
+        h = self._h  # utilities rebinds self._h and never writes into this array
+        try:
+            return self.decide(features, active, None)
+        finally:
+            self._h = h
+
+
+def qmix_from_checkpoint(path: str | Path, lb: int = 0) -> QMIXPolicy:
+    """LB `lb`'s served QMIX agents of a checkpoint; CheckpointError if it is unusable."""
+    ckpt = checkpoint.load(path, algorithm=QMIX)
+    return QMIXPolicy.from_arrays(ckpt.arrays, ckpt.manifest, lb, where=ckpt.path)
+
+
+def load_qmix(arg: str | None) -> QMIXPolicy:
+    """Entry point `qmix`: "CHECKPOINT_DIR" runs LB 0's agents, "CHECKPOINT_DIR#lb=N" LB N's."""
+    if not arg:
+        raise PolicyError(
+            "qmix: give a checkpoint directory, e.g. qmix:runs/qmix/checkpoints/best#lb=0"
+        )
+    path, _, option = arg.partition("#")
+    lb = 0
+    if option:
+        key, _, value = option.partition("=")
+        if key != "lb" or not value.isdigit():
+            raise PolicyError(
+                f"qmix: after '#' expected lb=N (the LB whose agents to run), got {option!r}"
+            )
+        lb = int(value)
+    try:
+        return qmix_from_checkpoint(path, lb)
+    except CheckpointError as exc:
+        raise PolicyError(f"qmix: {exc}") from None
