@@ -13,7 +13,6 @@ Checkpoints are marllbd checkpoints (safetensors + manifest, never a pickle).
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -248,7 +247,7 @@ class QMIXAgent:
 
     def save(self, path: str | Path) -> Path:
         """Write a checkpoint directory at `path` (a '.pt' suffix is kept as part of the name)."""
-        manifest = {"dims": self.dims.as_dict(), "hyper": dataclasses.asdict(self.config)}
+        manifest = Q.manifest(self.config, self.dims, None)
         return _save(
             path, Q.ALGORITHM, self.seed, manifest, self.learner.arrays(), self.steps,
             self.learner.updates,

@@ -599,6 +599,7 @@ def manifest(cfg: SacGruConfig, obs_dim: int, num_servers: int) -> dict[str, Any
             "shaping": cfg.reward_shaping,
             "scale": cfg.reward_scale,
         },
+        "layout": None,
     }
 
 

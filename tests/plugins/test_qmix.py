@@ -325,7 +325,7 @@ def test_training_writes_its_outputs_and_resumes_exactly(tiny_run: object, tmp_p
     assert series["train/loss"][0] == [80, 120, 160]
     manifest = checkpoint.load(first.best, algorithm="qmix").manifest  # type: ignore[attr-defined]
     assert manifest["action"] == {"type": "discrete", "levels": [1.0, 1.5, 2.0],
-                                  "base": "capacity", "spread": 2.0}  # fmt: skip
+                                  "base": "capacity", "spread": 3.0}  # fmt: skip
     assert manifest["reward"]["metric"] == "jain" and manifest["hyper"]["hidden"] == 16
     last = checkpoint.load(first.last, algorithm="qmix").manifest  # type: ignore[attr-defined]
     updates = last["progress"]["updates"]
@@ -382,7 +382,9 @@ def test_learner_round_trips_through_a_checkpoint(tmp_path: Path) -> None:
     for _ in range(3):
         learner.update(buf.sample(4, 2, 6))
     learner.observe(buf.obs[:1], buf.state[:1])
-    manifest = {"algorithm": "qmix", "seed": 0, "dims": learner.dims.as_dict()}
+    manifest = {"algorithm": "qmix", "seed": 0, "scenario": "t"}
+    manifest |= qmix.manifest(learner.config, learner.dims, None)
+    manifest["progress"] = {"steps": 0, "episodes": 0, "updates": 3, "best_fct": None}
     checkpoint.save(tmp_path / "x", manifest, learner.arrays())
     copy = small_learner()
     copy.load_arrays(checkpoint.load(tmp_path / "x", algorithm="qmix").arrays, tmp_path)

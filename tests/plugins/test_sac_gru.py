@@ -215,7 +215,7 @@ def config(two_servers: Path, out: Path, **kw: Any) -> TrainConfig:
 def test_rollouts_start_every_episode_from_a_zero_gru_state(
     two_servers: Path, tmp_path: Path
 ) -> None:
-    cfg = config(two_servers, tmp_path, episode_seconds=2.0)  # 7-step episodes
+    cfg = config(two_servers, tmp_path, episode_seconds=2.0, hyper={"seq_len": 4})  # 7 steps
     scenario = load_scenario(two_servers).replace(duration=2.0)
     algo = S.SacGru(cfg, scenario, Hooks())
     states: list[torch.Tensor] = []
@@ -316,7 +316,8 @@ def test_checkpoint_restores_every_array_and_the_manifest_describes_the_run(
 ) -> None:
     ckpt = checkpoint.load(trained, algorithm="sac-gru")
     m = ckpt.manifest
-    assert m["progress"]["steps"] == 60 and m["progress"]["updates"] == 20
+    # 0.5 updates per step from step 20: one per lockstep step of 2 envs, 20..60.
+    assert m["progress"]["steps"] == 60 and m["progress"]["updates"] == 21
     assert m["action"] == {"type": "continuous", "levels": [1.0, 1.5, 2.0], "base": "capacity",
                            "spread": 3.0}  # fmt: skip
     assert m["reward"]["metric"] == "jain" and m["hyper"]["hidden"] == 16
@@ -402,18 +403,18 @@ def test_train_writes_logs_curve_checkpoints_and_resumes_exactly(
     assert first.steps == 150  # not rounded up to the envs' lockstep
     series = logs.read(first.metrics_csv)
     assert series["eval/fct_mean"][0] == [0, 80, 150]
-    assert series["train/critic_loss"][0] == [80, 120]  # every 40 steps once updates run
+    assert series["train/critic_loss"][0] == [40, 80, 120]  # every 40 steps once updates run
     assert series["train/steps_per_second"][0] == [40, 80, 120]
     assert len(series["episode/return"][0]) == 4  # 32-step episodes, 2 envs
     assert (out / "learning_curve.png").stat().st_size > 1000
     last = checkpoint.load(first.last, algorithm="sac-gru").manifest["progress"]
     best = checkpoint.load(first.best).manifest["eval"]["fct_mean"]
-    assert last == {"steps": 150, "episodes": 4, "updates": 55, "best_fct": best}
+    assert last == {"steps": 150, "episodes": 4, "updates": 56, "best_fct": best}
     resumed = Trainer(config(two_servers, out, steps=230, resume=first.last, **base))
-    assert (resumed.steps, resumed.episodes, resumed.algorithm.updates) == (150, 4, 55)
+    assert (resumed.steps, resumed.episodes, resumed.algorithm.updates) == (150, 4, 56)
     again = resumed.learn()
     progress = checkpoint.load(again.last, algorithm="sac-gru").manifest["progress"]
-    assert progress["steps"] == 230 and progress["updates"] > 55
+    assert progress["steps"] == 230 and progress["updates"] > 56
     series = logs.read(again.metrics_csv)
     assert series["eval/fct_mean"][0] == [0, 80, 150, 160, 230]
 

@@ -100,7 +100,8 @@ def save_qmix(path: Path, scenario: str = "seed-16") -> tuple[Path, Any]:
         obs, *_ = env.step({a: np.ones(env.group_size, np.int64) for a in layout.agents})
         rows.append(np.stack([obs[a] for a in layout.agents]))
     learner.observe(np.stack(rows), np.zeros((len(rows), dims.state_dim), np.float32))
-    manifest = {"algorithm": "qmix", "seed": 0, "scenario": scenario}
+    manifest: dict[str, Any] = {"algorithm": "qmix", "seed": 0, "scenario": scenario}
+    manifest["progress"] = {"steps": 0, "episodes": 0, "updates": 0, "best_fct": None}
     checkpoint.save(path, manifest | qmix.manifest(cfg, dims, layout), learner.arrays())
     return path, learner
 

@@ -106,7 +106,7 @@ ARGS = [
     ),
     (
         ["train", "--algo", "sac-gru", "--scenario", "paper-7", "--out", "o", "--hyper", "hiden=3"],
-        "unknown SAC-GRU hyperparameters ['hiden']",
+        "hyper.hiden: unknown sac-gru hyperparameter; valid: action_type",
     ),
     (
         ["train", "--algo", "sac-gru", "--scenario", "paper-7", "--out", "o", "--hyper", "gamma=2"],
