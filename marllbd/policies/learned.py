@@ -485,14 +485,15 @@ def qmix_from_checkpoint(path: str | Path, lb: int = 0) -> QMIXPolicy:
     return QMIXPolicy.from_arrays(ckpt.arrays, ckpt.manifest, lb, where=ckpt.path)
 
 
-def load_qmix(arg: str | None) -> QMIXPolicy:
-    """Entry point `qmix`: "CHECKPOINT_DIR" runs LB 0's agents, "CHECKPOINT_DIR#lb=N" LB N's."""
+def load_qmix(arg: str | None, lb: int | None = None) -> QMIXPolicy:
+    """Entry point `qmix`: "CHECKPOINT_DIR#lb=N" runs LB N's agents; "CHECKPOINT_DIR" those of
+    the node it runs on (`lb`, which evaluation passes per node), else LB 0's."""
     if not arg:
         raise PolicyError(
             "qmix: give a checkpoint directory, e.g. qmix:runs/qmix/checkpoints/best#lb=0"
         )
     path, _, option = arg.partition("#")
-    lb = 0
+    lb = 0 if lb is None else lb
     if option:
         key, _, value = option.partition("=")
         if key != "lb" or not value.isdigit():

@@ -464,3 +464,18 @@ def test_learns_to_beat_uniform_weights(two_servers: Path, tmp_path: Path) -> No
     uniform, trained = evaluate.summary(runs)
     # Measured over training seeds 0-5 (before the harness split): learned / uniform 0.82-0.92.
     assert trained.mean_fct < 0.95 * uniform.mean_fct
+
+
+def test_eval_of_a_spec_runs_each_nodes_own_agents_as_training_did(tiny_run: object) -> None:
+    """`marllbd eval --policies qmix:DIR` on 2 LB nodes: node N runs LB N's agents, so the
+    figures are those the trainer recorded for the checkpoint (same loop, same seeds)."""
+    best = tiny_run.best  # type: ignore[attr-defined]
+    recorded = checkpoint.load(best, algorithm="qmix").manifest["eval"]
+    scenario = load_scenario(best.parents[2] / "two.toml")
+    (summary,) = evaluate.summary(
+        evaluate.evaluate(scenario, [f"qmix:{best}"], recorded["seeds"], progress=False)
+    )
+    assert summary.mean_fct == recorded["fct_mean"] and summary.p90_fct == recorded["fct_p90"]
+    pinned = f"qmix:{best}#lb=0"  # every node runs LB 0's agents: a different policy
+    (other,) = evaluate.summary(evaluate.evaluate(scenario, [pinned], recorded["seeds"]))
+    assert other.mean_fct != recorded["fct_mean"]
