@@ -550,3 +550,12 @@ def manifest(cfg: QMIXConfig, dims: Dims, layout: Layout | None) -> dict[str, An
         },
         "layout": None if layout is None else layout.to_dict(),
     }
+
+
+def __getattr__(name: str) -> Any:
+    """`from marllbd_rl.qmix import QMIXAgent` (where it used to live) keeps working."""
+    if name == "QMIXAgent":
+        from marllbd_rl.agents import QMIXAgent
+
+        return QMIXAgent
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

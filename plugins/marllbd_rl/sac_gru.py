@@ -611,3 +611,12 @@ def dims(cfg: SacGruConfig, obs_dim: int, num_servers: int) -> dict[str, int]:
         "hidden": cfg.hidden,
         "num_levels": cfg.num_levels,
     }
+
+
+def __getattr__(name: str) -> Any:
+    """`from marllbd_rl.sac_gru import SAC_GRU_Agent` (where it used to live) keeps working."""
+    if name == "SAC_GRU_Agent":
+        from marllbd_rl.agents import SAC_GRU_Agent
+
+        return SAC_GRU_Agent
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

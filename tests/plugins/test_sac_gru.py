@@ -482,3 +482,11 @@ LEARN_HYPER = {
     "seq_len": 8,
     "learning_starts": 200,
 }
+
+
+def test_the_agent_apis_import_from_where_they_used_to_live() -> None:
+    from marllbd_rl.agents import QMIXAgent as Q
+    from marllbd_rl.qmix import QMIXAgent
+    from marllbd_rl.sac_gru import SAC_GRU_Agent as Old
+
+    assert Old is SAC_GRU_Agent and QMIXAgent is Q
