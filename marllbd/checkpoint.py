@@ -36,6 +36,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from marllbd import __version__
+from marllbd.errors import MarllbdError
 from marllbd.features import FEATURE_NAMES, FEATURE_SPEC_VERSION
 
 WEIGHTS = "weights.safetensors"
@@ -58,7 +59,7 @@ _ADDED = ("format", "feature_spec_version", "feature_names", "marllbd_version")
 """Keys `save` fills in itself."""
 
 
-class CheckpointError(ValueError):
+class CheckpointError(MarllbdError, ValueError):
     """A checkpoint that is missing, corrupt, or does not fit the running code."""
 
 

@@ -110,19 +110,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
         except tomllib.TOMLDecodeError:
             value = raw
         hyper.append((name.strip(), value))
-    config = TrainConfig(
-        hyper=tuple(hyper),
-        algo=args.algo,
-        scenario=args.scenario,
-        out=Path(args.out),
-        steps=args.steps,
-        seed=args.seed,
-        resume=Path(args.resume) if args.resume else None,
-        envs=args.envs,
-        eval_every=args.eval_every,
-        eval_seeds=eval_seeds,
-        progress=sys.stderr.isatty(),
-    )
+    try:
+        config = TrainConfig(
+            hyper=tuple(hyper),
+            algo=args.algo,
+            scenario=args.scenario,
+            out=Path(args.out),
+            steps=args.steps,
+            seed=args.seed,
+            resume=Path(args.resume) if args.resume else None,
+            envs=args.envs,
+            eval_every=args.eval_every,
+            eval_seeds=eval_seeds,
+            log_every=args.log_every,
+        )
+    except TrainingError as exc:
+        raise UsageError(str(exc)) from None
     try:
         result = train(config)
     except TrainingError as exc:
@@ -220,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.set_defaults(func=_cmd_sim)
 
     tr = sub.add_parser("train", help="train a learned policy on a scenario")
-    tr.add_argument("--algo", required=True, choices=["sac-gru", "qmix"])
+    tr.add_argument("--algo", required=True, help="a registered trainer: sac-gru, qmix, ...")
     tr.add_argument("--scenario", required=True, help="preset name or TOML file")
     tr.add_argument("--out", required=True, help="output directory")
     tr.add_argument("--steps", type=int, default=20_000, help="environment steps")
@@ -229,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", help="checkpoint directory to continue from")
     tr.add_argument("--eval-every", type=int, default=2000, help="steps between evaluations")
     tr.add_argument("--eval-seeds", default="1001,1002", help="held-out seeds for evaluations")
+    tr.add_argument(
+        "--log-every", type=int, default=500, help="steps between loss rows in metrics.csv"
+    )
     tr.add_argument(
         "--hyper", action="append", default=[], metavar="NAME=VALUE",
         help="override a hyperparameter (repeatable), e.g. --hyper prior_weight=1.0",

@@ -63,19 +63,19 @@ def _latencies_us(
 def policy_infer(quick: bool) -> list[BenchResult]:
     """Median µs per decision (features + decide) of sac-gru on 16 servers against sed, on
     the same frames, in the same run."""
-    import torch
-    from marllbd_rl.sac_gru import SacGru, SacGruConfig, save_checkpoint
-    from marllbd_rl.sac_gru import load_policy as load_sac
+    from marllbd_rl import sac_gru
 
-    torch.set_num_threads(1)
+    from marllbd import checkpoint
+
     stream, capacities = _frame_stream(500 if quick else 2000)
     reps = 2 if quick else 5
     with tempfile.TemporaryDirectory() as tmp:
-        agent = SacGru(SacGruConfig(), 16 * 12, 16, seed=0)
-        path = save_checkpoint(
-            Path(tmp) / "ckpt", agent, seed=0, scenario="seed-16", step=0, extra={}
-        )
-        learned = load_sac(str(path))
+        cfg = sac_gru.SacGruConfig()
+        agent = sac_gru.Learner(cfg, 16 * 12, 16, seed=0)
+        manifest = {"algorithm": "sac-gru", "seed": 0, "scenario": "seed-16"}
+        manifest |= sac_gru.manifest(cfg, 16 * 12, 16)
+        path = checkpoint.save(Path(tmp) / "ckpt", manifest, agent.arrays())
+        learned = load_policy(f"sac-gru:{path}")
     sac_us, sac_cpu = _latencies_us(learned, stream, capacities, reps)
     sed_us, sed_cpu = _latencies_us(load_policy("sed"), stream, capacities, reps)
     med, base = float(np.median(sac_us)), float(np.median(sed_us))
@@ -94,7 +94,6 @@ def policy_infer(quick: bool) -> list[BenchResult]:
                 "baseline_cpu_median_us": float(np.median(sed_cpu)),
                 "servers": 16,
                 "decisions": int(sac_us.size),
-                "torch_threads": 1,
             },
         )
     ]

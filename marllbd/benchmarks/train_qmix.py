@@ -91,12 +91,11 @@ def train_qmix(quick: bool) -> list[BenchResult]:
     try:
         steps = 600 if quick else 4000
         result, value, policy = timed_training(
-            qmix.train,
             "qmix",
             steps,
             (("warmup_steps", 100),),
             EPISODE_SECONDS,
-            then=lambda r: qmix.policy_from_checkpoint(r.last, lb=0),
+            then=lambda trainer: trainer.policy(0),
         )
         base = _env_only_rate(steps)
         stream, capacities = _feature_stream(500 if quick else 2000)

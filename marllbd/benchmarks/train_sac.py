@@ -20,7 +20,7 @@ import numpy as np
 
 from marllbd.benchmarks import BenchResult, benchmark, ratio
 from marllbd.envs import LoadBalanceEnv
-from marllbd.training import TrainConfig
+from marllbd.training import TrainConfig, Trainer, TrainResult
 
 SCENARIO, ENVS = "seed-16", 2
 
@@ -43,16 +43,15 @@ def _env_only_rate(steps: int) -> float:
 
 
 def timed_training(
-    train: Callable[[TrainConfig], Any],
     algo: str,
     steps: int,
     hyper: tuple[tuple[str, Any], ...],
     episode_seconds: float | None = None,
-    then: Callable[[Any], Any] = lambda result: None,
-) -> tuple[Any, float, Any]:
+    then: Callable[[Trainer], Any] = lambda trainer: None,
+) -> tuple[TrainResult, float, Any]:
     """Train `algo` on SCENARIO for `steps` in a scratch directory, one evaluation at the
-    end; returns the plugin's TrainResult, its env steps per second of wall time, and
-    then(result), called while the scratch checkpoints still exist."""
+    end; returns the TrainResult, its env steps per second of wall time, and
+    then(trainer), called while the scratch checkpoints still exist."""
     with tempfile.TemporaryDirectory() as tmp:
         config = TrainConfig(
             algo=algo,
@@ -66,8 +65,9 @@ def timed_training(
             progress=False,
             hyper=hyper,
         )
-        result = train(config)
-        kept = then(result)
+        trainer = Trainer(config)
+        result = trainer.learn()
+        kept = then(trainer)
     return result, result.steps / result.wall_seconds, kept
 
 
@@ -95,10 +95,10 @@ def training_result(
 @benchmark("train_sac")
 def train_sac(quick: bool) -> list[BenchResult]:
     """Env steps/s of SAC-GRU training (updates included) against env-only stepping."""
-    from marllbd_rl.sac_gru import SacGruConfig, train
+    from marllbd_rl.sac_gru import SacGruConfig
 
     steps = 600 if quick else 6000
-    result, value, _ = timed_training(train, "sac-gru", steps, (("learning_starts", 100),))
+    result, value, _ = timed_training("sac-gru", steps, (("learning_starts", 100),))
     base = _env_only_rate(steps)
     extra = {"updates_per_step": SacGruConfig().updates_per_step}
     return [training_result("train_sac", value, base, result.steps, extra)]

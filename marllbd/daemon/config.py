@@ -13,8 +13,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-# The [backend] tables are defined with the backends; this module reads them from TOML.
 from marllbd.backends.config import BACKENDS, BackendConfig, SimBackendConfig, VppPapiConfig
+
+# The [backend] tables are defined with the backends; this module reads them from TOML.
+from marllbd.errors import MarllbdError
 from marllbd.ipc.layout import MAX_SERVERS
 
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "marllbd.toml"
@@ -24,7 +26,7 @@ LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
-class ConfigError(ValueError):
+class ConfigError(MarllbdError, ValueError):
     """An invalid configuration; the message names the file and the key path."""
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from marllbd.errors import MarllbdError
 from marllbd.ipc import layout as L
 from marllbd.ipc.region import Region
 
@@ -35,7 +36,7 @@ _SAMPLES = ("dur", "fct")
 """The two sample rings of a server record; a bad sample value is reported by its ring."""
 
 
-class FrameError(Exception):
+class FrameError(MarllbdError):
     """A complete frame whose contents break the contract (not a torn read).
 
     `field` is the contract field that was broken, one of FIELDS (a server record's

@@ -13,7 +13,7 @@ The forward passes are the training networks' equations written out in float32:
   (continuous) or the per-server argmax over the levels (discrete).  shift and scale come
   from the normaliser's count/mean/m2 (float64) as RunningNorm.refresh computes them.
 - QMIX (qmix.py AgentNetwork with one GRUCell step): per agent held by the LB, its servers'
-  rows normalised with the stored shift/scale, its one-hot id appended, relu(fc), one GRU
+  rows normalised like SAC-GRU's (without log1p), its one-hot id appended, relu(fc), one GRU
   step, and L utilities per server row; the greedy level is the per-server argmax.
 """
 
@@ -42,6 +42,24 @@ _F32 = np.float32
 def _f32(a: np.ndarray) -> np.ndarray:
     """A float32 C-contiguous copy: later changes to the source (training) do not leak in."""
     return np.array(a, dtype=_F32, order="C")
+
+
+NORM_VAR_EPS = 1e-6
+"""Added to a normaliser's variance before the inverse square root (marllbd_rl.norm uses it)."""
+
+
+def norm_shift_scale(
+    arrays: Mapping[str, np.ndarray], prefix: str, dim: int, *, where: str | Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """The float32 shift and scale of the saved running normaliser `prefix` (count, mean,
+    m2 in float64), as marllbd_rl.norm.RunningNorm.refresh derives them; the identity
+    before it has two rows of statistics."""
+    count = float(take(arrays, f"{prefix}.count", (), where=where))
+    mean = np.asarray(take(arrays, f"{prefix}.mean", (dim,), where=where), dtype=np.float64)
+    m2 = np.asarray(take(arrays, f"{prefix}.m2", (dim,), where=where), dtype=np.float64)
+    if count < 2.0:
+        return np.zeros(dim, _F32), np.ones(dim, _F32)
+    return mean.astype(_F32), (1.0 / np.sqrt(m2 / count + NORM_VAR_EPS)).astype(_F32)
 
 
 def _gru_step(
@@ -170,14 +188,7 @@ class SacGruPolicy:
         def get(name: str, *shape: int) -> np.ndarray:
             return take(arrays, name, shape, where=arrays_at)
 
-        count = float(get("norm.count"))
-        mean = np.asarray(get("norm.mean", d), dtype=np.float64)
-        m2 = np.asarray(get("norm.m2", d), dtype=np.float64)
-        if count < 2.0:  # RunningNorm.refresh: no statistics yet, the identity
-            shift, scale = np.zeros(d, _F32), np.ones(d, _F32)
-        else:
-            shift = mean.astype(_F32)
-            scale = (1.0 / np.sqrt(m2 / count + 1e-6)).astype(_F32)
+        shift, scale = norm_shift_scale(arrays, "norm", d, where=arrays_at)
         layers = {
             "enc_w": _f32(get("actor.encode.weight", hid, d)),
             "enc_b": _f32(get("actor.encode.bias", hid)),
@@ -405,9 +416,10 @@ class QMIXPolicy:
         def get(name: str, *shape: int) -> np.ndarray:
             return _f32(take(arrays, name, shape, where=arrays_at))
 
+        shift, scale = norm_shift_scale(arrays, "agent.norm", f, where=arrays_at)
         layers = {
-            "shift": get("agent.norm.shift", f),
-            "scale": get("agent.norm.scale", f),
+            "shift": shift,
+            "scale": scale,
             "fc_w": get("agent.fc.weight", hid, rows * f + a),
             "fc_b": get("agent.fc.bias", hid),
             "w_ih": get("agent.gru.weight_ih", 3 * hid, hid),
@@ -473,14 +485,15 @@ def qmix_from_checkpoint(path: str | Path, lb: int = 0) -> QMIXPolicy:
     return QMIXPolicy.from_arrays(ckpt.arrays, ckpt.manifest, lb, where=ckpt.path)
 
 
-def load_qmix(arg: str | None) -> QMIXPolicy:
-    """Entry point `qmix`: "CHECKPOINT_DIR" runs LB 0's agents, "CHECKPOINT_DIR#lb=N" LB N's."""
+def load_qmix(arg: str | None, lb: int | None = None) -> QMIXPolicy:
+    """Entry point `qmix`: "CHECKPOINT_DIR#lb=N" runs LB N's agents; "CHECKPOINT_DIR" those of
+    the node it runs on (`lb`, which evaluation passes per node), else LB 0's."""
     if not arg:
         raise PolicyError(
             "qmix: give a checkpoint directory, e.g. qmix:runs/qmix/checkpoints/best#lb=0"
         )
     path, _, option = arg.partition("#")
-    lb = 0
+    lb = 0 if lb is None else lb
     if option:
         key, _, value = option.partition("=")
         if key != "lb" or not value.isdigit():

@@ -6,6 +6,7 @@ Each entry point names a factory `(arg: str | None) -> Policy`; a spec is
 
 from __future__ import annotations
 
+import inspect
 from importlib.metadata import entry_points
 
 from marllbd.dataplane.dispatch import DISPATCH_NAMES
@@ -19,8 +20,13 @@ def available() -> list[str]:
     return sorted({ep.name for ep in entry_points(group=GROUP)})
 
 
-def load(spec: str) -> Policy:
-    """A fresh policy for `spec` ("name" or "name:ARG"); PolicyError if that is impossible."""
+def load(spec: str, *, lb: int | None = None) -> Policy:
+    """A fresh policy for `spec` ("name" or "name:ARG"); PolicyError if that is impossible.
+
+    `lb` is the LB node the policy will run on: a factory that takes an `lb` keyword
+    (a multi-agent policy, e.g. QMIX, whose nodes run different agents) gets it; the
+    others ignore it.
+    """
     name, sep, arg = spec.partition(":")
     eps = entry_points(group=GROUP, name=name)
     targets = sorted({ep.value for ep in eps})
@@ -38,7 +44,8 @@ def load(spec: str) -> Policy:
         factory = next(iter(eps)).load()
     except (ImportError, AttributeError) as exc:
         raise PolicyError(f"policy {name!r}: cannot load {targets[0]}: {exc}") from exc
-    policy = factory(arg if sep else None)
+    takes_lb = lb is not None and "lb" in inspect.signature(factory).parameters
+    policy = factory(arg if sep else None, lb=lb) if takes_lb else factory(arg if sep else None)
     if not isinstance(policy, Policy):
         raise PolicyError(
             f"policy {name!r}: {targets[0]} returned a {type(policy).__name__}, "

@@ -24,7 +24,7 @@ until every flow has finished, at most DRAIN_LIMIT more seconds.  Metrics:
   of each server's workers, so equal utilization is fair whatever the
   capacities), averaged over the control intervals of the duration.
 - reward: the environments' default reward (envs.reward.RewardSpec(): Jain of
-  the decayed mean flow duration; with several LB nodes of the per-server
+  the decayed mean flow completion time, docs/reward.md; with several LB nodes of the per-server
   feature averaged over them, as the multi-agent env does), averaged over the
   same intervals.
 
@@ -47,7 +47,8 @@ import numpy.typing as npt
 
 from marllbd import fairness, features
 from marllbd.envs.reward import RewardSpec
-from marllbd.policies import GroundTruth, Policy, PolicyContext, PolicyError, load
+from marllbd.errors import MarllbdError
+from marllbd.policies import Policy, PolicyContext, PolicyError, load
 from marllbd.sim.engine import REJECT_PENALTY, Engine
 from marllbd.sim.scenario import Scenario
 from marllbd.stats import Estimate, mean_ci
@@ -58,7 +59,7 @@ _POLICY_STREAM = 3
 """SeedSequence spawn key of the policies' seeds (the engine uses 0, 1 and 2)."""
 
 
-class EvaluationError(ValueError):
+class EvaluationError(MarllbdError, ValueError):
     """A policy misbehaved during an evaluation run (e.g. returned invalid weights)."""
 
 
@@ -76,11 +77,12 @@ class PolicySource:
 
     @staticmethod
     def of(policy: str | PolicySource) -> PolicySource:
-        """`policy` itself, or for a spec string a source that loads it for every node."""
+        """`policy` itself, or for a spec string a source that loads it for every node (told
+        which node: "qmix:DIR" runs each node's own agents)."""
         if isinstance(policy, PolicySource):
             return policy
         spec = policy
-        return PolicySource(spec, lambda lb: load(spec))
+        return PolicySource(spec, lambda lb: load(spec, lb=lb))
 
 
 @dataclass(frozen=True, eq=False)
@@ -204,11 +206,7 @@ def run(
             in_run = len(times)
         if in_run and (engine.drained or step.t >= sc.duration + DRAIN_LIMIT - 1e-9):
             break
-        truth = (
-            GroundTruth(step.truth.utilization, step.truth.queue, step.truth.capacities)
-            if wants_truth
-            else None
-        )
+        truth = step.truth if wants_truth else None
         for lb, (node, obs) in enumerate(zip(policies, step.observations, strict=True)):
             w = node.decide(feats[lb], obs.active, truth if node.needs_ground_truth else None)
             try:

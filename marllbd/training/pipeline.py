@@ -1,8 +1,12 @@
-"""The seed's `TrainingPipeline`: pick a scenario from a server count and trace type, then train.
+"""The original description's `TrainingPipeline`: a scenario from a server count and trace type.
 
+    from marllbd.training import TrainingPipeline
     TrainingPipeline(agent_type="qmix", num_servers=16, trace_type="wiki").train(num_episodes=100)
 
-It only builds a `TrainConfig` and calls `marllbd.training.train`, so it
+    # reward_metric="custom": a reward computed by the caller from each interval's features
+    TrainingPipeline(reward_metric="custom", reward_fn=lambda features, active: ...)
+
+It only builds a `TrainConfig` and runs `marllbd.training.Trainer`, so it
 trains exactly what `marllbd train` does; torch is imported by the plugin,
 not here.  A scenario that is not a preset is written to out/scenario.toml
 (the run's record, and what the config names).
@@ -12,16 +16,19 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from marllbd.sim.scenario import Scenario, load_scenario, synthetic
-from marllbd.training import TRAINERS, TrainConfig, TrainingError, TrainResult, train
+from marllbd.training.errors import TrainingError
+from marllbd.training.trainer import Hooks, TrainConfig, TrainResult, algorithms, train
 
 TRACE_TYPES = ("poisson", "wiki")
 DEFAULT_SCENARIO = "seed-16"
-"""The preset behind `num_servers=16` (the seed's layout: 16 servers in 4 groups of 4)."""
+"""The preset behind `num_servers=16` (MARLLB's layout: 16 servers in 4 groups of 4)."""
 
 
 def pipeline_scenario(num_servers: int, trace_type: str) -> Scenario:
@@ -64,7 +71,7 @@ def _toml_value(value: Any) -> str:
 
 
 class TrainingPipeline:
-    """Offline training of a learned policy from the seed's few arguments.
+    """Offline training of a learned policy from the original description's few arguments.
 
     One episode is one scenario run (duration / control_interval steps), so
     `train(num_episodes)` trains for num_episodes times that many env steps.
@@ -82,11 +89,27 @@ class TrainingPipeline:
         eval_every_episodes: int = 10,
         progress: bool = False,
         hyper: Mapping[str, Any] | None = None,
+        reward_metric: str | None = None,
+        reward_fn: Callable[[np.ndarray, np.ndarray], float] | None = None,
     ) -> None:
-        if agent_type not in TRAINERS:
+        known = algorithms()
+        if agent_type not in known:
             raise TrainingError(
-                f"agent_type: expected one of {', '.join(TRAINERS)}, got {agent_type!r}"
+                f"agent_type: expected one of {', '.join(sorted(known))}, got {agent_type!r}"
             )
+        if reward_metric not in (None, "custom"):
+            raise TrainingError(
+                f"reward_metric: expected 'custom' (with reward_fn) or None (the default "
+                f"reward), got {reward_metric!r}; other rewards are set with "
+                f"hyper={{'reward_field': ...}}"
+            )
+        if (reward_metric == "custom") != (reward_fn is not None):
+            raise TrainingError(
+                "reward_fn: give reward_metric='custom' together with a callable "
+                "reward_fn(features, active) -> float"
+            )
+        if reward_fn is not None and not callable(reward_fn):
+            raise TrainingError(f"reward_fn: expected a callable, got {type(reward_fn).__name__}")
         if eval_every_episodes < 1:
             raise TrainingError(
                 f"eval_every_episodes: expected a positive integer, got {eval_every_episodes}"
@@ -99,6 +122,7 @@ class TrainingPipeline:
         self.eval_every_episodes = eval_every_episodes
         self.progress = progress
         self.hyper = dict(hyper or {})
+        self.reward_fn = reward_fn
 
     @property
     def steps_per_episode(self) -> int:
@@ -131,4 +155,4 @@ class TrainingPipeline:
 
     def train(self, num_episodes: int = 10) -> TrainResult:
         """Train for `num_episodes` episodes; the best checkpoint is TrainResult.best."""
-        return train(self.config(num_episodes))
+        return train(self.config(num_episodes), Hooks(reward_fn=self.reward_fn))

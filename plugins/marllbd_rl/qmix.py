@@ -4,10 +4,10 @@ Roles as in EPyMARL: one recurrent agent network shared by every agent (its id
 one-hot in the input), a monotonic mixer whose weights come from hypernetworks
 on the global state `env.state()`, a learner (double-Q targets, masked TD loss
 over replayed episode windows with burn-in, gradient-norm clipping, target
-networks), and ε-greedy action selection.  Then the parts that use them:
-the checkpoints (what a daemon serves is marllbd.policies.learned.QMIXPolicy, numpy
-only: one LB's agents, decentralised), the seed's `QMIXAgent` API and
-`train(config)` (which evaluates with marllbd.training.evaluate).
+networks), and ε-greedy action selection.  Then `Qmix`, the algorithm the
+training loop (marllbd.training.trainer) drives.  A daemon serves one LB's
+agents with the numpy `marllbd.policies.learned.QMIXPolicy`, which evaluation
+uses too.
 
 Action factorisation: an agent sets one weight level per server of its group,
 L**G joint actions (81 for 4 servers x 3 levels).  The agent network has one
@@ -22,36 +22,29 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from marllbd.envs.actions import ActionSpec
 from marllbd.envs.multi import MultiAgentLoadBalanceEnv
+from marllbd.envs.reward import DEFAULT_REWARD_FIELD
 from marllbd.features import NUM_FEATURES
+from marllbd.policies.actions import ActionSpec
 from marllbd.policies.learned import Layout, QMIXPolicy
-from marllbd.policies.learned import (  # noqa: F401 - the old names of the one loader
-    load_qmix as load_policy,
-)
-from marllbd.policies.learned import (  # noqa: F401
-    qmix_from_checkpoint as policy_from_checkpoint,
-)
-from marllbd.sim.scenario import load_scenario
-from marllbd.training import TrainConfig, TrainingError, TrainResult
-from marllbd.training import evaluate as evaluation
-from marllbd_rl import checkpoint
-from marllbd_rl.curves import MetricsLog, Progress, plot_learning_curve
-from marllbd_rl.episode_buffer import Batch, EpisodeBuffer
+from marllbd.sim.scenario import Scenario
+from marllbd.training import hyper
+from marllbd.training.trainer import Collected, Hooks, TrainConfig
+from marllbd_rl.norm import RunningNorm
+from marllbd_rl.replay import EpisodeBatch, EpisodeBuffer
+from marllbd_rl.torchio import load_arrays, to_arrays
 
 ALGORITHM = "qmix"
-
 
 # -- hyperparameters ------------------------------------------------------------
 
@@ -101,8 +94,9 @@ class QMIXConfig:
     """Weight levels per server (the discrete action of one server head)."""
     weight_base: str = "capacity"
     """Weights are level x static capacity ("capacity") or level alone ("uniform")."""
-    reward_field: str = "dur_decayed_mean"
-    """The feature whose Jain fairness over the servers is the team reward (MARLLB: durations)."""
+    reward_field: str = DEFAULT_REWARD_FIELD
+    """The feature whose Jain fairness over the servers is the team reward (the envs'
+    default, chosen by measurement: docs/reward.md)."""
 
     def __post_init__(self) -> None:
         positive = ("hidden", "mixing_embed", "hypernet_hidden", "batch_size", "seq_len")
@@ -140,82 +134,13 @@ class QMIXConfig:
         frac = min(step / self.eps_anneal_steps, 1.0)
         return self.eps_start + frac * (self.eps_end - self.eps_start)
 
-    def with_overrides(self, pairs: Iterable[tuple[str, Any]]) -> QMIXConfig:
-        """A copy with fields replaced; strings are parsed to the field's type (CLI values)."""
-        fields = {f.name: f for f in dataclasses.fields(self)}
-        changes: dict[str, Any] = {}
-        for name, value in pairs:
-            if name not in fields:
-                raise TrainingError(
-                    f"hyperparameter {name!r}: unknown for qmix; known: {', '.join(fields)}"
-                )
-            default = getattr(self, name)
-            try:
-                changes[name] = _parse_like(default, value)
-            except ValueError:
-                raise TrainingError(
-                    f"hyperparameter {name}: expected a value like {default!r}, got {value!r}"
-                ) from None
-        try:
-            return dataclasses.replace(self, **changes)
-        except ValueError as exc:
-            raise TrainingError(str(exc)) from None
-
-
-def _parse_like(default: Any, value: Any) -> Any:
-    if not isinstance(value, str):
-        return tuple(value) if isinstance(default, tuple) else value
-    if isinstance(default, tuple):
-        return tuple(float(x) for x in value.split(","))
-    if isinstance(default, str):
-        return value
-    return type(default)(value)
+    @classmethod
+    def from_pairs(cls, pairs: Any) -> QMIXConfig:
+        """From (name, value) overrides (CLI strings or values); errors name the key."""
+        return hyper.parse(cls, pairs, algorithm=ALGORITHM)
 
 
 # -- networks -------------------------------------------------------------------
-
-
-class RunningNorm(nn.Module):
-    """Per-feature running mean and variance (parallel Welford), saved with the network.
-
-    Statistics change only through `update` (with rollout data), never in forward.
-    """
-
-    mean: torch.Tensor
-    var: torch.Tensor
-    count: torch.Tensor
-    shift: torch.Tensor
-    scale: torch.Tensor
-
-    def __init__(self, dim: int, clip: float) -> None:
-        super().__init__()
-        self.dim, self.clip = dim, clip
-        self.register_buffer("mean", torch.zeros(dim, dtype=torch.float64))
-        self.register_buffer("var", torch.ones(dim, dtype=torch.float64))
-        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
-        self.register_buffer("shift", torch.zeros(dim))
-        self.register_buffer("scale", torch.ones(dim))
-
-    def update(self, x: torch.Tensor) -> None:
-        """Fold a batch of rows (..., dim) into the statistics."""
-        x = x.reshape(-1, self.dim).to(torch.float64)
-        n = float(x.shape[0])
-        if n == 0:
-            return
-        b_mean = x.mean(0)
-        b_var = x.var(0, unbiased=False)
-        total = self.count + n
-        delta = b_mean - self.mean
-        self.mean += delta * n / total
-        self.var.copy_(
-            (self.var * self.count + b_var * n + delta**2 * self.count * n / total) / total
-        )
-        self.count.copy_(total)
-        self.shift.copy_(self.mean.float())
-        self.scale.copy_(torch.rsqrt(self.var + 1e-8).float())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ((x - self.shift) * self.scale).clamp(-self.clip, self.clip)
 
 
 class AgentNetwork(nn.Module):
@@ -317,12 +242,20 @@ class Dims:
 class Learner:
     """Online and target agent network and mixer, their optimiser, and the QMIX update."""
 
-    def __init__(self, dims: Dims, config: QMIXConfig, head_mask: np.ndarray) -> None:
+    def __init__(
+        self,
+        dims: Dims,
+        config: QMIXConfig,
+        head_mask: np.ndarray,
+        mixer: Callable[[int, int, int, int, float], nn.Module] | None = None,
+    ) -> None:
+        """`mixer(n_agents, state_dim, embed, hyper, clip)` replaces `Mixer` (a user's
+        network: q (..., A), state (..., S) → Q_tot (...), monotonic in every q)."""
         self.dims, self.config = dims, config
         self.agent = AgentNetwork(
             dims.rows, dims.features, dims.n_agents, dims.levels, dims.hidden, config.norm_clip
         )
-        self.mixer = Mixer(
+        self.mixer = (mixer or Mixer)(
             dims.n_agents, dims.state_dim, dims.mixing_embed, dims.hypernet_hidden, config.norm_clip
         )
         self.target_agent = copy.deepcopy(self.agent)
@@ -337,8 +270,8 @@ class Learner:
 
     def observe(self, obs: np.ndarray, state: np.ndarray) -> None:
         """Update the feature and state statistics with rollout data (…, rows, F) and (…, S)."""
-        self.agent.norm.update(torch.from_numpy(obs))
-        self.mixer.norm.update(torch.from_numpy(state))
+        self.agent.norm.update(obs)
+        cast(RunningNorm, self.mixer.norm).update(state)
 
     def _unroll(self, net: AgentNetwork, obs: torch.Tensor) -> torch.Tensor:
         """obs (B, T, A, rows, F) from zero hidden state → q (B, T, A, rows, L)."""
@@ -347,7 +280,7 @@ class Learner:
         q, _ = net(flat, self.ids.repeat(b, 1), torch.zeros(b * a, self.dims.hidden))
         return q.view(b, a, t, *q.shape[2:]).transpose(1, 2)
 
-    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, batch: EpisodeBatch) -> tuple[torch.Tensor, dict[str, float]]:
         """Masked mean squared TD error of Q_tot against double-Q targets."""
         obs = torch.from_numpy(batch.obs)
         state = torch.from_numpy(batch.state)
@@ -377,7 +310,7 @@ class Learner:
             }
         return loss, stats
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def update(self, batch: EpisodeBatch) -> dict[str, float]:
         """One gradient step (clipped), then the target update when it is due."""
         loss, stats = self.loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
@@ -399,28 +332,7 @@ class Learner:
             for b, tb in zip(online.buffers(), target.buffers(), strict=True):
                 tb.copy_(b)
 
-    def tensors(self) -> dict[str, torch.Tensor]:
-        """Everything a resumed run needs, flat and named for safetensors."""
-        out: dict[str, torch.Tensor] = {}
-        for prefix, module in self._modules().items():
-            out.update({f"{prefix}.{k}": v for k, v in module.state_dict().items()})
-        for index, slot in self.optimizer.state_dict()["state"].items():
-            out.update({f"optim.{index}.{k}": v for k, v in slot.items()})
-        return out
-
-    def load_tensors(self, tensors: dict[str, torch.Tensor], where: Path) -> None:
-        """Restore from `tensors()` output; a missing or misshapen tensor is a CheckpointError."""
-        for prefix, module in self._modules().items():
-            _load_module(module, tensors, prefix, where)
-        state: dict[int, dict[str, torch.Tensor]] = {}
-        for name, value in tensors.items():
-            if name.startswith("optim."):
-                _, index, key = name.split(".", 2)
-                state.setdefault(int(index), {})[key] = value
-        saved = self.optimizer.state_dict()
-        self.optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
-
-    def _modules(self) -> dict[str, nn.Module]:
+    def modules(self) -> dict[str, nn.Module]:
         return {
             "agent": self.agent,
             "mixer": self.mixer,
@@ -428,470 +340,222 @@ class Learner:
             "target_mixer": self.target_mixer,
         }
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Everything a resumed run needs: networks, normalisers, optimiser moments."""
+        return to_arrays(self.modules(), {"adam": self.optimizer})
 
-def _load_module(
-    module: nn.Module, tensors: dict[str, torch.Tensor], prefix: str, where: Path
-) -> None:
-    own = module.state_dict()
-    for key, value in own.items():
-        saved = tensors.get(f"{prefix}.{key}")
-        if saved is None or saved.shape != value.shape or saved.dtype != value.dtype:
-            got = "missing" if saved is None else f"{saved.dtype} {tuple(saved.shape)}"
-            raise checkpoint.CheckpointError(
-                f"{where}: tensor {prefix}.{key}: expected {value.dtype} "
-                f"{tuple(value.shape)}, got {got}"
+    def load_arrays(self, arrays: Mapping[str, np.ndarray], where: Path) -> None:
+        load_arrays(arrays, where, self.modules(), {"adam": self.optimizer})
+
+
+# -- the algorithm the training loop drives ---------------------------------------------
+
+
+class Qmix:
+    """QMIX for `marllbd.training.Trainer`: `envs` multi-agent envs stepped in lockstep with
+    one batched agent-network call; whole episodes go to the replay when they end; one
+    update per `train_every` environment steps after `warmup_steps`.
+
+    A run whose step budget ends inside an episode keeps that episode out of the replay
+    (training stops there anyway)."""
+
+    name: ClassVar[str] = ALGORITHM
+
+    def __init__(self, config: TrainConfig, scenario: Scenario, hooks: Hooks) -> None:
+        cfg = self.cfg = QMIXConfig.from_pairs(config.hyper)
+        reward: dict[str, Any] = {}
+        if hooks.reward_fn is not None:
+            reward = {"reward_metric": "custom", "reward_fn": hooks.reward_fn}
+
+        def make(sc: Scenario) -> MultiAgentLoadBalanceEnv:
+            return MultiAgentLoadBalanceEnv(
+                sc,
+                action_type="discrete",
+                levels=cfg.levels,
+                weight_base=cfg.weight_base,
+                reward_field=cfg.reward_field,
+                **reward,
             )
-    module.load_state_dict({k: tensors[f"{prefix}.{k}"] for k in own})
 
-
-# -- checkpoints -----------------------------------------------------------------
-
-
-def save_checkpoint(
-    path: Path,
-    learner: Learner,
-    config: QMIXConfig,
-    *,
-    seed: int,
-    layout: Layout | None,
-    scenario: str,
-    reward: dict[str, Any],
-    progress: dict[str, Any],
-) -> Path:
-    """A checkpoint (schema format 2) a run resumes from and a daemon serves.
-
-    `reward` and `progress` may leave keys out: reward defaults to Jain of
-    config.reward_field, unshaped, scale 1; progress counters to 0, best_fct to null.
-    """
-    progress = {"steps": 0, "episodes": 0, "updates": learner.updates, **progress}
-    best = progress.get("best_fct")
-    progress["best_fct"] = best if best is not None and math.isfinite(best) else None
-    manifest = {
-        **serving_manifest(learner, config, layout),
-        "seed": seed,
-        "scenario": scenario,
-        "reward": {
-            "metric": "jain",
-            "field": config.reward_field,
-            "shaping": "identity",
-            "scale": 1.0,
-            **reward,
-        },
-        "progress": progress,
-    }
-    return checkpoint.save(path, manifest, learner.tensors())
-
-
-def serving_manifest(learner: Learner, config: QMIXConfig, layout: Layout | None) -> dict[str, Any]:
-    """The manifest keys the served policy is built from (and the algorithm's identity)."""
-    return {
-        "algorithm": ALGORITHM,
-        "dims": learner.dims.as_dict(),
-        "hyper": dataclasses.asdict(config),
-        "action": ActionSpec(
-            kind="discrete", levels=config.levels, base=config.weight_base
-        ).as_dict(),
-        "layout": None if layout is None else layout.to_dict(),
-    }
-
-
-def serving_policy(learner: Learner, config: QMIXConfig, layout: Layout, lb: int) -> QMIXPolicy:
-    """LB `lb`'s policy as a checkpoint of `learner` would serve it, from the live network."""
-    tensors = {f"agent.{k}": v for k, v in learner.agent.state_dict().items()}
-    return QMIXPolicy.from_arrays(
-        checkpoint.to_arrays(tensors),
-        serving_manifest(learner, config, layout),
-        lb,
-    )
-
-
-# -- the seed's API ----------------------------------------------------------------
-
-
-class QMIXAgent:
-    """The seed's QMIX over plain arrays: obs (num_agents, obs_dim) → one action per agent.
-
-    The mixer's state is all agents' observations concatenated (the seed API has
-    no env.state()).  `update` gathers the episode; when `done` it stores it and
-    runs len(episode) // train_every updates.  `done` means terminated (no
-    bootstrap from next_obs) unless `truncated=True` (a time limit: bootstrapped).
-    save/load take a checkpoint directory; a '.pt' path (the seed's habit) is
-    used as the directory's name, e.g. checkpoints/qmix_best.pt/manifest.json.
-    """
-
-    def __init__(
-        self,
-        num_agents: int,
-        obs_dim: int,
-        action_dim: int,
-        *,
-        config: QMIXConfig | None = None,
-        seed: int = 0,
-        max_episode_len: int = 500,
-    ) -> None:
-        self.config = config or QMIXConfig()
-        self.seed = seed
+        self.custom_reward = hooks.reward_fn is not None
+        self.envs = [(hooks.env_factory or make)(scenario) for _ in range(config.envs)]
+        env = self.envs[0]
+        self.layout = Layout.of(env)
+        self.rows = env.group_size
         self.dims = Dims(
-            n_agents=num_agents,
-            rows=1,
-            features=obs_dim,
-            levels=action_dim,
-            state_dim=num_agents * obs_dim,
-            hidden=self.config.hidden,
-            mixing_embed=self.config.mixing_embed,
-            hypernet_hidden=self.config.hypernet_hidden,
+            n_agents=len(self.layout.agents),
+            rows=self.rows,
+            features=NUM_FEATURES,
+            levels=len(cfg.levels),
+            state_dim=int(env.state_space.shape[0]),
+            hidden=cfg.hidden,
+            mixing_embed=cfg.mixing_embed,
+            hypernet_hidden=cfg.hypernet_hidden,
         )
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.learner = Learner(
-                self.dims, self.config, np.ones((num_agents, 1), dtype=np.float32)
-            )
-        streams = np.random.SeedSequence(seed).spawn(2)
+            torch.manual_seed(config.seed)
+            self.learner = Learner(self.dims, cfg, self.layout.head_mask(self.rows), hooks.network)
+        streams = np.random.SeedSequence(config.seed).spawn(3)
+        self._act_rng = np.random.default_rng(streams[0])
+        self._env_rng = np.random.default_rng(streams[1])
+        max_len = math.ceil(scenario.duration / scenario.control_interval) + 1
         self.buffer = EpisodeBuffer(
-            self.config.buffer_episodes,
-            max_episode_len,
-            (num_agents, 1, obs_dim),
-            num_agents * obs_dim,
-            seed=int(streams[0].generate_state(1)[0]),
+            cfg.buffer_episodes,
+            max_len,
+            (self.dims.n_agents, self.rows, self.dims.features),
+            self.dims.state_dim,
+            seed=int(streams[2].generate_state(1)[0]),
         )
-        self._rng = np.random.default_rng(streams[1])
-        self._h = torch.zeros(num_agents, self.config.hidden)
-        self._episode: list[tuple[np.ndarray, np.ndarray, float]] = []
-        self.steps = 0
+        self.ids = self.learner.ids.repeat(len(self.envs), 1)
+        self._steps = 0
+        self._episode: dict[str, list[np.ndarray]] | None = None
 
-    def reset(self) -> None:
-        """Start a new episode: drop the unfinished one and zero the hidden states."""
-        self._episode.clear()
-        self._h = torch.zeros_like(self._h)
+    @property
+    def updates(self) -> int:
+        return self.learner.updates
 
-    def select_actions(self, obs: np.ndarray, explore: bool = True) -> np.ndarray:
-        """ε-greedy (greedy with explore=False) action of every agent, int64 (num_agents,)."""
-        x = self._obs_tensor(obs)
-        with torch.no_grad():
-            q, self._h = self.learner.agent(x, self.learner.ids, self._h)
-        eps = self.config.epsilon(self.steps) if explore else 0.0
-        return epsilon_greedy(q[:, 0], eps, self._rng)[:, 0]
+    @updates.setter
+    def updates(self, value: int) -> None:
+        self.learner.updates = value
 
-    def update(
-        self,
-        obs: np.ndarray,
-        actions: np.ndarray,
-        reward: float,
-        next_obs: np.ndarray,
-        done: bool,
-        truncated: bool = False,
-    ) -> dict[str, float]:
-        """Record a step; at the episode's end store it and train (returns the update's stats)."""
-        if len(self._episode) >= self.buffer.max_len:
-            raise ValueError(
-                f"QMIXAgent: episode longer than max_episode_len={self.buffer.max_len}; "
-                "pass a larger max_episode_len"
-            )
-        a = np.asarray(actions, dtype=np.int64).reshape(self.dims.n_agents)
-        self._episode.append((self._obs_array(obs), a, float(reward)))
-        self.steps += 1
-        if not done:
-            return {}
-        obs_seq = np.stack([o for o, _, _ in self._episode] + [self._obs_array(next_obs)])
-        t = len(self._episode)
-        obs_seq = obs_seq.reshape(t + 1, self.dims.n_agents, 1, self.dims.features)
-        state = obs_seq.reshape(t + 1, -1)
-        terminated = np.zeros(t, dtype=np.float32)
-        terminated[-1] = 0.0 if truncated else 1.0
-        self.learner.observe(obs_seq, state)
-        self.buffer.add(
-            obs_seq,
-            state,
-            np.stack([x for _, x, _ in self._episode])[:, :, None],
-            np.array([r for _, _, r in self._episode], dtype=np.float32),
-            terminated,
-        )
-        self.reset()
-        stats: dict[str, float] = {}
-        if self.steps >= self.config.warmup_steps:
-            for _ in range(max(1, t // self.config.train_every)):
-                batch = self.buffer.sample(
-                    self.config.batch_size, self.config.burn_in, self.config.seq_len
-                )
-                stats = self.learner.update(batch)
-        return stats
+    def _reset(self) -> None:
+        seeds = self._env_rng.integers(0, 2**31 - 1, size=len(self.envs))
+        obs = [env.reset(seed=int(s))[0] for env, s in zip(self.envs, seeds, strict=True)]
+        self.h = torch.zeros(len(self.envs) * self.dims.n_agents, self.dims.hidden)
+        self._episode = {
+            "obs": [self._stack(obs)],
+            "state": [np.stack([env.state() for env in self.envs])],
+            "actions": [],
+            "reward": [],
+            "terminated": [],
+            "fct": [],
+        }
 
-    def save(self, path: str | Path) -> Path:
-        return save_checkpoint(
-            Path(path),
-            self.learner,
-            self.config,
-            seed=self.seed,
-            layout=None,
-            scenario="seed-api",
-            reward={},
-            progress={"steps": self.steps, "updates": self.learner.updates},
-        )
-
-    def load(self, path: str | Path) -> None:
-        """Restore networks, optimiser and counters; refuses other algorithms or dimensions."""
-        ckpt = checkpoint.load(path, algorithm=ALGORITHM, dims=self.dims.as_dict())
-        self.learner.load_tensors(ckpt.tensors, ckpt.path)
-        progress = ckpt.manifest.get("progress", {})
-        self.steps = int(progress.get("steps", 0))
-        self.learner.updates = int(progress.get("updates", 0))
-        self.reset()
-
-    def _obs_array(self, obs: np.ndarray) -> np.ndarray:
-        o = np.asarray(obs, dtype=np.float32)
-        if o.shape != (self.dims.n_agents, self.dims.features):
-            raise ValueError(
-                f"obs: expected shape ({self.dims.n_agents}, {self.dims.features}), got {o.shape}"
-            )
-        return o
-
-    def _obs_tensor(self, obs: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(self._obs_array(obs)).view(
-            self.dims.n_agents, 1, 1, self.dims.features
-        )
-
-
-# -- training ---------------------------------------------------------------------
-
-FIELDS = (
-    "step",
-    "episode",
-    "epsilon",
-    "episode_return",
-    "fairness",
-    "fct_mean",
-    "loss",
-    "q_tot",
-    "grad_norm",
-    "eval_fct_mean",
-    "eval_fct_p90",
-    "steps_per_second",
-)
-CURVES = ("episode_return", "fairness", "fct_mean", "loss", "eval_fct_mean")
-
-
-class Rollout:
-    """`n` environments stepped in lockstep; one batched agent-network call for all their agents."""
-
-    def __init__(
-        self, envs: list[MultiAgentLoadBalanceEnv], learner: Learner, layout: Layout
-    ) -> None:
-        self.envs, self.learner, self.layout = envs, learner, layout
-        n, a = len(envs), len(layout.agents)
-        self.ids = learner.ids.repeat(n, 1)
-        self.h = torch.zeros(n * a, learner.dims.hidden)
-
-    def reset(self, seeds: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        """New episodes in every env; zeroes the hidden states. Returns (obs, state)."""
-        self.h = torch.zeros_like(self.h)
-        obs = [env.reset(seed=s)[0] for env, s in zip(self.envs, seeds, strict=True)]
-        return self._stack(obs), np.stack([env.state() for env in self.envs])
-
-    def act(self, obs: np.ndarray, eps: float, rng: np.random.Generator) -> np.ndarray:
-        """ε-greedy levels (envs, agents, rows) for obs (envs, agents, rows, F)."""
-        n, a, rows, f = obs.shape
+    def collect(self, budget: int) -> Collected:
+        """One lockstep step of every env (of the first `budget` if fewer steps are left)."""
+        if self._episode is None:
+            self._reset()
+        ep = self._episode
+        assert ep is not None
+        n, a = len(self.envs), self.dims.n_agents
+        obs = ep["obs"][-1]
+        eps = self.cfg.epsilon(self._steps)
         with torch.no_grad():
             q, self.h = self.learner.agent(
-                torch.from_numpy(obs).view(n * a, 1, rows, f), self.ids, self.h
+                torch.from_numpy(obs).view(n * a, 1, self.rows, -1), self.ids, self.h
             )
-        return epsilon_greedy(q[:, 0], eps, rng).reshape(n, a, rows)
-
-    def step(
-        self, actions: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool, float]:
-        """(obs, state, reward, terminated, episode over, mean interval FCT) after `actions`."""
-        obs: list[dict[str, np.ndarray]] = []
-        rewards: list[float] = []
-        terminated: list[bool] = []
-        over: list[bool] = []
-        fct: list[float] = []
-        for env, act in zip(self.envs, actions, strict=True):
-            o, r, term, trunc, info = env.step(dict(zip(self.layout.agents, act, strict=True)))
-            first = self.layout.agents[0]
-            obs.append(o)
-            rewards.append(r[first])
-            terminated.append(any(term.values()))
-            over.append(any(term.values()) or any(trunc.values()))
-            fct.extend(i["fct_mean"] for i in info.values())
+        actions = epsilon_greedy(q[:, 0], eps, self._act_rng).reshape(n, a, self.rows)
+        count = min(n, budget)
+        steps = [
+            env.step(dict(zip(self.layout.agents, act, strict=True)))
+            for env, act in zip(self.envs[:count], actions[:count], strict=True)
+        ]
+        self._steps += count
+        if count < n:  # the run ends inside this episode
+            self._episode = None
+            return Collected(steps=count)
+        first = self.layout.agents[0]
+        over = [any(s[2].values()) or any(s[3].values()) for s in steps]
         if len(set(over)) != 1:
-            raise RuntimeError(
-                "rollout: environments in lockstep ended their episodes at different steps"
-            )
-        state = np.stack([env.state() for env in self.envs])
+            raise RuntimeError("qmix: envs in lockstep ended their episodes at different steps")
+        ep["obs"].append(self._stack([s[0] for s in steps]))
+        ep["state"].append(np.stack([env.state() for env in self.envs]))
+        ep["actions"].append(actions)
+        ep["reward"].append(np.array([s[1][first] for s in steps], dtype=np.float32))
+        ep["terminated"].append(np.array([any(s[2].values()) for s in steps], dtype=np.float32))
+        fct = [i["fct_mean"] for s in steps for i in s[4].values()]
+        ep["fct"].append(np.array([np.nanmean(fct) if not np.isnan(fct).all() else math.nan]))
+        live = {"ret": float(np.sum(ep["reward"]) / n), "eps": eps}
+        if not over[0]:
+            return Collected(steps=n, live=live)
+        return Collected(steps=n, episodes=self._store(ep), live=live)
+
+    def _store(self, ep: dict[str, list[np.ndarray]]) -> list[dict[str, float]]:
+        """Put every env's finished episode into the replay; their episode/ scalars."""
+        obs, state = np.stack(ep["obs"], 1), np.stack(ep["state"], 1)
+        self.learner.observe(obs, state)
+        acts, rews = np.stack(ep["actions"], 1), np.stack(ep["reward"], 1)
+        terms = np.stack(ep["terminated"], 1)
+        for e in range(len(self.envs)):
+            self.buffer.add(obs[e], state[e], acts[e], rews[e], terms[e])
+        fct = np.concatenate(ep["fct"])
         mean_fct = float(np.nanmean(fct)) if not np.isnan(fct).all() else math.nan
-        return (
-            self._stack(obs),
-            state,
-            np.array(rewards, dtype=np.float32),
-            np.array(terminated, dtype=np.float32),
-            over[0],
-            mean_fct,
-        )
+        self._episode = None
+        return [
+            {
+                "episode/return": float(rews[e].sum()),
+                "episode/reward_mean": float(rews[e].mean()),
+                "episode/fct_mean": mean_fct,
+            }
+            for e in range(len(self.envs))
+        ]
+
+    def update(self, steps: int) -> list[dict[str, float]]:
+        """The updates due: one per `train_every` steps past `warmup_steps`."""
+        cfg, losses = self.cfg, []
+        due = (steps - cfg.warmup_steps) // cfg.train_every
+        while len(self.buffer) and self.learner.updates < due:
+            batch = self.buffer.sample(cfg.batch_size, cfg.burn_in, cfg.seq_len)
+            losses.append(self.learner.update(batch))
+        return losses
+
+    def manifest(self) -> dict[str, Any]:
+        m = manifest(self.cfg, self.dims, self.layout)
+        if self.custom_reward:
+            m["reward"]["metric"] = "custom"
+        return m
+
+    def policy(self, lb: int = 0) -> QMIXPolicy:
+        """LB node `lb`'s agents as the serving policy, from the current agent network."""
+        return QMIXPolicy.from_arrays(self.arrays(), self.manifest(), lb)
+
+    def predict(
+        self, obs: Any, state: Any = None, deterministic: bool = True
+    ) -> tuple[np.ndarray, torch.Tensor]:
+        """Greedy levels (agents, rows) for one env's stacked observations (agents, rows, F)."""
+        a = self.dims.n_agents
+        x = torch.as_tensor(np.asarray(obs, dtype=np.float32)).view(a, 1, self.rows, -1)
+        h = torch.zeros(a, self.dims.hidden) if state is None else state
+        with torch.no_grad():
+            q, h = self.learner.agent(x, self.learner.ids, h)
+        eps = 0.0 if deterministic else self.cfg.epsilon(self._steps)
+        return epsilon_greedy(q[:, 0], eps, self._act_rng), h
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return self.learner.arrays()
+
+    def load_arrays(self, arrays: Mapping[str, np.ndarray], where: Path) -> None:
+        self.learner.load_arrays(arrays, where)
+
+    def begin(self, steps: int) -> None:
+        """`learn` starts (or resumes) at `steps`: ε continues from there."""
+        self._steps = steps
 
     def _stack(self, obs: list[dict[str, np.ndarray]]) -> np.ndarray:
         return np.stack([np.stack([o[name] for name in self.layout.agents]) for o in obs])
 
 
-def train(config: TrainConfig) -> TrainResult:
-    """Train QMIX on `config.scenario`; writes metrics, a learning curve and checkpoints to out/.
+def manifest(cfg: QMIXConfig, dims: Dims, layout: Layout | None) -> dict[str, Any]:
+    """What a checkpoint's manifest says of the networks (and serving reads back)."""
+    action = ActionSpec(kind="discrete", levels=cfg.levels, base=cfg.weight_base)
+    return {
+        "dims": dims.as_dict(),
+        "hyper": dataclasses.asdict(cfg),
+        "action": action.as_dict(),
+        "reward": {
+            "metric": "jain",
+            "field": cfg.reward_field,
+            "shaping": "identity",
+            "scale": 1.0,
+        },
+        "layout": None if layout is None else layout.to_dict(),
+    }
 
-    Episodes run to their end, so a run stops at the first episode end at or past
-    config.steps.  A resumed run restores networks, optimiser and counters; its
-    replay buffer starts empty.
-    """
-    cfg = QMIXConfig().with_overrides(config.hyper)
-    if config.envs < 1:
-        raise TrainingError(f"envs: expected at least one rollout environment, got {config.envs}")
-    if not config.eval_seeds or config.eval_every < 1:
-        raise TrainingError(
-            f"eval_seeds, eval_every: expected at least one held-out seed and a positive "
-            f"interval (best checkpoints are chosen by evaluation), got {config.eval_seeds}, "
-            f"{config.eval_every}"
-        )
-    scenario = load_scenario(config.scenario)
-    if config.episode_seconds is not None:
-        scenario = scenario.replace(duration=config.episode_seconds)
-    envs = [
-        MultiAgentLoadBalanceEnv(
-            scenario,
-            action_type="discrete",
-            levels=cfg.levels,
-            weight_base=cfg.weight_base,
-            reward_field=cfg.reward_field,
-        )
-        for _ in range(config.envs)
-    ]
-    layout = Layout.of(envs[0])
-    rows = envs[0].group_size
-    dims = Dims(
-        n_agents=len(layout.agents),
-        rows=rows,
-        features=NUM_FEATURES,
-        levels=len(cfg.levels),
-        state_dim=int(envs[0].state_space.shape[0]),
-        hidden=cfg.hidden,
-        mixing_embed=cfg.mixing_embed,
-        hypernet_hidden=cfg.hypernet_hidden,
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        learner = Learner(dims, cfg, layout.head_mask(rows))
-    progress_state: dict[str, Any] = {"steps": 0, "episodes": 0, "updates": 0, "best_fct": math.inf}
-    if config.resume is not None:
-        ckpt = checkpoint.load(config.resume, algorithm=ALGORITHM, dims=dims.as_dict())
-        learner.load_tensors(ckpt.tensors, ckpt.path)
-        progress_state.update(ckpt.manifest["progress"])
-        if progress_state["best_fct"] is None:  # no evaluation had finished
-            progress_state["best_fct"] = math.inf
-        learner.updates = int(progress_state["updates"])
-    steps, episodes = int(progress_state["steps"]), int(progress_state["episodes"])
-    best_fct = float(progress_state["best_fct"])
 
-    out = Path(config.out)
-    best_dir, last_dir = out / "checkpoints" / "best", out / "checkpoints" / "last"
-    metrics = MetricsLog(out / "metrics.csv", FIELDS)
-    rspec = envs[0].reward_spec
-    reward = {"metric": rspec.metric, "field": rspec.field, "shaping": rspec.shaping}
+def __getattr__(name: str) -> Any:
+    """`from marllbd_rl.qmix import QMIXAgent` (where it used to live) keeps working."""
+    if name == "QMIXAgent":
+        from marllbd_rl.agents import QMIXAgent
 
-    def save(path: Path) -> None:
-        progress_state.update(
-            steps=steps, episodes=episodes, updates=learner.updates, best_fct=best_fct
-        )
-        save_checkpoint(
-            path,
-            learner,
-            cfg,
-            seed=config.seed,
-            layout=layout,
-            scenario=scenario.name,
-            reward=reward,
-            progress=dict(progress_state),
-        )
-
-    # Streams depend on the episodes done so far, so a resumed run stays deterministic.
-    streams = np.random.SeedSequence([config.seed, episodes]).spawn(3)
-    act_rng, env_rng = np.random.default_rng(streams[0]), np.random.default_rng(streams[1])
-    max_len = math.ceil(scenario.duration / scenario.control_interval) + 1
-    buffer = EpisodeBuffer(
-        cfg.buffer_episodes,
-        max_len,
-        (dims.n_agents, rows, dims.features),
-        dims.state_dim,
-        seed=int(streams[2].generate_state(1)[0]),
-    )
-    rollout = Rollout(envs, learner, layout)
-    progress = Progress(config.steps, config.progress)
-    next_eval = (steps // config.eval_every + 1) * config.eval_every
-    start = time.perf_counter()
-    stats: dict[str, float] = {}
-    eval_fct = (math.nan, math.nan)
-    while steps < config.steps:
-        obs, state = rollout.reset([int(s) for s in env_rng.integers(0, 2**31 - 1, size=len(envs))])
-        ep_obs, ep_state = [obs], [state]
-        ep_act: list[np.ndarray] = []
-        ep_rew: list[np.ndarray] = []
-        ep_term: list[np.ndarray] = []
-        fcts: list[float] = []
-        over = False
-        while not over:
-            eps = cfg.epsilon(steps)
-            actions = rollout.act(obs, eps, act_rng)
-            obs, state, rew, term, over, fct = rollout.step(actions)
-            for lst, x in (
-                (ep_obs, obs),
-                (ep_state, state),
-                (ep_act, actions),
-                (ep_rew, rew),
-                (ep_term, term),
-            ):
-                lst.append(x)
-            fcts.append(fct)
-            steps += len(envs)
-            due = (steps - cfg.warmup_steps) // cfg.train_every
-            while len(buffer) and learner.updates < due:
-                stats = learner.update(buffer.sample(cfg.batch_size, cfg.burn_in, cfg.seq_len))
-            progress.update(
-                steps, ret=float(np.sum(ep_rew) / len(envs)), jain=float(rew.mean()), eps=eps
-            )
-        all_obs, all_state = np.stack(ep_obs, 1), np.stack(ep_state, 1)
-        learner.observe(all_obs, all_state)
-        acts, rews, terms = np.stack(ep_act, 1), np.stack(ep_rew, 1), np.stack(ep_term, 1)
-        for e in range(len(envs)):
-            buffer.add(all_obs[e], all_state[e], acts[e], rews[e], terms[e])
-        episodes += len(envs)
-        row: dict[str, Any] = {
-            "step": steps,
-            "episode": episodes,
-            "epsilon": cfg.epsilon(steps),
-            "episode_return": float(rews.sum(1).mean()),
-            "fairness": float(rews.mean()),
-            "fct_mean": float(np.nanmean(fcts)) if not np.isnan(fcts).all() else math.nan,
-            "steps_per_second": steps / max(time.perf_counter() - start, 1e-9),
-            **{k: stats.get(k) for k in ("loss", "q_tot", "grad_norm")},
-        }
-        if steps >= next_eval or steps >= config.steps:
-            next_eval = (steps // config.eval_every + 1) * config.eval_every
-            policy = evaluation.PolicySource(  # each LB's agents on the live network
-                f"{ALGORITHM} step {steps}",
-                lambda lb: serving_policy(learner, cfg, layout, lb),
-            )
-            (ev,) = evaluation.summary(evaluation.evaluate(scenario, [policy], config.eval_seeds))
-            eval_fct = (ev.mean_fct, ev.p90_fct)
-            row.update(eval_fct_mean=eval_fct[0], eval_fct_p90=eval_fct[1])
-            if eval_fct[0] < best_fct:
-                best_fct = eval_fct[0]
-                save(best_dir)
-            save(last_dir)
-        metrics.write(row)
-    wall = time.perf_counter() - start
-    if not (best_dir / checkpoint.MANIFEST).exists():
-        save(best_dir)
-    save(last_dir)
-    plot_learning_curve(metrics.path, out / "learning_curve.png", "step", CURVES)
-    progress.close(
-        f"qmix: {steps} steps, {episodes} episodes, {learner.updates} updates in {wall:.0f} s; "
-        f"eval FCT mean {eval_fct[0]:.4f} s p90 {eval_fct[1]:.4f} s; best {best_fct:.4f} s"
-    )
-    return TrainResult(
-        best=best_dir, last=last_dir, steps=steps, wall_seconds=wall, metrics_csv=metrics.path
-    )
+        return QMIXAgent
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

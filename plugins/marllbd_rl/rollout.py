@@ -1,7 +1,7 @@
 """Rollouts: several LoadBalanceEnv instances stepped in lockstep.
 
 `EnvVector` lets a trainer batch one network call over all its simulators.
-Evaluation through the engine is marllbd.training.evaluate's.
+Measurement is not here: marllbd.training.evaluate is the one evaluation loop.
 """
 
 from __future__ import annotations
@@ -54,8 +54,10 @@ class EnvVector:
         """Start env i's next episode (its RNG carries on from the last one)."""
         return self.envs[i].reset()[0]
 
-    def step(self, actions: np.ndarray) -> VectorStep:
-        results = [env.step(a) for env, a in zip(self.envs, actions, strict=True)]
+    def step(self, actions: np.ndarray, count: int | None = None) -> VectorStep:
+        """Step the first `count` envs (all by default) with `actions` (count, ...)."""
+        envs = self.envs if count is None else self.envs[:count]
+        results = [env.step(a) for env, a in zip(envs, actions, strict=True)]
         return VectorStep(
             obs=np.stack([r[0] for r in results]),
             reward=np.array([r[1] for r in results]),

@@ -1,9 +1,10 @@
-"""SAC-GRU: soft actor-critic with recurrent networks for one load balancer (LoadBalanceEnv).
+"""SAC-GRU: soft actor-critic with recurrent networks for one load balancer, read top to bottom.
 
-Reads top to bottom: hyperparameters, feature normalisation, networks,
-sequence replay, losses and update, checkpoints, the training loop and the
-seed's `SAC_GRU_Agent` API.  The served policy (numpy only) is
-marllbd.policies.learned.SacGruPolicy, built from these networks' arrays.
+Hyperparameters, networks, sequence replay, the update, then `SacGru`, the
+algorithm the training loop (marllbd.training.trainer) drives: it steps its
+rollout envs, fills the replay and updates; the loop does evaluation,
+checkpoints, logs and resume.  The trained actor is served by the numpy
+`marllbd.policies.learned.SacGruPolicy`, which evaluation uses too.
 
 Design, briefly:
 - Input per step: the (num_servers, 12) feature matrix, flattened, passed
@@ -27,34 +28,31 @@ Design, briefly:
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
-import time
-from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from marllbd import fairness
 from marllbd.envs import LoadBalanceEnv
-from marllbd.envs.actions import ActionSpec
-from marllbd.features import FEATURE_NAMES, NUM_FEATURES
+from marllbd.envs.reward import DEFAULT_REWARD_FIELD
+from marllbd.features import NUM_FEATURES
+from marllbd.policies.actions import ActionSpec
 from marllbd.policies.learned import SacGruPolicy
-from marllbd.policies.learned import (  # noqa: F401 - the old name of the one loader
-    load_sac_gru as load_policy,
-)
-from marllbd.sim.scenario import Scenario, load_scenario
-from marllbd.training import TrainConfig, TrainingError, TrainResult
-from marllbd.training import evaluate as evaluation
-from marllbd_rl import checkpoint
-from marllbd_rl.curves import MetricsLog, Progress, plot_learning_curve
+from marllbd.sim.scenario import Scenario
+from marllbd.training import hyper
+from marllbd.training.errors import TrainingError
+from marllbd.training.trainer import Collected, Hooks, TrainConfig
+from marllbd_rl.norm import RunningNorm
+from marllbd_rl.replay import SequenceBatch, SequenceReplay
 from marllbd_rl.rollout import EnvVector
+from marllbd_rl.torchio import load_arrays, to_arrays
 
 ALGORITHM = "sac-gru"
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 1.0
@@ -75,10 +73,9 @@ class SacGruConfig:
     """Weights are level × capacity ('capacity') or just the level ('uniform', MARLLB's)."""
     reward_metric: str = "jain"
     """Fairness metric of the reward (marllbd.fairness)."""
-    reward_field: str = "fct_decayed_mean"
-    """The per-server feature the reward's metric is computed over.  Completion times, not
-    MARLLB's durations: on seed-16 Jain of the duration feature scores random weights above
-    SED, Jain of the completion times scores SED first."""
+    reward_field: str = DEFAULT_REWARD_FIELD
+    """The per-server feature the reward's metric is computed over (the envs' default,
+    chosen by measurement: docs/reward.md)."""
     reward_shaping: str = "identity"
     """'identity', 'exp' or 'log' shaping of the metric."""
     reward_scale: float = 1.0
@@ -170,79 +167,10 @@ class SacGruConfig:
         return -1.0 if self.action_type == "continuous" else 0.3 * math.log(len(self.levels))
 
     @classmethod
-    def from_pairs(cls, pairs: Iterable[tuple[str, Any]]) -> SacGruConfig:
-        """From (name, value) overrides; unknown names fail naming the known ones."""
-        known = {f.name for f in fields(cls)}
-        given = dict(pairs)
-        unknown = sorted(set(given) - known)
-        if unknown:
-            raise TrainingError(
-                f"hyper: unknown SAC-GRU hyperparameters {unknown}; known: {sorted(known)}"
-            )
-        if "levels" in given:
-            given["levels"] = tuple(float(x) for x in given["levels"])
-        try:
-            return cls(**given)
-        except (TypeError, ValueError) as exc:
-            raise TrainingError(str(exc)) from None
-
-
-# -- feature normalisation ------------------------------------------------------------------
-
-
-class RunningNorm(nn.Module):
-    """Standardise with a running mean/variance (Chan et al.'s parallel update), after log1p
-    if asked (features are non-negative seconds and counts with long tails).
-
-    The statistics are buffers, so they travel in the checkpoint with the weights.
-    """
-
-    count: torch.Tensor
-    mean: torch.Tensor
-    m2: torch.Tensor
-    shift: torch.Tensor
-    scale: torch.Tensor
-
-    def __init__(self, dim: int, clip: float, log1p: bool = True) -> None:
-        super().__init__()
-        self.clip, self.log1p = clip, log1p
-        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
-        self.register_buffer("mean", torch.zeros(dim, dtype=torch.float64))
-        self.register_buffer("m2", torch.zeros(dim, dtype=torch.float64))
-        self.register_buffer("shift", torch.zeros(dim), persistent=False)
-        self.register_buffer("scale", torch.ones(dim), persistent=False)
-
-    def update(self, x: np.ndarray) -> None:
-        """Fold a batch of raw rows (N, dim) into the statistics."""
-        y = torch.from_numpy(np.asarray(x, dtype=np.float64).reshape(-1, self.dim))
-        if self.log1p:
-            y = torch.log1p(y)
-        n_b = float(y.shape[0])
-        mean_b = y.mean(0)
-        m2_b = ((y - mean_b) ** 2).sum(0)
-        n_a = float(self.count)
-        total = n_a + n_b
-        delta = mean_b - self.mean
-        self.mean += delta * (n_b / total)
-        self.m2 += m2_b + delta**2 * (n_a * n_b / total)
-        self.count.fill_(total)
-        self.refresh()
-
-    def refresh(self) -> None:
-        """Recompute the float32 shift and scale the forward pass uses."""
-        if float(self.count) < 2.0:
-            return
-        var = self.m2 / self.count
-        self.shift.copy_(self.mean.float())
-        self.scale.copy_(torch.rsqrt(var + 1e-6).float())
-
-    @property
-    def dim(self) -> int:
-        return int(self.mean.shape[0])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.log1p(x) if self.log1p else x
-        return ((y - self.shift) * self.scale).clamp(-self.clip, self.clip)
+    @classmethod
+    def from_pairs(cls, pairs: Any) -> SacGruConfig:
+        """From (name, value) overrides (CLI strings or values); errors name the key."""
+        return hyper.parse(cls, pairs, algorithm=ALGORITHM)
 
 
 # -- networks -------------------------------------------------------------------------------
@@ -253,18 +181,18 @@ class Actor(nn.Module):
 
     def __init__(self, obs_dim: int, num_servers: int, cfg: SacGruConfig) -> None:
         super().__init__()
-        self.n, self.k = num_servers, cfg.num_levels
+        self.n, self.num_levels = num_servers, cfg.num_levels
         self.neutral = int(np.argmin(np.abs(np.asarray(cfg.levels) - 1.0)))
         """The discrete level closest to 1.0."""
         self.encode = nn.Linear(obs_dim, cfg.hidden)
         self.gru = nn.GRU(cfg.hidden, cfg.hidden, batch_first=True)
-        self.head = nn.Linear(cfg.hidden, num_servers * (self.k or 2))
+        self.head = nn.Linear(cfg.hidden, num_servers * (self.num_levels or 2))
         # Start with the mode at the neutral action and a chosen exploration width.
         nn.init.uniform_(self.head.weight, -1e-3, 1e-3)
         with torch.no_grad():
-            bias = self.head.bias.view(num_servers, -1) if self.k else self.head.bias
+            bias = self.head.bias.view(num_servers, -1) if self.num_levels else self.head.bias
             bias.zero_()
-            if self.k:
+            if self.num_levels:
                 bias[:, self.neutral] = 1.0
             else:
                 frac = (cfg.init_log_std - LOG_STD_MIN) / (LOG_STD_MAX - LOG_STD_MIN)
@@ -281,22 +209,22 @@ class Actor(nn.Module):
         w_ih, w_hh, b_ih, b_hh = (cast(torch.Tensor, p) for p in self.gru.all_weights[0])
         gi = F.linear(F.relu(self.encode(x)), w_ih, b_ih)
         gh = F.linear(h, w_hh, b_hh)
-        k = h.shape[-1]
-        rz = torch.sigmoid(gi[..., : 2 * k] + gh[..., : 2 * k])
-        n = torch.tanh(torch.addcmul(gi[..., 2 * k :], rz[..., :k], gh[..., 2 * k :]))
-        h = torch.lerp(n, h, rz[..., k:])  # (1 - z) * n + z * h
+        hid = h.shape[-1]
+        rz = torch.sigmoid(gi[..., : 2 * hid] + gh[..., : 2 * hid])
+        n = torch.tanh(torch.addcmul(gi[..., 2 * hid :], rz[..., :hid], gh[..., 2 * hid :]))
+        h = torch.lerp(n, h, rz[..., hid:])  # (1 - z) * n + z * h
         return self.head(h), h
 
     def mode(self, raw: torch.Tensor) -> torch.Tensor:
         """The deterministic action: tanh(mean), or the most likely level per server."""
-        if self.k:
-            return raw.view(*raw.shape[:-1], self.n, self.k).argmax(-1)
+        if self.num_levels:
+            return raw.view(*raw.shape[:-1], self.n, self.num_levels).argmax(-1)
         return torch.tanh(raw[..., : self.n])
 
     def sample(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A sampled action and its mean per-server log-probability (reparameterised)."""
-        if self.k:
-            logits = raw.view(*raw.shape[:-1], self.n, self.k)
+        if self.num_levels:
+            logits = raw.view(*raw.shape[:-1], self.n, self.num_levels)
             a = torch.distributions.Categorical(logits=logits).sample()
             logp = torch.log_softmax(logits, -1).gather(-1, a.unsqueeze(-1)).squeeze(-1)
             return a, logp.mean(-1)
@@ -309,11 +237,11 @@ class Actor(nn.Module):
 
     def log_probs(self, raw: torch.Tensor) -> torch.Tensor:
         """Discrete only: log π_i(a) for every server and level, (..., n, K)."""
-        return torch.log_softmax(raw.view(*raw.shape[:-1], self.n, self.k), -1)
+        return torch.log_softmax(raw.view(*raw.shape[:-1], self.n, self.num_levels), -1)
 
     def distance_from_neutral(self, raw: torch.Tensor) -> torch.Tensor:
         """Mean per server of the squared pre-tanh mean, or of −log π(neutral level)."""
-        if self.k:
+        if self.num_levels:
             return -self.log_probs(raw)[..., self.neutral].mean(-1)
         return raw[..., : self.n].pow(2).mean(-1)
 
@@ -330,14 +258,14 @@ class Critic(nn.Module):
 
     def __init__(self, obs_dim: int, num_servers: int, cfg: SacGruConfig) -> None:
         super().__init__()
-        self.n, self.k = num_servers, cfg.num_levels
+        self.n, self.num_levels = num_servers, cfg.num_levels
         self.encode = nn.Linear(obs_dim, cfg.hidden)
         self.gru = nn.GRU(cfg.hidden, cfg.hidden, batch_first=True)
-        extra = 0 if self.k else num_servers
+        extra = 0 if self.num_levels else num_servers
         self.head = nn.Sequential(
             nn.Linear(cfg.hidden + extra, cfg.hidden),
             nn.ReLU(),
-            nn.Linear(cfg.hidden, num_servers * self.k if self.k else 1),
+            nn.Linear(cfg.hidden, num_servers * self.num_levels if self.num_levels else 1),
         )
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -345,142 +273,37 @@ class Critic(nn.Module):
         return self.gru(F.relu(self.encode(x)))[0]
 
     def q(self, h: torch.Tensor, a: torch.Tensor | None = None) -> torch.Tensor:
-        if self.k:
-            return self.head(h).view(*h.shape[:-1], self.n, self.k)
+        if self.num_levels:
+            return self.head(h).view(*h.shape[:-1], self.n, self.num_levels)
         if a is None:
             raise ValueError("a continuous critic needs the action")
         return self.head(torch.cat([h, a], -1)).squeeze(-1)
 
 
-# -- sequence replay ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Batch:
-    """Windows of W = burn_in + seq_len transitions: W + 1 observations each."""
-
-    obs: torch.Tensor  # (B, W + 1, D) raw features
-    action: torch.Tensor  # (B, W, n): float for continuous, int64 for discrete
-    reward: torch.Tensor  # (B, W)
-    terminated: torch.Tensor  # (B, W): 1.0 where the transition ended in a terminal state
-    mask: torch.Tensor  # (B, W): 0 during burn-in, 1 where the loss counts
-
-
-class SequenceReplay:
-    """One ring buffer of observation rows per simulator; windows never cross episodes.
-
-    A row holds an observation and, once the next step is known, the action
-    taken there and its reward.  A window of W transitions is valid iff its
-    first W rows all have an action, and that alone keeps it inside one
-    episode and in stream order: a row gets an action only when its successor
-    in the same episode is written to the next slot; an episode's last row
-    (and a stream's newest) never has one; and the ring overwrites slots in
-    order, so a slot whose row still has its action still precedes its successor.
-    """
-
-    def __init__(
-        self, streams: int, capacity: int, obs_dim: int, action_dim: int, window: int, seed: int
-    ) -> None:
-        if capacity < window + 1:
-            raise ValueError(
-                f"buffer_steps: each of the {streams} streams needs at least {window + 1} rows, "
-                f"got {capacity}"
-            )
-        self.window, self.capacity = window, capacity
-        self.obs = np.zeros((streams, capacity, obs_dim), dtype=np.float32)
-        self.action = np.zeros((streams, capacity, action_dim), dtype=np.float32)
-        self.reward = np.zeros((streams, capacity), dtype=np.float32)
-        self.terminated = np.zeros((streams, capacity), dtype=bool)
-        self.has_action = np.zeros((streams, capacity), dtype=bool)
-        self.rows = np.zeros(streams, dtype=np.int64)
-        self.episode_rows = np.zeros(streams, dtype=np.int64)
-        self.longest = 0
-        self.rng = np.random.default_rng(seed)
-
-    def start(self, s: int, obs: np.ndarray) -> None:
-        """Begin a new episode in stream s with its first observation."""
-        self.episode_rows[s] = 0
-        self._write(s, obs)
-
-    def add(
-        self, s: int, action: np.ndarray, reward: float, terminated: bool, next_obs: np.ndarray
-    ) -> None:
-        """Attach the transition to stream s's newest row and append the next observation."""
-        if self.rows[s] == 0:
-            raise RuntimeError(f"replay stream {s}: call start() before add()")
-        j = (self.rows[s] - 1) % self.capacity
-        self.action[s, j] = action
-        self.reward[s, j] = reward
-        self.terminated[s, j] = terminated
-        self.has_action[s, j] = True
-        self._write(s, next_obs)
-
-    def _write(self, s: int, obs: np.ndarray) -> None:
-        j = self.rows[s] % self.capacity
-        self.obs[s, j] = np.asarray(obs, dtype=np.float32).reshape(-1)
-        self.has_action[s, j] = False
-        self.rows[s] += 1
-        self.episode_rows[s] += 1
-        self.longest = max(self.longest, int(self.episode_rows[s]))
-
-    @property
-    def can_sample(self) -> bool:
-        """Some stored episode is long enough for one window."""
-        return self.longest >= self.window + 1
-
-    def sample(self, batch_size: int, burn_in: int, discrete: bool) -> Batch:
-        """`batch_size` uniformly drawn valid windows (rejection sampling over start rows)."""
-        if not self.can_sample:
-            raise RuntimeError(
-                f"replay: no episode has {self.window + 1} observations yet; "
-                "episodes must be longer than burn_in + seq_len steps"
-            )
-        w = self.window
-        offsets = np.arange(w + 1)
-        chosen_s: list[np.ndarray] = []
-        chosen_j: list[np.ndarray] = []
-        got = 0
-        for _ in range(1000):
-            s = self.rng.integers(0, self.obs.shape[0], size=4 * batch_size)
-            filled = np.minimum(self.rows[s], self.capacity)
-            j0 = (self.rng.random(4 * batch_size) * filled).astype(np.int64)
-            idx = (j0[:, None] + offsets) % self.capacity
-            ok = self.has_action[s[:, None], idx[:, :w]].all(1)
-            chosen_s.append(s[ok])
-            chosen_j.append(idx[ok])
-            got += int(ok.sum())
-            if got >= batch_size:
-                break
-        else:
-            raise RuntimeError("replay: could not find valid windows; is the buffer too small?")
-        ss = np.concatenate(chosen_s)[:batch_size]
-        jj = np.concatenate(chosen_j)[:batch_size]
-        act = torch.from_numpy(self.action[ss[:, None], jj[:, :w]])
-        mask = torch.ones(batch_size, w)
-        mask[:, :burn_in] = 0.0
-        return Batch(
-            obs=torch.from_numpy(self.obs[ss[:, None], jj]),
-            action=act.long() if discrete else act,
-            reward=torch.from_numpy(self.reward[ss[:, None], jj[:, :w]]),
-            terminated=torch.from_numpy(self.terminated[ss[:, None], jj[:, :w]]).float(),
-            mask=mask,
-        )
-
-
 # -- the learner ----------------------------------------------------------------------------
 
 
-class SacGru:
+class Learner:
     """Actor, twin critics with Polyak targets, entropy temperature and their optimisers."""
 
-    def __init__(self, cfg: SacGruConfig, obs_dim: int, num_servers: int, seed: int) -> None:
+    def __init__(
+        self,
+        cfg: SacGruConfig,
+        obs_dim: int,
+        num_servers: int,
+        seed: int,
+        critic: Callable[[int, int, SacGruConfig], nn.Module] | None = None,
+    ) -> None:
+        """`critic(obs_dim, num_servers, cfg)` replaces `Critic` (a user's network: it must
+        offer Critic's `features` and `q`)."""
         torch.manual_seed(seed)
         self.cfg, self.obs_dim, self.n = cfg, obs_dim, num_servers
-        self.norm = RunningNorm(obs_dim, cfg.feature_clip)
-        self.reward_norm = RunningNorm(1, math.inf, log1p=False)
+        self.norm = RunningNorm(obs_dim, cfg.feature_clip, log1p=True)
+        self.reward_norm = RunningNorm(1, math.inf)
         self.actor = Actor(obs_dim, num_servers, cfg)
-        self.critic1 = Critic(obs_dim, num_servers, cfg)
-        self.critic2 = Critic(obs_dim, num_servers, cfg)
+        make_critic = critic or Critic
+        self.critic1 = cast(Critic, make_critic(obs_dim, num_servers, cfg))
+        self.critic2 = cast(Critic, make_critic(obs_dim, num_servers, cfg))
         self.target1 = copy.deepcopy(self.critic1).requires_grad_(False)
         self.target2 = copy.deepcopy(self.critic2).requires_grad_(False)
         self.log_alpha = torch.tensor(math.log(cfg.init_alpha), requires_grad=True)
@@ -504,7 +327,7 @@ class SacGru:
         a = self.actor.mode(raw) if deterministic else self.actor.sample(raw)[0]
         return a.numpy(), h
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def update(self, batch: SequenceBatch) -> dict[str, float]:
         """One gradient step on the critics, the actor and α, then Polyak-average the targets."""
         cfg = self.cfg
         x = self.norm(batch.obs)
@@ -518,7 +341,7 @@ class SacGru:
         with torch.no_grad():
             nxt = raw.detach()[:, 1:]
             t1, t2 = self.target1.features(x)[:, 1:], self.target2.features(x)[:, 1:]
-            if self.actor.k:
+            if self.actor.num_levels:
                 logp_n = self.actor.log_probs(nxt)
                 qt = torch.min(self.target1.q(t1), self.target2.q(t2))
                 v_next = (logp_n.exp() * (qt - alpha * logp_n)).sum(-1).mean(-1)
@@ -528,7 +351,7 @@ class SacGru:
             y = reward + cfg.gamma * not_done * v_next
 
         h1, h2 = self.critic1.features(x)[:, :-1], self.critic2.features(x)[:, :-1]
-        if self.actor.k:
+        if self.actor.num_levels:
             idx = batch.action.unsqueeze(-1)
             q1 = self.critic1.q(h1).gather(-1, idx).squeeze(-1).mean(-1)
             q2 = self.critic2.q(h2).gather(-1, idx).squeeze(-1).mean(-1)
@@ -544,7 +367,7 @@ class SacGru:
 
         g1, g2 = h1.detach(), h2.detach()  # the critics' recurrent features, as a fixed input
         cur = raw[:, :-1]
-        if self.actor.k:
+        if self.actor.num_levels:
             # Expectation over the policy's distribution (not a sampled action's score).
             logp = self.actor.log_probs(cur)
             probs = logp.exp()
@@ -583,7 +406,7 @@ class SacGru:
             "entropy": -float((mean_logp.detach() * mask).sum() / denom),
         }
 
-    # -- checkpoint tensors --
+    # -- checkpoint arrays --
 
     def modules(self) -> dict[str, nn.Module]:
         return {
@@ -599,50 +422,189 @@ class SacGru:
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"actor": self.actor_opt, "critic": self.critic_opt, "alpha": self.alpha_opt}
 
-    def tensors(self) -> dict[str, torch.Tensor]:
-        """Everything needed to resume: networks, normaliser, α and optimiser moments."""
-        out = {
-            f"{m}.{k}": v for m, mod in self.modules().items() for k, v in mod.state_dict().items()
-        }
-        out["log_alpha"] = self.log_alpha.detach().clone()
-        for name, opt in self.optimizers().items():
-            for i, state in opt.state_dict()["state"].items():
-                for key, value in state.items():
-                    out[f"opt.{name}.{i}.{key}"] = torch.as_tensor(value)
-        return out
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Everything needed to resume: networks, normalisers, α and optimiser moments."""
+        return to_arrays(self.modules(), self.optimizers(), {"log_alpha": self.log_alpha})
 
-    def load_tensors(self, tensors: Mapping[str, torch.Tensor], where: Path) -> None:
-        """Restore from `tensors()` output; missing or misshapen tensors fail naming `where`."""
-        try:
-            for m, mod in self.modules().items():
-                mod.load_state_dict(_prefixed(tensors, m))
-            with torch.no_grad():
-                self.log_alpha.copy_(tensors["log_alpha"])
-            for name, opt in self.optimizers().items():
-                sd = opt.state_dict()
-                state: dict[int, dict[str, torch.Tensor]] = {}
-                for key, value in _prefixed(tensors, f"opt.{name}").items():
-                    i, field = key.split(".", 1)
-                    state.setdefault(int(i), {})[field] = value
-                sd["state"] = state
-                opt.load_state_dict(sd)
-        except (KeyError, RuntimeError, ValueError) as exc:
-            raise checkpoint.CheckpointError(
-                f"{where}: tensors do not fit SAC-GRU: {exc}"
-            ) from None
-        self.norm.refresh()
-        self.reward_norm.refresh()
+    def load_arrays(self, arrays: Mapping[str, np.ndarray], where: Path) -> None:
+        load_arrays(arrays, where, self.modules(), self.optimizers(), {"log_alpha": self.log_alpha})
 
 
-def _prefixed(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    cut = len(prefix) + 1
-    return {k[cut:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+# -- the algorithm the training loop drives ------------------------------------------------
 
 
-# -- checkpoints ----------------------------------------------------------------------------
+def make_env(
+    scenario: Scenario, cfg: SacGruConfig, reward_fn: Callable[..., float] | None = None
+) -> LoadBalanceEnv:
+    """The rollout env: the scenario with this run's action and reward settings."""
+    reward: dict[str, Any] = {"reward_metric": cfg.reward_metric}
+    if reward_fn is not None:
+        reward = {"reward_metric": "custom", "reward_fn": reward_fn}
+    return LoadBalanceEnv(
+        scenario,
+        action_type=cfg.action_type,
+        levels=tuple(cfg.levels),
+        weight_base=cfg.weight_base,
+        reward_field=cfg.reward_field,
+        reward_shaping=cfg.reward_shaping,
+        **reward,
+    )
 
 
-def _dims(cfg: SacGruConfig, obs_dim: int, num_servers: int) -> dict[str, int]:
+class SacGru:
+    """SAC-GRU for `marllbd.training.Trainer`: batched stochastic rollouts into the replay,
+    `updates_per_step` gradient updates per environment step after `learning_starts`.
+
+    Each env's GRU state is zeroed when its episode ends, so a new episode
+    starts from the state the serving policy starts from after reset().
+    """
+
+    name: ClassVar[str] = ALGORITHM
+
+    def __init__(self, config: TrainConfig, scenario: Scenario, hooks: Hooks) -> None:
+        cfg = self.cfg = SacGruConfig.from_pairs(config.hyper)
+        torch.set_num_threads(cfg.torch_threads)
+        episode_rows = round(scenario.duration / scenario.control_interval)
+        if episode_rows < cfg.window + 1:
+            raise TrainingError(
+                f"episode_seconds: episodes of {episode_rows} intervals are shorter than "
+                f"burn_in + seq_len + 1 = {cfg.window + 1}; lengthen them or shorten the sequences"
+            )
+        self.custom_reward = hooks.reward_fn is not None
+        make = hooks.env_factory or (lambda sc: make_env(sc, cfg, hooks.reward_fn))
+        self.envs = EnvVector(lambda: make(scenario), config.envs, config.seed)
+        self.n = len(scenario.servers)
+        self.obs_dim = self.n * NUM_FEATURES
+        self.learner = Learner(cfg, self.obs_dim, self.n, config.seed, hooks.network)
+        e = len(self.envs)
+        self.replay = SequenceReplay(
+            e, max(cfg.buffer_steps // e, cfg.window + 1), self.obs_dim, self.n, cfg.window,
+            seed=config.seed,
+        )  # fmt: skip
+        self._seen = 0
+        self._credit = 0.0
+        self.obs: np.ndarray | None = None
+
+    @property
+    def updates(self) -> int:
+        return self.learner.updates
+
+    @updates.setter
+    def updates(self, value: int) -> None:
+        self.learner.updates = value
+
+    def _start(self) -> np.ndarray:
+        obs = self.envs.reset()
+        e = len(self.envs)
+        self.learner.norm.update(obs.reshape(e, -1))
+        for i in range(e):
+            self.replay.start(i, obs[i])
+        self.hidden = self.learner.initial_state(e)[0]
+        self.ret = np.zeros(e)
+        self.length = np.zeros(e, dtype=np.int64)
+        self.fct: list[list[float]] = [[] for _ in range(e)]
+        return obs
+
+    def collect(self, budget: int) -> Collected:
+        """One step of every env (of the first `budget` if fewer are left)."""
+        if self.obs is None:
+            self.obs = self._start()
+        e = min(len(self.envs), budget)
+        agent, obs = self.learner, self.obs
+        actions, hidden = agent.act(obs[:e].reshape(e, -1), self.hidden[:e])
+        self.hidden[:e] = hidden
+        res = self.envs.step(actions, count=e)
+        agent.norm.update(res.obs.reshape(e, -1))
+        agent.reward_norm.update(res.reward)
+        finished = []
+        for i in range(e):
+            self.replay.add(
+                i, actions[i], float(res.reward[i]), bool(res.terminated[i]), res.obs[i]
+            )
+            self.ret[i] += res.reward[i]
+            self.length[i] += 1
+            if math.isfinite(res.infos[i]["fct_mean"]):
+                self.fct[i].append(res.infos[i]["fct_mean"])
+            obs[i] = res.obs[i]
+            if res.terminated[i] or res.truncated[i]:
+                finished.append(
+                    {
+                        "episode/return": float(self.ret[i]),
+                        "episode/reward_mean": float(self.ret[i] / max(self.length[i], 1)),
+                        "episode/fct_mean": float(np.mean(self.fct[i]))
+                        if self.fct[i]
+                        else math.nan,
+                    }
+                )
+                self.ret[i], self.length[i], self.fct[i] = 0.0, 0, []
+                obs[i] = self.envs.reset_one(i)
+                self.replay.start(i, obs[i])
+                agent.norm.update(obs[i].reshape(1, -1))
+                self.hidden[i] = 0.0
+        live = {"ret": float(self.ret.mean())}
+        return Collected(steps=e, episodes=finished, live=live)
+
+    def update(self, steps: int) -> list[dict[str, float]]:
+        """`updates_per_step` updates per new environment step, once `learning_starts` are in."""
+        new, self._seen = steps - self._seen, steps
+        cfg, losses = self.cfg, list[dict[str, float]]()
+        if steps < cfg.learning_starts or not self.replay.can_sample:
+            return losses
+        self._credit += new * cfg.updates_per_step
+        while self._credit >= 1.0:
+            self._credit -= 1.0
+            batch = self.replay.sample(cfg.batch_size, cfg.burn_in, bool(cfg.num_levels))
+            losses.append(self.learner.update(batch))
+        return losses
+
+    def manifest(self) -> dict[str, Any]:
+        m = manifest(self.cfg, self.obs_dim, self.n)
+        if self.custom_reward:
+            m["reward"]["metric"] = "custom"
+        return m
+
+    def policy(self, lb: int = 0) -> SacGruPolicy:
+        """The serving policy of the current actor (any LB node runs the same one)."""
+        return SacGruPolicy.from_arrays(self.arrays(), self.manifest())
+
+    def predict(
+        self, obs: Any, state: Any = None, deterministic: bool = True
+    ) -> tuple[np.ndarray, torch.Tensor]:
+        """The env action for one observation (or a batch) and the next GRU state."""
+        x = np.asarray(obs, dtype=np.float32).reshape(-1, self.obs_dim)
+        h = self.learner.initial_state(x.shape[0])[0] if state is None else state
+        a, h = self.learner.act(x, h, deterministic)
+        return (a[0] if np.ndim(obs) <= 2 else a), h
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return self.learner.arrays()
+
+    def load_arrays(self, arrays: Mapping[str, np.ndarray], where: Path) -> None:
+        self.learner.load_arrays(arrays, where)
+
+    def begin(self, steps: int) -> None:
+        """`learn` starts (or resumes) at `steps`."""
+        self._seen = steps
+
+
+def manifest(cfg: SacGruConfig, obs_dim: int, num_servers: int) -> dict[str, Any]:
+    """What a checkpoint's manifest says of the networks (and serving reads back)."""
+    return {
+        "dims": dims(cfg, obs_dim, num_servers),
+        "hyper": asdict(cfg),
+        "action": cfg.action_spec().as_dict(),
+        "reward": {
+            "metric": cfg.reward_metric,
+            "field": cfg.reward_field,
+            "shaping": cfg.reward_shaping,
+            "scale": cfg.reward_scale,
+        },
+        "layout": None,
+    }
+
+
+def dims(cfg: SacGruConfig, obs_dim: int, num_servers: int) -> dict[str, int]:
+    """The network sizes a checkpoint records (and a resume checks)."""
     return {
         "obs_dim": obs_dim,
         "num_servers": num_servers,
@@ -651,399 +613,10 @@ def _dims(cfg: SacGruConfig, obs_dim: int, num_servers: int) -> dict[str, int]:
     }
 
 
-def save_checkpoint(
-    path: Path,
-    agent: SacGru,
-    *,
-    seed: int,
-    scenario: str,
-    step: int,
-    extra: dict[str, Any],
-    episodes: int = 0,
-    best_fct: float | None = None,
-) -> Path:
-    """Write `agent` (schema format 2) with a manifest naming its scenario, hyperparameters,
-    action, reward and progress; `extra` adds keys such as "eval"."""
-    cfg = agent.cfg
-    best = best_fct if best_fct is not None and math.isfinite(best_fct) else None
-    return checkpoint.save(
-        path,
-        {
-            **serving_manifest(agent),
-            "seed": seed,
-            "scenario": scenario,
-            "reward": {
-                "metric": cfg.reward_metric,
-                "field": cfg.reward_field,
-                "shaping": cfg.reward_shaping,
-                "scale": cfg.reward_scale,
-            },
-            "progress": {
-                "steps": step,
-                "episodes": episodes,
-                "updates": agent.updates,
-                "best_fct": best,
-            },
-            **extra,
-        },
-        agent.tensors(),
-    )
+def __getattr__(name: str) -> Any:
+    """`from marllbd_rl.sac_gru import SAC_GRU_Agent` (where it used to live) keeps working."""
+    if name == "SAC_GRU_Agent":
+        from marllbd_rl.agents import SAC_GRU_Agent
 
-
-def serving_manifest(agent: SacGru) -> dict[str, Any]:
-    """The manifest keys the served policy is built from (and the algorithm's identity)."""
-    return {
-        "algorithm": ALGORITHM,
-        "dims": _dims(agent.cfg, agent.obs_dim, agent.n),
-        "hyper": asdict(agent.cfg),
-        "action": agent.cfg.action_spec().as_dict(),
-        "layout": None,
-    }
-
-
-def serving_policy(agent: SacGru) -> SacGruPolicy:
-    """The policy a checkpoint of `agent` would serve, from its live actor and normaliser."""
-    tensors = {f"actor.{k}": v for k, v in agent.actor.state_dict().items()}
-    tensors.update({f"norm.{k}": v for k, v in agent.norm.state_dict().items()})
-    return SacGruPolicy.from_arrays(checkpoint.to_arrays(tensors), serving_manifest(agent))
-
-
-def config_from_manifest(manifest: Mapping[str, Any], where: Path) -> SacGruConfig:
-    hyper = manifest.get("hyper")
-    if not isinstance(hyper, dict):
-        raise checkpoint.CheckpointError(f"{where}: manifest has no 'hyper' table")
-    try:
-        return SacGruConfig.from_pairs(hyper.items())
-    except TrainingError as exc:
-        raise checkpoint.CheckpointError(f"{where}: manifest hyper: {exc}") from None
-
-
-# -- rollouts -------------------------------------------------------------------------------
-
-
-class Collector:
-    """Steps the envs with the stochastic actor in one batched call; fills the replay.
-
-    Each env's GRU state is zeroed when its episode ends, so a new episode
-    starts from the same state the serving policy starts from after reset().
-    """
-
-    def __init__(self, agent: SacGru, envs: EnvVector, replay: SequenceReplay) -> None:
-        self.agent, self.envs, self.replay = agent, envs, replay
-        e = len(envs)
-        self.obs = envs.reset()
-        agent.norm.update(self.obs.reshape(e, -1))
-        for i in range(e):
-            replay.start(i, self.obs[i])
-        self.hidden = agent.initial_state(e)[0]
-        self.ret = np.zeros(e)
-        self.fair = np.zeros(e)
-        self.length = np.zeros(e, dtype=np.int64)
-        self.fct: list[list[float]] = [[] for _ in range(e)]
-        self.episodes = 0
-        self._jain = fairness.metric("jain").kernel
-        self._col = FEATURE_NAMES.index("dur_decayed_mean")
-
-    def step(self) -> list[dict[str, Any]]:
-        """One lockstep step of every env; returns the metrics of the episodes that ended."""
-        e = len(self.envs)
-        actions, self.hidden = self.agent.act(self.obs.reshape(e, -1), self.hidden)
-        res = self.envs.step(actions)
-        self.agent.norm.update(res.obs.reshape(e, -1))
-        self.agent.reward_norm.update(res.reward)
-        for i in range(e):
-            self.replay.add(
-                i, actions[i], float(res.reward[i]), bool(res.terminated[i]), res.obs[i]
-            )
-            self.ret[i] += res.reward[i]
-            self.fair[i] += float(self._jain(res.obs[i][None, :, self._col].astype(np.float64))[0])
-            self.length[i] += 1
-            if math.isfinite(res.infos[i]["fct_mean"]):
-                self.fct[i].append(res.infos[i]["fct_mean"])
-        self.obs = res.obs.copy()
-        finished = []
-        for i in map(int, np.flatnonzero(res.done)):
-            self.episodes += 1
-            finished.append(
-                {
-                    "episode": self.episodes,
-                    "episode_return": float(self.ret[i]),
-                    "fairness": float(self.fair[i] / max(self.length[i], 1)),
-                    "fct_mean": float(np.mean(self.fct[i])) if self.fct[i] else None,
-                }
-            )
-            self.ret[i], self.fair[i], self.length[i], self.fct[i] = 0.0, 0.0, 0, []
-            self.obs[i] = self.envs.reset_one(i)
-            self.replay.start(i, self.obs[i])
-            self.agent.norm.update(self.obs[i].reshape(1, -1))
-            self.hidden[i] = 0.0
-        return finished
-
-    @property
-    def live_return(self) -> float:
-        """Mean return so far of the episodes in progress."""
-        return float(self.ret.mean())
-
-    @property
-    def live_fairness(self) -> float:
-        return float(self.fair.sum() / max(int(self.length.sum()), 1))
-
-
-# -- training -------------------------------------------------------------------------------
-
-METRICS = (
-    "step",
-    "episode",
-    "episode_return",
-    "fairness",
-    "fct_mean",
-    "critic_loss",
-    "actor_loss",
-    "alpha",
-    "entropy",
-    "eval_fct_mean",
-    "eval_fct_p90",
-    "eval_fairness",
-    "wall_seconds",
-)
-
-
-def make_env(
-    scenario: Scenario, cfg: SacGruConfig, episode_seconds: float | None
-) -> LoadBalanceEnv:
-    return LoadBalanceEnv(
-        scenario,
-        action_type=cfg.action_type,
-        levels=tuple(cfg.levels),
-        weight_base=cfg.weight_base,
-        reward_metric=cfg.reward_metric,
-        reward_field=cfg.reward_field,
-        reward_shaping=cfg.reward_shaping,
-        episode_seconds=episode_seconds,
-    )
-
-
-def train(config: TrainConfig) -> TrainResult:
-    """Train on `config.scenario`; write metrics, learning curve and last/best checkpoints."""
-    cfg = SacGruConfig.from_pairs(config.hyper)
-    for name in ("steps", "envs", "eval_every"):
-        if getattr(config, name) < 1:
-            raise TrainingError(f"{name}: expected a positive integer, got {getattr(config, name)}")
-    torch.set_num_threads(cfg.torch_threads)
-    scenario = load_scenario(config.scenario)
-    envs = EnvVector(
-        lambda: make_env(scenario, cfg, config.episode_seconds), config.envs, config.seed
-    )
-    sc = envs.envs[0].scenario
-    episode_rows = round(sc.duration / sc.control_interval)
-    if episode_rows < cfg.window + 1:
-        raise TrainingError(
-            f"episode_seconds: episodes of {episode_rows} intervals are shorter than "
-            f"burn_in + seq_len + 1 = {cfg.window + 1}; lengthen them or shorten the sequences"
-        )
-    n = len(scenario.servers)
-    obs_dim = n * NUM_FEATURES
-    out = Path(config.out)
-    best_dir, last_dir = out / "checkpoints" / "best", out / "checkpoints" / "last"
-    agent = SacGru(cfg, obs_dim, n, config.seed)
-    step, best_fct = 0, math.inf
-    if config.resume is not None:
-        step, best_fct = _resume(agent, config.resume, best_dir)
-    replay = SequenceReplay(
-        len(envs), max(cfg.buffer_steps // len(envs), cfg.window + 1), obs_dim, n, cfg.window,
-        seed=config.seed + step,
-    )  # fmt: skip
-    metrics = MetricsLog(out / "metrics.csv", METRICS)
-    progress = Progress(config.steps, config.progress)
-    start = plotted = time.monotonic()
-
-    def checkpoint_and_eval(at: int) -> None:
-        nonlocal best_fct
-        policy = evaluation.PolicySource(  # this step's actor, one instance per LB node
-            f"{ALGORITHM} step {at}", lambda lb: serving_policy(agent)
-        )
-        (ev,) = evaluation.summary(evaluation.evaluate(scenario, [policy], config.eval_seeds))
-        metrics.write(
-            {
-                "step": at,
-                "eval_fct_mean": ev.mean_fct,
-                "eval_fct_p90": ev.p90_fct,
-                "eval_fairness": ev.reward,
-                "wall_seconds": time.monotonic() - start,
-            }
-        )
-        extra = {"eval": {"fct_mean": ev.mean_fct, "fct_p90": ev.p90_fct, "seeds": list(ev.seeds)}}
-        if ev.mean_fct < best_fct:
-            best_fct = ev.mean_fct
-            save_checkpoint(
-                best_dir,
-                agent,
-                seed=config.seed,
-                scenario=sc.name,
-                step=at,
-                extra=extra,
-                best_fct=best_fct,
-            )
-        save_checkpoint(
-            last_dir,
-            agent,
-            seed=config.seed,
-            scenario=sc.name,
-            step=at,
-            extra=extra,
-            best_fct=best_fct,
-        )
-
-    if step == 0:
-        checkpoint_and_eval(0)
-    collector = Collector(agent, envs, replay)
-    credit = 0.0
-    losses: dict[str, float] = {}
-    next_eval = (step // config.eval_every + 1) * config.eval_every
-    while step < config.steps:
-        finished = collector.step()
-        step += len(envs)
-        for episode in finished:
-            metrics.write(
-                {"step": step, **episode, **losses, "wall_seconds": time.monotonic() - start}
-            )
-        if step >= cfg.learning_starts and replay.can_sample:
-            credit += len(envs) * cfg.updates_per_step
-            while credit >= 1.0:
-                credit -= 1.0
-                batch = replay.sample(cfg.batch_size, cfg.burn_in, bool(cfg.num_levels))
-                losses = agent.update(batch)
-        if step >= next_eval:
-            checkpoint_and_eval(step)
-            next_eval += config.eval_every
-            if time.monotonic() - plotted > PLOT_EVERY_SECONDS:
-                plot_learning_curve(out / "metrics.csv", out / "learning_curve.png", ys=_CURVES)
-                plotted = time.monotonic()
-        progress.update(
-            step, ret=collector.live_return, fair=collector.live_fairness, best_fct=best_fct
-        )
-    if step % config.eval_every:
-        checkpoint_and_eval(step)
-    plot_learning_curve(out / "metrics.csv", out / "learning_curve.png", ys=_CURVES)
-    wall = time.monotonic() - start
-    progress.close(
-        f"sac-gru: {step} steps in {wall:.0f} s; best eval fct_mean {best_fct:.4f} s "
-        f"over seeds {list(config.eval_seeds)}"
-    )
-    return TrainResult(
-        best=best_dir, last=last_dir, steps=step, wall_seconds=wall, metrics_csv=out / "metrics.csv"
-    )
-
-
-PLOT_EVERY_SECONDS = 60.0
-"""The learning curve is redrawn after an evaluation at most this often (and at the end)."""
-_CURVES = ("episode_return", "fairness", "fct_mean", "eval_fct_mean", "critic_loss", "alpha")
-
-
-def _resume(agent: SacGru, resume: Path, best_dir: Path) -> tuple[int, float]:
-    """Load networks, optimisers and α from `resume`; the replay buffer starts empty.
-
-    Returns the step to continue from and the best evaluation so far.
-    """
-    try:
-        ckpt = checkpoint.load(
-            resume, algorithm=ALGORITHM, dims=_dims(agent.cfg, agent.obs_dim, agent.n)
-        )
-    except checkpoint.CheckpointError as exc:
-        raise TrainingError(f"--resume: {exc}") from None
-    agent.load_tensors(ckpt.tensors, ckpt.path)
-    agent.updates = int(ckpt.manifest["progress"]["updates"])
-    best = math.inf
-    # Without a usable best checkpoint the next evaluation writes one.
-    with contextlib.suppress(checkpoint.CheckpointError, KeyError, TypeError, ValueError):
-        best = float(checkpoint.load(best_dir, algorithm=ALGORITHM).manifest["eval"]["fct_mean"])
-    return int(ckpt.manifest["progress"]["steps"]), best
-
-
-# -- the seed's API -------------------------------------------------------------------------
-
-
-class SAC_GRU_Agent:
-    """The seed's interface: select_action / update per transition / save / load.
-
-    `obs` may have any shape with `obs_dim` elements (e.g. the env's (n, 12)
-    matrix).  `save("checkpoints/sac_gru_best.pt")` writes a checkpoint
-    *directory* of that name (safetensors + manifest, never a pickle).
-    """
-
-    def __init__(self, obs_dim: int, action_dim: int, *, seed: int = 0, **hyper: Any) -> None:
-        self.config = SacGruConfig.from_pairs(hyper.items())
-        self.seed = seed
-        self.core = SacGru(self.config, obs_dim, action_dim, seed)
-        self.replay = SequenceReplay(
-            1, max(self.config.buffer_steps, self.config.window + 1), obs_dim, action_dim,
-            self.config.window, seed,
-        )  # fmt: skip
-        self.hidden = self.core.initial_state(1)[0]
-        self.steps = 0
-        self._credit = 0.0
-        self._pending: np.ndarray | None = None
-
-    def select_action(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        """The next action, advancing the recurrent state (reset when an episode ends)."""
-        row = np.asarray(obs, dtype=np.float32).reshape(1, -1)
-        a, self.hidden = self.core.act(row, self.hidden, deterministic)
-        return a[0]
-
-    def update(
-        self,
-        obs: np.ndarray,
-        action: np.ndarray,
-        reward: float,
-        next_obs: np.ndarray,
-        done: bool,
-        truncated: bool = False,
-    ) -> dict[str, float] | None:
-        """Store one transition; train once enough data is stored.  Returns the last losses.
-
-        `done` ends the episode (the GRU state resets); it is a terminal state
-        (no bootstrap) unless `truncated` says time ran out.
-        """
-        row = np.asarray(obs, dtype=np.float32).reshape(-1)
-        nxt = np.asarray(next_obs, dtype=np.float32).reshape(-1)
-        if self._pending is None or not np.array_equal(self._pending, row):
-            self.core.norm.update(row[None])
-            self.replay.start(0, row)
-        self.replay.add(
-            0, np.asarray(action, dtype=np.float32), reward, done and not truncated, nxt
-        )
-        self.core.norm.update(nxt[None])
-        self.core.reward_norm.update(np.array([reward]))
-        self._pending = None if done else nxt
-        if done:
-            self.hidden = self.core.initial_state(1)[0]
-        self.steps += 1
-        losses = None
-        if self.steps >= self.config.learning_starts and self.replay.can_sample:
-            self._credit += self.config.updates_per_step
-            while self._credit >= 1.0:
-                self._credit -= 1.0
-                losses = self.core.update(
-                    self.replay.sample(
-                        self.config.batch_size, self.config.burn_in, bool(self.config.num_levels)
-                    )
-                )
-        return losses
-
-    def save(self, path: str | Path) -> Path:
-        """Write a checkpoint directory at `path` (a '.pt' suffix is kept as part of the name)."""
-        return save_checkpoint(
-            Path(path), self.core, seed=self.seed, scenario="", step=self.steps, extra={}
-        )
-
-    def load(self, path: str | Path) -> None:
-        """Restore networks, optimisers, α and normaliser from a checkpoint directory."""
-        ckpt = checkpoint.load(
-            path,
-            algorithm=ALGORITHM,
-            dims=_dims(self.config, self.core.obs_dim, self.core.n),
-        )
-        self.core.load_tensors(ckpt.tensors, ckpt.path)
-        self.steps = int(ckpt.manifest["progress"]["steps"])
-        self.core.updates = int(ckpt.manifest["progress"]["updates"])
-        self.hidden = self.core.initial_state(1)[0]
+        return SAC_GRU_Agent
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,6 +12,7 @@ pytest.importorskip("torch")
 
 from marllbd.benchmarks import policy_infer, registry, train_qmix, train_sac
 from marllbd.policies import load
+from marllbd.training import Trainer
 
 
 def test_registered() -> None:
@@ -31,17 +32,16 @@ def test_policy_infer_times_features_and_decide_on_real_frames() -> None:
 
 
 def test_timed_training_reports_its_rate_and_keeps_the_checkpoint_until_then() -> None:
-    from marllbd_rl import sac_gru
-
+    pytest.importorskip("torch")
     small = (("learning_starts", 10), ("batch_size", 2), ("seq_len", 4), ("burn_in", 2))
     seen: list[Path] = []
 
-    def then(result: object) -> bool:
-        last = Path(result.last)  # type: ignore[attr-defined]
+    def then(trainer: Trainer) -> bool:
+        last = trainer.out / "checkpoints" / "last"
         seen.append(last)
         return (last / "manifest.json").is_file()
 
-    result, rate, kept = train_sac.timed_training(sac_gru.train, "sac-gru", 20, small, then=then)
+    result, rate, kept = train_sac.timed_training("sac-gru", 20, small, then=then)
     assert kept is True and not seen[0].exists()  # read in time, then cleaned up
     assert result.steps == 20 and rate == pytest.approx(20 / result.wall_seconds)
     line = train_sac.training_result("train_x", rate, 4 * rate, result.steps, {"k": 1})

@@ -23,6 +23,7 @@ from marllbd.features import FEATURE_NAMES, NUM_FEATURES
 from marllbd.features import compute as compute_features
 from marllbd.policies import Policy, PolicyContext, PolicyError, load
 from marllbd.policies.learned import (
+    Layout,
     QMIXPolicy,
     SacGruPolicy,
     load_qmix,
@@ -82,7 +83,7 @@ def save_qmix(path: Path, scenario: str = "seed-16") -> tuple[Path, Any]:
     from marllbd.envs import MultiAgentLoadBalanceEnv
 
     env = MultiAgentLoadBalanceEnv(scenario, episode_seconds=3.0)
-    layout = qmix.Layout.of(env)
+    layout = Layout.of(env)
     cfg = qmix.QMIXConfig(hidden=16, mixing_embed=8, hypernet_hidden=8)
     dims = qmix.Dims(
         len(layout.agents), env.group_size, NUM_FEATURES, 3, env.state_space.shape[0], 16, 8, 8
@@ -99,9 +100,9 @@ def save_qmix(path: Path, scenario: str = "seed-16") -> tuple[Path, Any]:
         obs, *_ = env.step({a: np.ones(env.group_size, np.int64) for a in layout.agents})
         rows.append(np.stack([obs[a] for a in layout.agents]))
     learner.observe(np.stack(rows), np.zeros((len(rows), dims.state_dim), np.float32))
-    qmix.save_checkpoint(
-        path, learner, cfg, seed=0, layout=layout, scenario=scenario, reward={}, progress={}
-    )
+    manifest: dict[str, Any] = {"algorithm": "qmix", "seed": 0, "scenario": scenario}
+    manifest["progress"] = {"steps": 0, "episodes": 0, "updates": 0, "best_fct": None}
+    checkpoint.save(path, manifest | qmix.manifest(cfg, dims, layout), learner.arrays())
     return path, learner
 
 
@@ -160,31 +161,30 @@ def test_the_serving_modules_import_no_training_stack() -> None:
 def test_sac_gru_numpy_step_matches_the_torch_actor_on_the_shipped_checkpoint() -> None:
     """Over 30 recorded decisions (GRU state carried), to 1e-6."""
     torch = pytest.importorskip("torch")
-    from marllbd_rl import checkpoint as torch_checkpoint
     from marllbd_rl import sac_gru as S
 
-    saved = torch_checkpoint.load(SEED16, algorithm="sac-gru")
-    cfg = S.config_from_manifest(saved.manifest, saved.path)
-    agent = S.SacGru(cfg, 16 * NUM_FEATURES, 16, seed=0)
-    agent.load_tensors(saved.tensors, saved.path)
+    saved = checkpoint.load(SEED16, algorithm="sac-gru")
+    cfg = S.SacGruConfig.from_pairs(saved.manifest["hyper"].items())
+    agent = S.Learner(cfg, 16 * NUM_FEATURES, 16, seed=0)
+    agent.load_arrays(saved.arrays, saved.path)
     served = sac_gru_from_checkpoint(SEED16)
     assert_sac_gru_agree(torch, agent, served, recorded_features("seed-16", 30))
 
 
 @pytest.mark.parametrize("action_type", ["continuous", "discrete"])
 def test_sac_gru_policy_of_live_networks_matches_the_torch_actor(action_type: str) -> None:
-    """serving_policy (what training evaluates) on perturbed networks, both action types."""
+    """The policy training evaluates (from the live arrays) on perturbed networks."""
     torch = pytest.importorskip("torch")
     from marllbd_rl import sac_gru as S
 
     cfg = S.SacGruConfig(action_type=action_type, hidden=16)
-    agent = S.SacGru(cfg, 7 * NUM_FEATURES, 7, seed=3)
+    agent = S.Learner(cfg, 7 * NUM_FEATURES, 7, seed=3)
     feats = recorded_features("paper-7", 25)
     agent.norm.update(np.stack([f.reshape(-1) for f in feats]))
     with torch.no_grad():
         for p in agent.actor.parameters():
             p.normal_(0.0, 0.3)  # far from the neutral initialisation
-    served = S.serving_policy(agent)
+    served = SacGruPolicy.from_arrays(agent.arrays(), S.manifest(cfg, agent.obs_dim, agent.n))
     weights = assert_sac_gru_agree(torch, agent, served, feats)
     caps = np.array([s.workers for s in load_scenario("paper-7").servers], dtype=np.float64)
     assert len({tuple(np.round(w / caps, 6)) for w in weights}) > 1  # not a constant action
@@ -217,18 +217,17 @@ def test_qmix_numpy_forward_matches_the_torch_agent_network(tmp_path: Path, scen
     decisions (GRU states carried), to 1e-6, both from the checkpoint and from the live
     network (what training evaluates)."""
     torch = pytest.importorskip("torch")
-    from marllbd_rl import qmix
 
     path, learner = save_qmix(tmp_path / "ckpt", scenario)
     manifest = json.loads((path / "manifest.json").read_text())
-    layout = qmix.Layout.from_dict(manifest["layout"])
+    layout = Layout.from_dict(manifest["layout"])
     n = layout.num_servers
     feats = recorded_features(scenario, 25)
     caps = np.linspace(1.0, 4.0, n)
     for lb in sorted(set(layout.lbs)):
         served = [
             qmix_from_checkpoint(path, lb),
-            qmix.serving_policy(learner, learner.config, layout, lb),
+            QMIXPolicy.from_arrays(learner.arrays(), manifest, lb),
         ]
         held = [a for a, owner in enumerate(layout.lbs) if owner == lb]
         ids = torch.eye(len(layout.agents))[held]

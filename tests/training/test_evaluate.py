@@ -428,15 +428,13 @@ def test_training_evaluation_and_the_eval_command_agree(
     """SAC-GRU picks its best checkpoint by the mean FCT of this module's loop; `marllbd eval`
     on that checkpoint, same scenario and seeds, reports the same figures to the bit."""
     pytest.importorskip("torch")
-    from marllbd_rl import sac_gru
-
-    from marllbd.training import TrainConfig
+    from marllbd.training import TrainConfig, Trainer, logs
 
     scenario = tmp_path / "tiny.toml"
     scenario.write_text(TINY)
     seeds = (5, 6)
     hyper = {"hidden": 16, "burn_in": 3, "seq_len": 5, "batch_size": 8, "learning_starts": 20}
-    result = sac_gru.train(
+    result = Trainer(
         TrainConfig(
             algo="sac-gru",
             scenario=str(scenario),
@@ -448,10 +446,10 @@ def test_training_evaluation_and_the_eval_command_agree(
             progress=False,
             hyper=tuple(hyper.items()),
         )
-    )
-    with result.metrics_csv.open() as f:
-        evals = [row for row in csv.DictReader(f) if row["eval_fct_mean"]]
-    assert [int(row["step"]) for row in evals] == [0, 40, 80]
+    ).learn()
+    steps, values = logs.read(result.metrics_csv)["eval/fct_mean"]
+    evals = dict(zip(steps, values, strict=True))
+    assert steps == [0, 40, 80]
     for ckpt in (result.best, result.last):
         manifest = json.loads((ckpt / "manifest.json").read_text())
         recorded = manifest["eval"]
@@ -461,10 +459,10 @@ def test_training_evaluation_and_the_eval_command_agree(
         assert cli.main([*argv, "--seeds", "5,6", "--out", str(out), "--json"]) == 0
         (row,) = json.loads(capsys.readouterr().out)["summary"]
         assert row["mean_fct"] == recorded["fct_mean"] and row["p90_fct"] == recorded["fct_p90"]
-        logged = next(r for r in evals if int(r["step"]) == manifest["progress"]["steps"])
-        assert float(logged["eval_fct_mean"]) == pytest.approx(row["mean_fct"], rel=1e-5)
+        logged = evals[manifest["progress"]["steps"]]
+        assert logged == pytest.approx(row["mean_fct"], rel=1e-7)
     best = json.loads((result.best / "manifest.json").read_text())["eval"]["fct_mean"]
-    assert best == pytest.approx(min(float(r["eval_fct_mean"]) for r in evals), rel=1e-5)
+    assert best == pytest.approx(min(values), rel=1e-7)
 
 
 def test_two_policies_of_one_name_are_refused() -> None:

@@ -1,5 +1,4 @@
-"""TrainingPipeline: the original description's call builds the right TrainConfig and trains
-through the plugin."""
+"""TrainingPipeline: the original call builds the right TrainConfig and trains through the loop."""
 
 from __future__ import annotations
 
@@ -11,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from marllbd.sim.scenario import WikiTrace, from_dict, load_scenario, presets
-from marllbd.training import TrainingError
-from marllbd.training.pipeline import TrainingPipeline, pipeline_scenario, scenario_toml
+from marllbd.training import TrainingError, TrainingPipeline
+from marllbd.training.pipeline import pipeline_scenario, scenario_toml
 
 
 def test_sixteen_poisson_servers_train_on_the_seed_16_preset(tmp_path: Path) -> None:
@@ -46,16 +45,21 @@ def test_scenario_toml_round_trips_every_preset(name: str) -> None:
 
 
 def test_bad_arguments_are_named() -> None:
-    with pytest.raises(TrainingError, match="agent_type: expected one of sac-gru, qmix"):
+    with pytest.raises(TrainingError, match="agent_type: expected one of qmix, sac-gru"):
         TrainingPipeline(agent_type="dqn")
     with pytest.raises(TrainingError, match="trace_type: expected one of poisson, wiki"):
         pipeline_scenario(16, "csv")
     with pytest.raises(TrainingError, match="num_episodes: expected a positive integer"):
         TrainingPipeline().config(0)
+    with pytest.raises(TrainingError, match="reward_fn: give reward_metric='custom' together"):
+        TrainingPipeline(reward_metric="custom")
+    with pytest.raises(TrainingError, match="reward_metric: expected 'custom'"):
+        TrainingPipeline(reward_metric="jain")
 
 
-def test_importing_the_pipeline_does_not_import_torch() -> None:
-    code = "import sys, marllbd.training.pipeline; sys.exit('torch' in sys.modules)"
+def test_importing_the_training_package_does_not_import_torch() -> None:
+    code = "import sys; "
+    code += "from marllbd.training import TrainingPipeline; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
@@ -66,6 +70,6 @@ def test_seed_call_trains_and_leaves_a_best_checkpoint(tmp_path: Path) -> None:
         agent_type="sac-gru", num_servers=3, seed=0, out=tmp_path, hyper={"hidden": 16}
     )
     result = pipe.train(num_episodes=1)
-    assert result.steps == 240  # 239 steps rounded up to whole lockstep steps of 2 envs
+    assert result.steps == 239  # exactly: the last lockstep steps one env
     assert (result.best / "manifest.json").is_file()
     assert (tmp_path / "scenario.toml").is_file() and result.metrics_csv.is_file()
