@@ -167,7 +167,6 @@ class SacGruConfig:
         return -1.0 if self.action_type == "continuous" else 0.3 * math.log(len(self.levels))
 
     @classmethod
-    @classmethod
     def from_pairs(cls, pairs: Any) -> SacGruConfig:
         """From (name, value) overrides (CLI strings or values); errors name the key."""
         return hyper.parse(cls, pairs, algorithm=ALGORITHM)
@@ -590,7 +589,12 @@ class SacGru:
 def manifest(cfg: SacGruConfig, obs_dim: int, num_servers: int) -> dict[str, Any]:
     """What a checkpoint's manifest says of the networks (and serving reads back)."""
     return {
-        "dims": dims(cfg, obs_dim, num_servers),
+        "dims": {  # what a resume checks
+            "obs_dim": obs_dim,
+            "num_servers": num_servers,
+            "hidden": cfg.hidden,
+            "num_levels": cfg.num_levels,
+        },
         "hyper": asdict(cfg),
         "action": cfg.action_spec().as_dict(),
         "reward": {
@@ -600,16 +604,6 @@ def manifest(cfg: SacGruConfig, obs_dim: int, num_servers: int) -> dict[str, Any
             "scale": cfg.reward_scale,
         },
         "layout": None,
-    }
-
-
-def dims(cfg: SacGruConfig, obs_dim: int, num_servers: int) -> dict[str, int]:
-    """The network sizes a checkpoint records (and a resume checks)."""
-    return {
-        "obs_dim": obs_dim,
-        "num_servers": num_servers,
-        "hidden": cfg.hidden,
-        "num_levels": cfg.num_levels,
     }
 
 
