@@ -40,6 +40,7 @@ from marllbd.policies.learned import Layout, QMIXPolicy
 from marllbd.sim.scenario import Scenario
 from marllbd.training import hyper
 from marllbd.training.trainer import Collected, Hooks, TrainConfig
+from marllbd_rl.base import LearnerAlgorithm
 from marllbd_rl.norm import RunningNorm
 from marllbd_rl.replay import EpisodeBatch, EpisodeBuffer
 from marllbd_rl.torchio import load_arrays, to_arrays
@@ -351,7 +352,7 @@ class Learner:
 # -- the algorithm the training loop drives ---------------------------------------------
 
 
-class Qmix:
+class Qmix(LearnerAlgorithm[Learner]):
     """QMIX for `marllbd.training.Trainer`: `envs` multi-agent envs stepped in lockstep with
     one batched agent-network call; whole episodes go to the replay when they end; one
     update per `train_every` environment steps after `warmup_steps`.
@@ -409,14 +410,6 @@ class Qmix:
         self.ids = self.learner.ids.repeat(len(self.envs), 1)
         self._steps = 0
         self._episode: dict[str, list[np.ndarray]] | None = None
-
-    @property
-    def updates(self) -> int:
-        return self.learner.updates
-
-    @updates.setter
-    def updates(self, value: int) -> None:
-        self.learner.updates = value
 
     def _reset(self) -> None:
         seeds = self._env_rng.integers(0, 2**31 - 1, size=len(self.envs))
@@ -499,11 +492,8 @@ class Qmix:
             losses.append(self.learner.update(batch))
         return losses
 
-    def manifest(self) -> dict[str, Any]:
-        m = manifest(self.cfg, self.dims, self.layout)
-        if self.custom_reward:
-            m["reward"]["metric"] = "custom"
-        return m
+    def networks_manifest(self) -> dict[str, Any]:
+        return manifest(self.cfg, self.dims, self.layout)
 
     def policy(self, lb: int = 0) -> QMIXPolicy:
         """LB node `lb`'s agents as the serving policy, from the current agent network."""
@@ -520,12 +510,6 @@ class Qmix:
             q, h = self.learner.agent(x, self.learner.ids, h)
         eps = 0.0 if deterministic else self.cfg.epsilon(self._steps)
         return epsilon_greedy(q[:, 0], eps, self._act_rng), h
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return self.learner.arrays()
-
-    def load_arrays(self, arrays: Mapping[str, np.ndarray], where: Path) -> None:
-        self.learner.load_arrays(arrays, where)
 
     def begin(self, steps: int) -> None:
         """`learn` starts (or resumes) at `steps`: ε continues from there."""

@@ -49,6 +49,7 @@ from marllbd.sim.scenario import Scenario
 from marllbd.training import hyper
 from marllbd.training.errors import TrainingError
 from marllbd.training.trainer import Collected, Hooks, TrainConfig
+from marllbd_rl.base import LearnerAlgorithm
 from marllbd_rl.norm import RunningNorm
 from marllbd_rl.replay import SequenceBatch, SequenceReplay
 from marllbd_rl.rollout import EnvVector
@@ -450,7 +451,7 @@ def make_env(
     )
 
 
-class SacGru:
+class SacGru(LearnerAlgorithm[Learner]):
     """SAC-GRU for `marllbd.training.Trainer`: batched stochastic rollouts into the replay,
     `updates_per_step` gradient updates per environment step after `learning_starts`.
 
@@ -483,14 +484,6 @@ class SacGru:
         self._seen = 0
         self._credit = 0.0
         self.obs: np.ndarray | None = None
-
-    @property
-    def updates(self) -> int:
-        return self.learner.updates
-
-    @updates.setter
-    def updates(self, value: int) -> None:
-        self.learner.updates = value
 
     def _start(self) -> np.ndarray:
         obs = self.envs.reset()
@@ -556,11 +549,8 @@ class SacGru:
             losses.append(self.learner.update(batch))
         return losses
 
-    def manifest(self) -> dict[str, Any]:
-        m = manifest(self.cfg, self.obs_dim, self.n)
-        if self.custom_reward:
-            m["reward"]["metric"] = "custom"
-        return m
+    def networks_manifest(self) -> dict[str, Any]:
+        return manifest(self.cfg, self.obs_dim, self.n)
 
     def policy(self, lb: int = 0) -> SacGruPolicy:
         """The serving policy of the current actor (any LB node runs the same one)."""
@@ -574,12 +564,6 @@ class SacGru:
         h = self.learner.initial_state(x.shape[0])[0] if state is None else state
         a, h = self.learner.act(x, h, deterministic)
         return (a[0] if np.ndim(obs) <= 2 else a), h
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return self.learner.arrays()
-
-    def load_arrays(self, arrays: Mapping[str, np.ndarray], where: Path) -> None:
-        self.learner.load_arrays(arrays, where)
 
     def begin(self, steps: int) -> None:
         """`learn` starts (or resumes) at `steps`."""

@@ -118,7 +118,7 @@ def test_one_policy_per_lb_fed_its_own_features(
     monkeypatch: pytest.MonkeyPatch, needs_truth: bool
 ) -> None:
     Recorder.instances = []
-    monkeypatch.setattr(ev, "load", lambda spec: Recorder(needs_truth))
+    monkeypatch.setattr(ev, "load", lambda spec, lb=None: Recorder(needs_truth))
     ev.run(tiny(), "recorder", 7)
     lb0, lb1 = Recorder.instances
     assert [c.seed for c in lb0.contexts] == [ev.policy_seed(7, 0)] != [ev.policy_seed(7, 1)]
@@ -140,7 +140,7 @@ def test_one_policy_per_lb_fed_its_own_features(
 def test_invalid_weights_name_the_policy(monkeypatch: pytest.MonkeyPatch) -> None:
     rec = Recorder(False)
     monkeypatch.setattr(rec, "decide", lambda f, a, t: np.array([1.0, np.nan, 1.0]))
-    monkeypatch.setattr(ev, "load", lambda spec: rec)
+    monkeypatch.setattr(ev, "load", lambda spec, lb=None: rec)
     with pytest.raises(ev.EvaluationError, match=r"policy 'broken' at t = 0.25 s: weights"):
         ev.run(tiny(), "broken", 1)
 
