@@ -87,12 +87,16 @@ install: install-venv install-files
 # A venv of its own, outside any home directory, on an interpreter outside them too:
 # the unit's ProtectHome=yes hides /root and /home from the service (pyenv's python
 # lives there: make install PY=/usr/bin/python3).
+# The package without extras: serving a learned policy needs numpy only, so the service
+# holds no torch.  To train on the same host, add the training stack (torch, pinned):
+# make install EXTRAS=rl, or later /opt/marllbd/bin/pip install -c constraints.txt '.[rl]'.
+EXTRAS ?=
 install-venv:
 	@real=$$(readlink -f "$$(command -v $(PY))"); case "$$real" in /root/*|/home/*|/run/user/*) \
 	    echo "error: $(PY) is $$real, under a home directory the service cannot see (ProtectHome=yes); use make install PY=/usr/bin/python3"; exit 2;; esac
 	$(PY) -m venv $(DESTDIR)$(VENVDIR)
 	$(DESTDIR)$(VENVDIR)/bin/python -m pip install -q --upgrade pip
-	$(DESTDIR)$(VENVDIR)/bin/pip install -q -c constraints.txt '.[rl]'
+	$(DESTDIR)$(VENVDIR)/bin/pip install -q -c constraints.txt '.$(if $(EXTRAS),[$(EXTRAS)])'
 
 install-files:
 	@case "$(BACKEND)" in sim|vpp) ;; *) echo "error: BACKEND must be sim or vpp, not '$(BACKEND)'"; exit 2;; esac

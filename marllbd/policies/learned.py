@@ -79,6 +79,15 @@ def _gru_step(
     return n + rz[..., k:] * (h - n)  # (1 - z) * n + z * h
 
 
+def _compile_action(action: ActionSpec, num_servers: int) -> None:
+    """Compile (or load from numba's cache) the action kernel for what `decide` passes it
+    (float32 tanh outputs, int64 level indices) while the policy loads: in the first
+    decision it takes ~0.2 s, past the daemon's budget, and the fallback then decides
+    until the policy is retried."""
+    n = num_servers
+    action.weights(np.zeros(n, _F32 if action.kind == "continuous" else np.int64), np.ones(n))
+
+
 def _places(where: Path | None) -> tuple[str | Path, str | Path]:
     """What errors name: a checkpoint directory's two files, or the caller's live networks."""
     if where is None:
@@ -153,6 +162,7 @@ class SacGruPolicy:
         self._x = np.zeros(num_servers * NUM_FEATURES, dtype=_F32)
         self._h = np.zeros(self._enc_b.shape[0], dtype=_F32)
         self._capacities: np.ndarray | None = None
+        _compile_action(action, num_servers)
 
     @classmethod
     def from_arrays(
@@ -375,6 +385,7 @@ class QMIXPolicy:
         self._h = np.zeros((a_held, self._fc_b.shape[0]), dtype=_F32)
         self._base: np.ndarray | None = None
         self._level_idx = np.zeros(layout.num_servers, dtype=np.int64)
+        _compile_action(action, layout.num_servers)
 
     @classmethod
     def from_arrays(

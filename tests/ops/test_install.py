@@ -1,7 +1,8 @@
 """`make install`: the files land where the unit expects them, and the installed service
 runs as systemd would run it: an unprivileged user, the package installed from its
-wheel (not this checkout), the installed config and checkpoints, NOTIFY_SOCKET and
-WATCHDOG_USEC from the unit, and the unit's Environment= and UMask=."""
+wheel (not this checkout) beside its dependencies without extras (no torch), the
+installed config and checkpoints, NOTIFY_SOCKET and WATCHDOG_USEC from the unit, and the
+unit's Environment= and UMask=."""
 
 from __future__ import annotations
 
@@ -14,16 +15,18 @@ import socket
 import stat
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from collections.abc import Iterator
+from importlib.metadata import distributions
 from pathlib import Path
 
 import pytest
 
 from marllbd.daemon.config import load
 from marllbd.ipc.region import region_path
+from tests.daemon.test_e2e import scrape, wait_for
+from tests.daemon.test_without_torch import NO_TORCH, link_site
 from tests.ops.conftest import require_tool
 from tests.ops.test_systemd import _systemd_version, verify_unit
 
@@ -110,6 +113,18 @@ def test_install_refuses_an_unknown_backend(staged: Path) -> None:
     assert not (staged / "etc").exists()
 
 
+@pytest.mark.parametrize(("extras", "spec"), [("", "'.'"), ("rl", "'.[rl]'")])
+def test_install_venv_leaves_the_training_stack_to_the_operator(extras: str, spec: str) -> None:
+    """The service venv gets the package without extras (no torch) unless asked for."""
+    out = subprocess.run(
+        ["make", "-n", "-s", "--no-print-directory", "-C", str(REPO), "install-venv",
+         "DESTDIR=/nonexistent", f"EXTRAS={extras}"], capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    (pip,) = [ln for ln in out.stdout.splitlines() if "/opt/marllbd/bin/pip install" in ln]
+    assert pip.endswith(f"-c constraints.txt {spec}"), pip
+
+
 def test_installed_units_pass_systemd_analyze_verify(staged: Path) -> None:
     """The installed unit with the drop-ins this machine's systemd gets."""
     require_tool("systemd-analyze")  # before asking it for its version
@@ -141,6 +156,12 @@ def _wheel_site(root: Path) -> Path:
     return site
 
 
+def _as_user(user: pwd.struct_passwd, *argv: str) -> list[str]:
+    """argv run as `user`, with no supplementary groups."""
+    return ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups",
+            *argv]  # fmt: skip
+
+
 def _launcher(root: Path, user: pwd.struct_passwd) -> Path:
     """`marllbd` as the venv's console script is, on an interpreter `user` may execute
     (this venv's may sit under a home directory that user cannot enter)."""
@@ -148,9 +169,8 @@ def _launcher(root: Path, user: pwd.struct_passwd) -> Path:
     for python in (os.path.realpath(sys.executable), f"/usr/bin/python{version}"):
         # Through sh: setpriv's own exec still holds root's capabilities.
         probe = subprocess.run(
-            ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups",
-             "/bin/sh", "-c", 'exec "$0" -c pass', python], capture_output=True,
-        )  # fmt: skip
+            _as_user(user, "/bin/sh", "-c", 'exec "$0" -c pass', python), capture_output=True
+        )
         if probe.returncode == 0:
             break
     else:
@@ -160,6 +180,11 @@ def _launcher(root: Path, user: pwd.struct_passwd) -> Path:
     script.write_text(f"#!{python}\nimport sys\nfrom marllbd.cli import main\nsys.exit(main())\n")
     script.chmod(0o755)
     return script
+
+
+def _logs(path: Path) -> list[dict[str, object]]:
+    """The daemon's JSON log records so far."""
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.startswith("{")]
 
 
 def _recv(server: socket.socket, deadline: float) -> str:
@@ -174,8 +199,9 @@ def test_installed_service_runs_as_an_unprivileged_user(staged: Path, region_nam
     dirs = {"CONFDIR": staged / "etc/marllbd", "STATEDIR": staged / "var/lib/marllbd",
             "BINDIR": staged / "usr/local/bin", "UNITDIR": staged / "etc/systemd/system",
             "SYSUSERSDIR": staged / "usr/lib/sysusers.d"}  # fmt: skip
+    launcher = _launcher(staged, nobody)
     out = make_install(*(f"{k}={v}" for k, v in dirs.items()), "BACKEND=sim",
-                       f"MARLLBD_BIN={_launcher(staged, nobody)}")  # fmt: skip
+                       f"MARLLBD_BIN={launcher}")  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     conf = dirs["CONFDIR"] / "marllbd.toml"
     # Only what must differ on a shared test machine: the region, the port, the pace.
@@ -189,13 +215,22 @@ def test_installed_service_runs_as_an_unprivileged_user(staged: Path, region_nam
     for d in (dirs["STATEDIR"], cache):
         os.chown(d, nobody.pw_uid, nobody.pw_gid)
         d.chmod(0o750)
-    # The package from its wheel; its dependencies from this venv.
-    path = [str(_wheel_site(staged)), sysconfig.get_paths()["purelib"]]
+    # The package from its wheel; its dependencies without extras, and only they (no
+    # torch: `make install` leaves out the `rl` extra), from this venv.
+    wheel_site = _wheel_site(staged)
+    (wheel,) = distributions(name="marllbd", path=[str(wheel_site)])
+    path = [str(wheel_site), str(link_site(staged / "deps", wheel.requires or ()))]
     env = {"PATH": "/usr/bin:/bin", "HOME": str(dirs["STATEDIR"]), "USER": "nobody",
            "PYTHONPATH": os.pathsep.join(path)}  # fmt: skip
     for assignment in settings["Environment"]:
         key, value = assignment.split("=", 1)
         env[key] = value.replace("/var/cache/marllbd", str(cache))
+    # The service's interpreter on that path: marllbd from the wheel, and no torch.
+    python = launcher.read_text().splitlines()[0].removeprefix("#!")
+    probe = "import marllbd\nprint(marllbd.__file__)\n" + NO_TORCH
+    seen = subprocess.run(_as_user(nobody, python, "-c", probe), env=env, cwd="/",
+                          capture_output=True, text=True)  # fmt: skip
+    assert seen.stdout.split() == [str(wheel_site / "marllbd/__init__.py"), "torch"], seen
     sock_path = staged / "notify.sock"
     server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     server.bind(str(sock_path))
@@ -207,8 +242,7 @@ def test_installed_service_runs_as_an_unprivileged_user(staged: Path, region_nam
     log_path = staged / "marllbd.log"  # a file, not a pipe nobody drains while it runs
     log_file = log_path.open("wb")
     proc = subprocess.Popen(
-        ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
-         *argv], env=env, cwd="/", stdout=log_file, stderr=subprocess.STDOUT,
+        _as_user(nobody, *argv), env=env, cwd="/", stdout=log_file, stderr=subprocess.STDOUT,
         preexec_fn=lambda: os.umask(umask),
     )  # fmt: skip
     try:
@@ -222,6 +256,13 @@ def test_installed_service_runs_as_an_unprivileged_user(staged: Path, region_nam
         st = os.stat(shm)
         assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (nobody.pw_uid, 0o600)
         assert list(cache.rglob("*.nbi")), "numba cached nothing under NUMBA_CACHE_DIR"
+        # ... and it is that policy that decides, frame after frame, with no torch.
+        (url,) = [r["url"] for r in _logs(log_path) if r["event"] == "metrics_listening"]
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        wait_for(lambda: scrape(port)["marllbd_decisions_total"] >= 20, deadline - time.monotonic())
+        m = scrape(port)
+        assert m["marllbd_fallback_active"] == 0
+        assert sum(v for k, v in m.items() if k.startswith("marllbd_fallbacks_total")) == 0, m
         assert _recv(server, time.monotonic() + watchdog_usec / 1e6) == "WATCHDOG=1"
         proc.send_signal(signal.SIGHUP)  # what `systemctl reload` sends
         msgs = [_recv(server, deadline)]
@@ -236,9 +277,9 @@ def test_installed_service_runs_as_an_unprivileged_user(staged: Path, region_nam
         while not msgs or "STOPPING=1" not in msgs[-1]:
             msgs.append(_recv(server, time.monotonic() + 5))
         assert not shm.exists()  # the daemon's own simulator child removed its region
-        logs = [json.loads(ln) for ln in log_path.read_text().splitlines()
-                if ln.startswith("{")]  # fmt: skip
+        logs = _logs(log_path)
         assert not [r for r in logs if r.get("level") in ("error", "critical")], logs
+        assert not [r for r in logs if r["event"] == "fallback_entered"], logs
     finally:
         if proc.poll() is None:
             proc.kill()
