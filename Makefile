@@ -121,17 +121,24 @@ install-files:
 clean:
 	rm -rf build $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
-# The shipped policy: SAC-GRU on seed-16 (seed 0); the best checkpoint by evaluation
-# on held-out seeds becomes configs/policies/seed-16-sac-gru (used by `make run`).
-# The shipped policies: the default one (seed-16) and one for capacities that drift
-# away from the static weights (drift-7; a weaker pull towards SED, prior_weight 1).
+# The shipped policies, SAC-GRU: the default one (seed-16, training seed 0; used by
+# `make run`) and one for capacities that drift away from the static weights (drift-7, a
+# weaker pull towards SED, prior_weight 1).  Each run keeps its best checkpoint by
+# evaluation on validation seeds (1001-...).  drift-7 trains with two training seeds and
+# ships the one better on its validation seeds (measured: training seed 0 ends 2-4 % worse
+# than SED on p90 on the test seeds, seed 1 6 % better); the test seeds (2001-2005, used
+# by the tests and docs) never choose.
+DRIFT_SEEDS ?= 0 1
 pretrain: setup
 	$(BIN)/marllbd train --algo sac-gru --scenario seed-16 --out runs/pretrain --steps 8000 \
 	    --seed 0 --envs 2 --eval-every 4000 --eval-seeds 1001,1002,1003
-	$(BIN)/marllbd train --algo sac-gru --scenario drift-7 --out runs/pretrain-drift-7 \
-	    --steps 12000 --seed 0 --envs 2 --eval-every 4000 --eval-seeds 1001,1002,1003 \
-	    --hyper prior_weight=1.0
+	for s in $(DRIFT_SEEDS); do $(BIN)/marllbd train --algo sac-gru --scenario drift-7 \
+	    --out runs/pretrain-drift-7-seed$$s --steps 24000 --seed $$s --envs 2 --eval-every 2000 \
+	    --eval-seeds 1001,1002,1003,1004,1005,1006 --hyper prior_weight=1.0 || exit 1; done
 	rm -rf configs/policies/seed-16-sac-gru configs/policies/drift-7-sac-gru
 	mkdir -p configs/policies
 	cp -r runs/pretrain/checkpoints/best configs/policies/seed-16-sac-gru
-	cp -r runs/pretrain-drift-7/checkpoints/best configs/policies/drift-7-sac-gru
+	best=$$($(BIN)/python -c 'import sys; from marllbd import checkpoint; \
+	    print(min(sys.argv[1:], key=lambda p: checkpoint.load(p).manifest["eval"]["fct_mean"]))' \
+	    $(foreach s,$(DRIFT_SEEDS),runs/pretrain-drift-7-seed$(s)/checkpoints/best)) && \
+	    echo "drift-7: shipping $$best" && cp -r $$best configs/policies/drift-7-sac-gru
