@@ -13,8 +13,10 @@ int64 arrays) and `manifest.json`, whose keys are:
     action                  {"type", "levels", "base", "spread"} (marllbd.policies.actions)
     reward                  {"metric", "field", "shaping", "scale"}
     progress                {"steps", "episodes", "updates", "best_fct" (a number or null)}
-    eval                    {"fct_mean", "fct_p90", "seeds"}, or absent
+    eval                    {"fct_mean", "fct_p90", "fct_p99", "seeds"}: the evaluation that
+                            chose it (marllbd.training.evaluate), or absent
     layout                  an object (QMIX: agents, lbs, groups, num_servers) or null
+    run                     {"scenario_path", "out"}: what Trainer.load resumes (optional)
 
 Other keys are kept and ignored.  `load` checks all of the above, then every
 array, before anything reaches a network, and never unpickles; `save` checks

@@ -200,6 +200,11 @@ class Trainer:
             if config.episode_seconds is None
             else scenario.replace(duration=config.episode_seconds)
         )
+        if self.hooks.env_factory is not None and self.hooks.reward_fn is not None:
+            raise TrainingError(
+                "reward_fn: applies to the algorithm's own env; with env_factory, compute the "
+                "reward in your env (e.g. LoadBalanceEnv(reward_metric='custom', reward_fn=...))"
+            )
         self.algorithm = factory(config.algo)(config, self.scenario, self.hooks)
         self.steps = 0
         self.episodes = 0
@@ -263,7 +268,7 @@ class Trainer:
         best_dir, last_dir = self.out / "checkpoints" / "best", self.out / "checkpoints" / "last"
         log = logs.RunLog(self.out, resume_step=self.steps if self.steps else None)
         progress = logs.Progress(total, initial=self.steps, enabled=cfg.progress)
-        if self.config.resume is not None and self.steps:
+        if self.config.resume is not None and self.steps and cfg.progress:
             progress.stream.write(
                 f"{algo.name}: resumed at step {self.steps} ({self.episodes} episodes, "
                 f"{algo.updates} updates); the replay buffer starts empty\n"

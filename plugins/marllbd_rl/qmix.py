@@ -33,7 +33,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from marllbd.envs.multi import MultiAgentLoadBalanceEnv
-from marllbd.envs.reward import DEFAULT_REWARD_FIELD
+from marllbd.envs.reward import (
+    DEFAULT_REWARD_FIELD,
+    DEFAULT_REWARD_METRIC,
+    DEFAULT_REWARD_SHAPING,
+)
 from marllbd.features import NUM_FEATURES
 from marllbd.policies.actions import ActionSpec
 from marllbd.policies.learned import Layout, QMIXPolicy
@@ -527,9 +531,9 @@ def manifest(cfg: QMIXConfig, dims: Dims, layout: Layout | None) -> dict[str, An
         "hyper": dataclasses.asdict(cfg),
         "action": action.as_dict(),
         "reward": {
-            "metric": "jain",
+            "metric": DEFAULT_REWARD_METRIC,
             "field": cfg.reward_field,
-            "shaping": "identity",
+            "shaping": DEFAULT_REWARD_SHAPING,
             "scale": 1.0,
         },
         "layout": None if layout is None else layout.to_dict(),

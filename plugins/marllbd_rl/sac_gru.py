@@ -41,7 +41,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from marllbd.envs import LoadBalanceEnv
-from marllbd.envs.reward import DEFAULT_REWARD_FIELD
+from marllbd.envs.reward import (
+    DEFAULT_REWARD_FIELD,
+    DEFAULT_REWARD_METRIC,
+    DEFAULT_REWARD_SHAPING,
+)
 from marllbd.features import NUM_FEATURES
 from marllbd.policies.actions import ActionSpec
 from marllbd.policies.learned import SacGruPolicy
@@ -72,12 +76,12 @@ class SacGruConfig:
     """Discrete weight levels per server."""
     weight_base: str = "capacity"
     """Weights are level × capacity ('capacity') or just the level ('uniform', MARLLB's)."""
-    reward_metric: str = "jain"
+    reward_metric: str = DEFAULT_REWARD_METRIC
     """Fairness metric of the reward (marllbd.fairness)."""
     reward_field: str = DEFAULT_REWARD_FIELD
     """The per-server feature the reward's metric is computed over (the envs' default,
     chosen by measurement: docs/reward.md)."""
-    reward_shaping: str = "identity"
+    reward_shaping: str = DEFAULT_REWARD_SHAPING
     """'identity', 'exp' or 'log' shaping of the metric."""
     reward_scale: float = 1.0
     """Rewards are standardised with running statistics, then multiplied by this: TD

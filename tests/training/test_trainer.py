@@ -116,3 +116,9 @@ def test_load_continues_a_saved_run(two: Path, tmp_path: Path) -> None:
     again = Trainer.load(path)
     assert (again.steps, again.config.algo, again.config.scenario) == (20, "sac-gru", str(two))
     assert again.learn(30).steps == 30
+
+
+def test_a_reward_fn_beside_an_env_factory_is_refused(two: Path, tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="reward_fn: applies to the algorithm's own env"):
+        Trainer.make("sac-gru", str(two), tmp_path, env_factory=LoadBalanceEnv,
+                     reward_fn=lambda f, a: 0.0)  # fmt: skip
