@@ -21,8 +21,8 @@ Resume restores networks, optimiser moments, normalisers and the counters
 (steps, episodes, updates, best evaluation) exactly.  It does not restore the
 replay buffer: it would make each `last` checkpoint tens of megabytes, written
 at every evaluation; a resumed run refills it from fresh rollouts and waits
-for the algorithm's warm-up before it updates again (the first line it logs
-says so).
+for the algorithm's warm-up (learning_starts, warmup_steps) before it updates
+again (the first line it logs says so).
 """
 
 from __future__ import annotations

@@ -413,6 +413,7 @@ class Qmix(LearnerAlgorithm[Learner]):
         )
         self.ids = self.learner.ids.repeat(len(self.envs), 1)
         self._steps = 0
+        self._begun = (0, 0)
         self._episode: dict[str, list[np.ndarray]] | None = None
 
     def _reset(self) -> None:
@@ -490,7 +491,8 @@ class Qmix(LearnerAlgorithm[Learner]):
     def update(self, steps: int) -> list[dict[str, float]]:
         """The updates due: one per `train_every` steps past `warmup_steps`."""
         cfg, losses = self.cfg, []
-        due = (steps - cfg.warmup_steps) // cfg.train_every
+        since, done = self._begun
+        due = done + (steps - since - cfg.warmup_steps) // cfg.train_every
         while len(self.buffer) and self.learner.updates < due:
             batch = self.buffer.sample(cfg.batch_size, cfg.burn_in, cfg.seq_len)
             losses.append(self.learner.update(batch))
@@ -516,8 +518,11 @@ class Qmix(LearnerAlgorithm[Learner]):
         return epsilon_greedy(q[:, 0], eps, self._act_rng), h
 
     def begin(self, steps: int) -> None:
-        """`learn` starts (or resumes) at `steps`: ε continues from there."""
+        """`learn` starts (or resumes, with an empty replay) at `steps`: ε continues from
+        there; updates wait for `warmup_steps` more steps, then one per `train_every`."""
         self._steps = steps
+        if len(self.buffer) == 0:
+            self._begun = (steps, self.learner.updates)
 
     def _stack(self, obs: list[dict[str, np.ndarray]]) -> np.ndarray:
         return np.stack([np.stack([o[name] for name in self.layout.agents]) for o in obs])

@@ -485,7 +485,7 @@ class SacGru(LearnerAlgorithm[Learner]):
             e, max(cfg.buffer_steps // e, cfg.window + 1), self.obs_dim, self.n, cfg.window,
             seed=config.seed,
         )  # fmt: skip
-        self._seen = 0
+        self._seen = self._begun = 0
         self._credit = 0.0
         self.obs: np.ndarray | None = None
 
@@ -544,7 +544,7 @@ class SacGru(LearnerAlgorithm[Learner]):
         """`updates_per_step` updates per new environment step, once `learning_starts` are in."""
         new, self._seen = steps - self._seen, steps
         cfg, losses = self.cfg, list[dict[str, float]]()
-        if steps < cfg.learning_starts or not self.replay.can_sample:
+        if steps < self._begun + cfg.learning_starts or not self.replay.can_sample:
             return losses
         self._credit += new * cfg.updates_per_step
         while self._credit >= 1.0:
@@ -570,8 +570,11 @@ class SacGru(LearnerAlgorithm[Learner]):
         return (a[0] if np.ndim(obs) <= 2 else a), h
 
     def begin(self, steps: int) -> None:
-        """`learn` starts (or resumes) at `steps`."""
+        """`learn` starts (or resumes, with an empty replay) at `steps`: updates wait for
+        `learning_starts` more steps of fresh rollouts."""
         self._seen = steps
+        if not self.replay.rows.any():
+            self._begun = steps
 
 
 def manifest(cfg: SacGruConfig, obs_dim: int, num_servers: int) -> dict[str, Any]:
