@@ -128,7 +128,27 @@ def _action(where: str | Path, manifest: Mapping[str, Any]) -> ActionSpec:
 # -- SAC-GRU --------------------------------------------------------------------------------
 
 
-class SacGruPolicy:
+class _Recurrent:
+    """What both served networks share: a GRU state `_h` that `decide` rebinds (never
+    writes into), so `warm` can run a decision and put the state back."""
+
+    _h: np.ndarray
+
+    def decide(
+        self, features: np.ndarray, active: np.ndarray, truth: GroundTruth | None
+    ) -> np.ndarray:
+        raise NotImplementedError
+
+    def warm(self, features: np.ndarray, active: np.ndarray) -> np.ndarray:
+        """`decide` with the GRU state put back afterwards: the same work, no trace."""
+        h = self._h
+        try:
+            return self.decide(features, active, None)
+        finally:
+            self._h = h
+
+
+class SacGruPolicy(_Recurrent):
     """The trained SAC-GRU actor as a Policy: features → deterministic action → SED weights.
 
     Keeps its GRU state across `decide` calls and zeroes it in `reset`.  A decision is
@@ -248,14 +268,6 @@ class SacGruPolicy:
         level = raw.reshape(self._n, self._k).argmax(-1) if self._k else np.tanh(raw[: self._n])
         return self._spec.weights(level, self._capacities)
 
-    def warm(self, features: np.ndarray, active: np.ndarray) -> np.ndarray:
-        """`decide` with the GRU state put back afterwards: the same work, no trace."""
-        h = self._h  # step rebinds self._h and never writes into this array
-        try:
-            return self.decide(features, active, None)
-        finally:
-            self._h = h
-
 
 def sac_gru_from_checkpoint(path: str | Path) -> SacGruPolicy:
     """The served SAC-GRU policy of a checkpoint directory; CheckpointError if it is unusable."""
@@ -321,7 +333,7 @@ class Layout:
         )
 
 
-class QMIXPolicy:
+class QMIXPolicy(_Recurrent):
     """One LB's QMIX agents as a `Policy`: that LB's (n, F) features → its n weights.
 
     Each agent reads the rows of its own servers (`server_indices`) and sets
@@ -480,14 +492,6 @@ class QMIXPolicy:
             best = self.utilities(features).argmax(-1)
         self._level_idx[self._servers] = best[self._agent_row, self._head_row]
         return self.action.weights(self._level_idx, self._base)
-
-    def warm(self, features: np.ndarray, active: np.ndarray) -> np.ndarray:
-        """`decide` with the GRU states put back afterwards: the same work, no trace."""
-        h = self._h  # utilities rebinds self._h and never writes into this array
-        try:
-            return self.decide(features, active, None)
-        finally:
-            self._h = h
 
 
 def qmix_from_checkpoint(path: str | Path, lb: int = 0) -> QMIXPolicy:

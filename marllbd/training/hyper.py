@@ -50,12 +50,11 @@ def convert(annotation: Any, value: Any, key: str) -> Any:
         if type(None) in options:
             return None
         raise TrainingError(f"{key}: expected {_describe(options)}, got {value!r}")
-    errors = []
     for option in (o for o in options if o is not type(None)):
         try:
             return _as(option, value)
-        except (TypeError, ValueError) as exc:
-            errors.append(str(exc))
+        except (TypeError, ValueError):
+            continue  # the next option of a union, else the error below
     raise TrainingError(f"{key}: expected {_describe(options)}, got {value!r}")
 
 

@@ -330,9 +330,10 @@ class Trainer:
         improved = summary.mean_fct < self.best_fct
         if improved:
             self.best_fct = summary.mean_fct
-        self.save(last_dir)
+        arrays = self.algorithm.arrays()  # once for both checkpoints
+        self.save(last_dir, arrays)
         if improved or not (best_dir / checkpoint.MANIFEST).exists():
-            self.save(best_dir)
+            self.save(best_dir, arrays)
         if callback is None:
             return None
         return callback(self, {"event": "eval", "step": self.steps, "summary": summary})
@@ -346,8 +347,9 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------
 
-    def save(self, path: str | Path) -> Path:
-        """A checkpoint a daemon serves and `Trainer.load` / --resume continue from."""
+    def save(self, path: str | Path, arrays: Mapping[str, np.ndarray] | None = None) -> Path:
+        """A checkpoint a daemon serves and `Trainer.load` / --resume continue from
+        (`arrays`: the algorithm's, if already taken)."""
         ev = self.last_eval
         manifest = {
             "algorithm": self.algorithm.name,
@@ -369,7 +371,9 @@ class Trainer:
                 "fct_p99": ev.p99_fct,
                 "seeds": list(self.config.eval_seeds),
             }
-        return checkpoint.save(path, manifest, self.algorithm.arrays())
+        return checkpoint.save(
+            path, manifest, self.algorithm.arrays() if arrays is None else arrays
+        )
 
     def _resume(self, path: Path) -> None:
         try:

@@ -503,7 +503,8 @@ class Qmix(LearnerAlgorithm[Learner]):
 
     def policy(self, lb: int = 0) -> QMIXPolicy:
         """LB node `lb`'s agents as the serving policy, from the current agent network."""
-        return QMIXPolicy.from_arrays(self.arrays(), self.manifest(), lb)
+        served = to_arrays({"agent": self.learner.agent})
+        return QMIXPolicy.from_arrays(served, self.manifest(), lb)
 
     def predict(
         self, obs: Any, state: Any = None, deterministic: bool = True

@@ -558,7 +558,8 @@ class SacGru(LearnerAlgorithm[Learner]):
 
     def policy(self, lb: int = 0) -> SacGruPolicy:
         """The serving policy of the current actor (any LB node runs the same one)."""
-        return SacGruPolicy.from_arrays(self.arrays(), self.manifest())
+        served = to_arrays({"actor": self.learner.actor, "norm": self.learner.norm})
+        return SacGruPolicy.from_arrays(served, self.manifest())
 
     def predict(
         self, obs: Any, state: Any = None, deterministic: bool = True

@@ -73,7 +73,7 @@ def test_a_custom_reward_reaches_the_rollouts(two: Path, tmp_path: Path) -> None
                            eval_seeds=(1,), hyper=SMALL, reward_fn=reward)  # fmt: skip
     result = trainer.learn(31)  # one whole 31-step episode
     assert calls and set(calls) == {((2, 12), (2,))}
-    (returns,) = [v for _, v in [logs.read(result.metrics_csv)["episode/return"]]]
+    _, returns = logs.read(result.metrics_csv)["episode/return"]
     assert returns == [pytest.approx(0.5 * 31)]
 
 
