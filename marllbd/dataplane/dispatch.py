@@ -89,6 +89,10 @@ DISPATCH_NAMES: tuple[str, ...] = (*RULE_NAMES, *ORACLE_RULES)
 """Every rule a policy's `dispatch` may name: the data plane's, then the oracles."""
 
 
+def _is_int(x: object) -> bool:
+    return isinstance(x, int | np.integer) and not isinstance(x, bool)
+
+
 @dataclass(frozen=True)
 class RuleParams:
     """The stateful rules' parameters (one set per engine or data plane).
@@ -116,7 +120,8 @@ class RuleParams:
         checks = (
             ("peak_ewma_tau", self.peak_ewma_tau, math.isfinite(self.peak_ewma_tau)
              and self.peak_ewma_tau > 0, "a finite number > 0"),
-            ("prequal_pool", self.prequal_pool, 1 <= self.prequal_pool <= PREQUAL_MAX_POOL,
+            ("prequal_pool", self.prequal_pool, _is_int(self.prequal_pool)
+             and 1 <= self.prequal_pool <= PREQUAL_MAX_POOL,
              f"an integer in 1 .. {PREQUAL_MAX_POOL}"),
             ("prequal_probes", self.prequal_probes, 0.0 <= self.prequal_probes <= 16.0,
              "a number in 0 .. 16"),
@@ -124,7 +129,8 @@ class RuleParams:
              "a number in 0 .. 1"),
             ("prequal_max_age", self.prequal_max_age, math.isfinite(self.prequal_max_age)
              and self.prequal_max_age > 0, "a finite number > 0"),
-            ("prequal_max_uses", self.prequal_max_uses, 1 <= self.prequal_max_uses < 2**32,
+            ("prequal_max_uses", self.prequal_max_uses, _is_int(self.prequal_max_uses)
+             and 1 <= self.prequal_max_uses < 2**32,
              "an integer >= 1"),
         )  # fmt: skip
         for key, value, ok, want in checks:

@@ -77,6 +77,7 @@ def test_prequal_probe_rate_changes_the_run() -> None:
     [
         ("peak_ewma_tau", 0.0),
         ("prequal_pool", 33),
+        ("prequal_pool", 8.5),
         ("prequal_probes", -1.0),
         ("prequal_q_rif", 1.5),
         ("prequal_max_age", float("inf")),
