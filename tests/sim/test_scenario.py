@@ -117,7 +117,11 @@ BAD = [
     (("groups",), [[0, 1, 2, 3], []], "groups[1]: must not be empty"),
     (("groups",), [[0, 1, 2, 4]], "groups[0][3]: must be an integer in 0..3, got 4"),
     (("trace",), "poisson", "trace: must be a table, got 'poisson'"),
-    (("trace", "kind"), "zipf", "trace.kind: must be one of poisson, wiki, file; got 'zipf'"),
+    (
+        ("trace", "kind"),
+        "zipf",
+        ("trace.kind: must be one of poisson, wiki, file, steps, mmpp; got 'zipf'"),
+    ),
     (("trace", "load"), 0.0, "trace.load: must be a finite number in (0, 2], got 0.0"),
     (("trace", "work"), "uniform", "trace.work: must be one of exp, lognormal"),
     (("trace", "hours"), [1, 2], "trace.hours: unknown key; valid keys here: kind, load"),
