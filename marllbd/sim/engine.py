@@ -6,7 +6,9 @@ Model (one control interval at a time, compiled with numba):
   njit functions as marllbd.dataplane.dispatch, the Python twin of the C data
   path) over its *own* view: the flows it dispatched that have not finished.
 - Each server is multi-worker processor sharing: up to workers × mp_level flows
-  in service, each progressing at min(workers / in_service, 1); further flows
+  in service, each progressing at speed × min(workers / in_service, 1) (speed is
+  1 unless a `speed` fault changed it, so the real capacity is workers × speed);
+  its utilization is the fraction of its workers busy, whatever their speed; further flows
   wait in a FIFO backlog; a full backlog rejects the flow, which is charged
   MARLLB's 40 s timeout as its completion time.
 - A flow's completion time (FCT) is completion − arrival + rtt.
@@ -35,7 +37,7 @@ from marllbd.dataplane import dispatch as D
 from marllbd.dataplane.reservoir import NO_RUNTIME, make_rng_state
 from marllbd.dataplane.reservoir import reservoir_add as _reservoir_add
 from marllbd.policies.interface import GroundTruth
-from marllbd.sim.scenario import Scenario, build_trace
+from marllbd.sim.scenario import Fault, Scenario, build_trace
 from marllbd.sim.traces import Trace
 
 REJECT_PENALTY = 40.0
@@ -49,7 +51,7 @@ RULE_CODES: dict[str, int] = {
 """The code _pick branches on for each rule in D.DISPATCH_NAMES (a test checks it has them
 all); gsq (global shortest queue) is a simulator-only oracle."""
 
-_FAULT_CODES = {"down": 0, "up": 1, "capacity": 2}
+_FAULT_CODES = {"down": 0, "up": 1, "capacity": 2, "speed": 3}
 _F64 = np.dtype(np.float64)
 _HASH_STREAM = 1  # SeedSequence spawn keys: trace 0 (scenario.TRACE_STREAM), hashes 1, reservoirs 2
 _RES_STREAM = 2
@@ -75,8 +77,9 @@ _PEAK_EWMA, _PREQUAL = RULE_CODES[_R.PEAK_EWMA], RULE_CODES[_R.PREQUAL]
 reservoir_add = _inlined(_reservoir_add.py_func)
 
 # Column indices of the per-server float state (_TNEXT: time of the next completion, inf
-# when idle, recomputed by _refresh whenever the server's state changes).
-_W, _V, _LAST, _BUSY, _TNEXT = 0, 1, 2, 3, 4
+# when idle, recomputed by _refresh whenever the server's state changes; _SPEED: the
+# per-worker speed, 1 unless a speed fault set it).
+_W, _V, _LAST, _BUSY, _TNEXT, _SPEED = 0, 1, 2, 3, 4, 5
 # Column indices of the per-server integer state.
 _SLOTS, _MP, _BCAP, _NSERV, _BHEAD, _BLEN, _UP = 0, 1, 2, 3, 4, 5, 6
 # Counters.
@@ -86,7 +89,7 @@ _C_NEXT_FLOW, _C_NEXT_FAULT, _C_REJECTED, _C_COMPLETED, _C_TABLES_DIRTY = 0, 1, 
 _F_ARRIVAL, _F_WORK, _F_START, _F_DONE, _F_FCT = 0, 1, 2, 3, 4
 _F_LB, _F_SERVER = 0, 1
 _L_ACTIVE, _L_NEW, _L_DONE = 0, 1, 2
-_X_TIME, _X_WORKERS = 0, 1
+_X_TIME, _X_VALUE = 0, 1  # value: the workers of a capacity fault, the speed of a speed fault
 _X_SERVER, _X_KIND = 0, 1
 _R_N, _R_SEEN = 0, 1
 # The stateful rules' parameters (rule_par), from D.RuleParams; times in ns.
@@ -144,7 +147,7 @@ def _advance(sf: np.ndarray, si: np.ndarray, s: int, t: float) -> None:  # pragm
         n = si[s, _NSERV]
         if n > 0:
             w = sf[s, _W]
-            rate = min(w / n, 1.0)
+            rate = sf[s, _SPEED] * min(w / n, 1.0)
             sf[s, _V] += dt * rate
             sf[s, _BUSY] += dt * min(n, w) / w
         sf[s, _LAST] = t
@@ -155,7 +158,7 @@ def _refresh(sf: np.ndarray, si: np.ndarray, hf: np.ndarray, s: int) -> None:  #
     """Recompute server s's next completion time from its current state (inf when idle)."""
     n = si[s, _NSERV]
     if n > 0:
-        rate = min(sf[s, _W] / n, 1.0)
+        rate = sf[s, _SPEED] * min(sf[s, _W] / n, 1.0)
         sf[s, _TNEXT] = sf[s, _LAST] + max(hf[s, 0] - sf[s, _V], 0.0) / rate
     else:
         sf[s, _TNEXT] = np.inf
@@ -194,7 +197,8 @@ def _rebuild_tables(si, lb_w, al_prob, al_alias, maglev):  # type: ignore[no-unt
 def _probe(sf, si, pool, s, now_ns, mean_work):  # type: ignore[no-untyped-def]  # pragma: no cover
     """Server s answers a Prequal probe at now_ns: its flows in service and backlogged
     over all LBs, and the latency it predicts for one more flow, (in flight + 1) × mean
-    work / real capacity.  The answer takes the first empty slot, else the oldest's."""
+    work / real capacity (workers × speed).  The answer takes the first empty slot, else
+    the oldest's."""
     slot = 0
     for i in range(pool.shape[0]):
         if pool[i].server < 0:
@@ -203,7 +207,7 @@ def _probe(sf, si, pool, s, now_ns, mean_work):  # type: ignore[no-untyped-def] 
         if pool[i].t_ns < pool[slot].t_ns:
             slot = i
     rif = si[s, _NSERV] + si[s, _BLEN]
-    cap = sf[s, _W]
+    cap = sf[s, _W] * sf[s, _SPEED]
     p = pool[slot]
     p.t_ns = now_ns
     p.latency = (rif + 1) * mean_work / cap if cap > 0.0 else np.inf
@@ -254,12 +258,12 @@ def _pick(rule, lb, h, t, sf, si, up, lb_w, active, al_prob, al_alias, maglev, p
             pq[lb], up, h, now_ns, np.uint64(rule_par[_P_MAX_AGE_NS]), rule_par[_P_Q_RIF],
             np.int64(rule_par[_P_MAX_USES]),
         )  # fmt: skip
-    # Oracle: fewest flows per worker on the real servers, ties to the lowest index.
+    # Oracle: fewest flows per unit of real capacity (workers × speed), ties to the lowest index.
     s = -1
     best = np.inf
     for i in range(sf.shape[0]):
         if si[i, _UP] != 0:
-            score = (si[i, _NSERV] + si[i, _BLEN] + 1) / sf[i, _W]
+            score = (si[i, _NSERV] + si[i, _BLEN] + 1) / (sf[i, _W] * sf[i, _SPEED])
             if score < best:
                 best = score
                 s = i
@@ -352,10 +356,13 @@ def _run(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
                 return True
             else:
                 _advance(sf, si, s, t_fault)
-                workers = fault_f[_X_WORKERS, nft]
-                sf[s, _W] = workers
-                si[s, _SLOTS] = np.int64(workers) * si[s, _MP]
-                _admit_backlog(sf, si, hf, hid, bq, f_start, work, s, t_fault)
+                value = fault_f[_X_VALUE, nft]
+                if kind == 2:
+                    sf[s, _W] = value
+                    si[s, _SLOTS] = np.int64(value) * si[s, _MP]
+                    _admit_backlog(sf, si, hf, hid, bq, f_start, work, s, t_fault)
+                else:  # speed: the slots, and so who is in service, stay as they are
+                    sf[s, _SPEED] = value
                 _refresh(sf, si, hf, s)
         else:
             flow = nf
@@ -547,6 +554,13 @@ class Step:
     rejected: int
 
 
+def _fault_value(fault: Fault) -> float:
+    """The fault table's value row: a capacity fault's workers, a speed fault's speed."""
+    if fault.kind == "speed":
+        return float(fault.speed or 1.0)
+    return float(fault.workers or 0)
+
+
 def _flow_hashes(seed: int, n: int) -> np.ndarray:
     """n uniform 64-bit hashes: the raw PCG64 words, which is what Generator.integers
     returns over the full uint64 range (without its per-call bounds handling)."""
@@ -617,9 +631,10 @@ class Engine:
             if f.kind == "capacity" and f.workers is not None:
                 max_workers[f.server] = max(max_workers[f.server], f.workers)
         self.static_capacities = workers.copy()
-        self.sf = np.zeros((n, 5))
+        self.sf = np.zeros((n, 6))
         self.sf[:, _W] = workers
         self.sf[:, _TNEXT] = np.inf
+        self.sf[:, _SPEED] = 1.0
         self.si = np.zeros((n, 7), dtype=np.int64)
         self.si[:, _SLOTS] = workers.astype(np.int64) * mp
         self.si[:, _MP] = mp
@@ -651,7 +666,7 @@ class Engine:
 
         faults = sorted(sc.faults, key=lambda f: f.time)
         self.fault_f = np.array(
-            [[f.time for f in faults], [float(f.workers or 0) for f in faults]], dtype=np.float64
+            [[f.time for f in faults], [_fault_value(f) for f in faults]], dtype=np.float64
         ).reshape(2, len(faults))
         self.fault_i = np.array(
             [[f.server for f in faults], [_FAULT_CODES[f.kind] for f in faults]], dtype=np.int64
@@ -817,8 +832,8 @@ class Engine:
 
     @property
     def capacities(self) -> np.ndarray:
-        """A copy of the servers' current real workers."""
-        return self.sf[:, _W].copy()
+        """The servers' current real capacities: workers × speed (a new array)."""
+        return self.sf[:, _W] * self.sf[:, _SPEED]
 
     @property
     def active(self) -> np.ndarray:

@@ -20,7 +20,9 @@ from marllbd.errors import MarllbdError
 from marllbd.ipc.layout import DEFAULT_K, MAX_K, MAX_SERVERS
 from marllbd.sim import traces
 
-FAULT_KINDS = ("down", "up", "capacity")
+FAULT_KINDS = ("down", "up", "capacity", "speed")
+MAX_SPEED = 4.0
+"""Highest speed a `speed` fault may set: four times the configured per-worker speed."""
 PRESETS_DIR = Path(__file__).parent / "scenarios"
 """Preset scenarios, package data (configs/scenarios links here)."""
 MAX_LOAD = 2.0
@@ -114,22 +116,71 @@ class FileTrace:
         return out
 
 
-TraceSpec = PoissonTrace | WikiTrace | FileTrace
+@dataclass(frozen=True)
+class StepsTrace:
+    """Piecewise-constant Poisson load: offered load `loads[i]` from `times[i]` seconds
+    until the next time (the last until the end of the run); times start at 0."""
+
+    kind: ClassVar[str] = "steps"
+    times: tuple[float, ...] = (0.0,)
+    loads: tuple[float, ...] = (0.9,)
+    work: str = "exp"
+    mean_work: float = 0.1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "times": list(self.times),
+            "loads": list(self.loads),
+            "work": self.work,
+            "mean_work": self.mean_work,
+        }
+
+
+@dataclass(frozen=True)
+class MmppTrace:
+    """A Markov-modulated Poisson process: in state i the offered load is `loads[i]`;
+    the state lasts an exponential time of mean `dwell[i]` seconds, then jumps to a
+    uniformly chosen other state. The run starts in state 0."""
+
+    kind: ClassVar[str] = "mmpp"
+    loads: tuple[float, ...] = (0.5, 1.3)
+    dwell: tuple[float, ...] = (8.0, 2.0)
+    work: str = "exp"
+    mean_work: float = 0.1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "loads": list(self.loads),
+            "dwell": list(self.dwell),
+            "work": self.work,
+            "mean_work": self.mean_work,
+        }
+
+
+TraceSpec = PoissonTrace | WikiTrace | FileTrace | StepsTrace | MmppTrace
 
 
 @dataclass(frozen=True)
 class Fault:
-    """At `time`, server `server` goes down, comes back up, or changes to `workers` workers."""
+    """At `time`, server `server` goes down, comes back up, changes to `workers` workers
+    (kind "capacity"), or runs at `speed` × its configured per-worker speed (kind
+    "speed"; 1 restores it). Workers and speed are independent: the server's real
+    capacity is workers × speed."""
 
     time: float
     server: int
     kind: str
     workers: int | None = None
+    speed: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"time": self.time, "server": self.server, "kind": self.kind}
         if self.workers is not None:
             out["workers"] = self.workers
+        if self.speed is not None:
+            out["speed"] = self.speed
         return out
 
 
@@ -287,7 +338,7 @@ class _Checker:
             servers=servers,
             groups=self.groups(top.get("groups", [list(range(n))]), n),
             lb_nodes=self.integer(top.get("lb_nodes", 1), "lb_nodes", 1),
-            trace=self.trace(top.get("trace", {})),
+            trace=self.trace(top.get("trace", {}), duration),
             duration=duration,
             control_interval=control,
             dispatch=self.choice(top.get("dispatch", "sed"), "dispatch", RULE_NAMES),
@@ -389,7 +440,7 @@ class _Checker:
             )
         return tuple(groups)
 
-    def trace(self, value: object) -> TraceSpec:
+    def trace(self, value: object, duration: float) -> TraceSpec:
         if not isinstance(value, Mapping):
             raise self.fail("trace", f"must be a table, got {_show(value)}")
         kind = self.choice(value.get("kind", "poisson"), "trace.kind", tuple(_TRACE_KEYS))
@@ -397,14 +448,18 @@ class _Checker:
         load = None
         if "load" in table:
             load = self.number(table["load"], "trace.load", 0.0, MAX_LOAD, open_lo=True)
-        if kind == "poisson":
-            return PoissonTrace(
-                load=0.9 if load is None else load,
-                work=self.choice(table.get("work", "exp"), "trace.work", traces.WORK_DISTRIBUTIONS),
-                mean_work=self.number(
-                    table.get("mean_work", 0.1), "trace.mean_work", 0.0, open_lo=True
-                ),
+        if kind in ("poisson", "steps", "mmpp"):
+            work = self.choice(table.get("work", "exp"), "trace.work", traces.WORK_DISTRIBUTIONS)
+            mean_work = self.number(
+                table.get("mean_work", 0.1), "trace.mean_work", 0.0, open_lo=True
             )
+            if kind == "steps":
+                times, loads = self.steps(table, duration)
+                return StepsTrace(times=times, loads=loads, work=work, mean_work=mean_work)
+            if kind == "mmpp":
+                loads, dwell = self.mmpp(table)
+                return MmppTrace(loads=loads, dwell=dwell, work=work, mean_work=mean_work)
+            return PoissonTrace(load=0.9 if load is None else load, work=work, mean_work=mean_work)
         if kind == "wiki":
             return self.wiki(table, 0.9 if load is None else load)
         if "path" not in table:
@@ -416,6 +471,59 @@ class _Checker:
         if not path.is_file():
             raise self.fail("trace.path", f"no such file: {path}")
         return FileTrace(path=path, load=load)
+
+    def numbers(
+        self, table: Mapping[str, object], name: str, lo: float, hi: float = math.inf
+    ) -> tuple[float, ...]:
+        """trace.<name>: a required non-empty array of finite numbers in (lo, hi]."""
+        key = f"trace.{name}"
+        if name not in table:
+            raise self.fail(key, f"is required for kind {table.get('kind')!r}")
+        items = self.array(table[name], key)
+        if not items:
+            raise self.fail(key, "must not be empty")
+        return tuple(
+            self.number(item, f"{key}[{i}]", lo, hi, open_lo=True) for i, item in enumerate(items)
+        )
+
+    def steps(
+        self, table: Mapping[str, object], duration: float
+    ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        if "times" not in table:
+            raise self.fail("trace.times", "is required for kind 'steps'")
+        raw = self.array(table["times"], "trace.times")
+        if not raw:
+            raise self.fail("trace.times", "must not be empty")
+        times: list[float] = []
+        for i, item in enumerate(raw):
+            key = f"trace.times[{i}]"
+            if i == 0:
+                if self.number(item, key, 0.0) != 0.0:
+                    raise self.fail(key, f"must be 0 (the first step starts the run), got {item!r}")
+                times.append(0.0)
+            else:
+                times.append(
+                    self.number(item, key, times[-1], duration, open_lo=True, open_hi=True)
+                )
+        loads = self.numbers(table, "loads", 0.0, MAX_LOAD)
+        if len(loads) != len(times):
+            raise self.fail(
+                "trace.loads",
+                f"must have {len(times)} entries (one per trace.times entry), got {len(loads)}",
+            )
+        return tuple(times), loads
+
+    def mmpp(self, table: Mapping[str, object]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        loads = self.numbers(table, "loads", 0.0, MAX_LOAD)
+        if len(loads) < 2:
+            raise self.fail("trace.loads", f"must have at least 2 states, got {len(loads)}")
+        dwell = self.numbers(table, "dwell", 0.0)
+        if len(dwell) != len(loads):
+            raise self.fail(
+                "trace.dwell",
+                f"must have {len(loads)} entries (one per trace.loads entry), got {len(dwell)}",
+            )
+        return loads, dwell
 
     def wiki(self, table: Mapping[str, object], load: float) -> WikiTrace:
         default = WikiTrace()
@@ -479,24 +587,30 @@ class _Checker:
         faults = []
         for i, entry in enumerate(self.array(value, "faults")):
             key = f"faults[{i}]"
-            table = self.table(entry, key, ("time", "server", "kind", "workers"))
+            table = self.table(entry, key, ("time", "server", "kind", "workers", "speed"))
             for required in ("time", "server", "kind"):
                 if required not in table:
                     raise self.fail(f"{key}.{required}", "is required")
             kind = self.choice(table["kind"], f"{key}.kind", FAULT_KINDS)
-            workers = table.get("workers")
-            if kind == "capacity":
-                if workers is None:
-                    raise self.fail(f"{key}.workers", "is required for kind 'capacity'")
+            workers, speed = table.get("workers"), table.get("speed")
+            for name, owner in (("workers", "capacity"), ("speed", "speed")):
+                if kind == owner and table.get(name) is None:
+                    raise self.fail(f"{key}.{name}", f"is required for kind {owner!r}")
+                if kind != owner and table.get(name) is not None:
+                    raise self.fail(
+                        f"{key}.{name}", f"only applies to kind {owner!r}, not {kind!r}"
+                    )
+            if workers is not None:
                 workers = self.integer(workers, f"{key}.workers", 1)
-            elif workers is not None:
-                raise self.fail(f"{key}.workers", f"only applies to kind 'capacity', not {kind!r}")
+            if speed is not None:
+                speed = self.number(speed, f"{key}.speed", 0.0, MAX_SPEED, open_lo=True)
             faults.append(
                 Fault(
                     time=self.number(table["time"], f"{key}.time", 0.0, duration),
                     server=self.integer(table["server"], f"{key}.server", 0, n - 1),
                     kind=kind,
                     workers=workers,
+                    speed=speed,
                 )
             )
         return tuple(sorted(faults, key=lambda fault: fault.time))
@@ -531,6 +645,8 @@ _TRACE_KEYS = {
         "dynamic_alpha",
     ),
     "file": ("kind", "path", "load"),
+    "steps": ("kind", "times", "loads", "work", "mean_work"),
+    "mmpp": ("kind", "loads", "dwell", "work", "mean_work"),
 }
 
 
@@ -585,6 +701,13 @@ def build_trace(scenario: Scenario) -> traces.Trace:
     if isinstance(spec, PoissonTrace):
         rate = spec.load * capacity / spec.mean_work
         return traces.poisson(rate, scenario.duration, spec.work, spec.mean_work, seed)
+    if isinstance(spec, StepsTrace | MmppTrace):
+        rates = tuple(load * capacity / spec.mean_work for load in spec.loads)
+        if isinstance(spec, StepsTrace):
+            return traces.steps(
+                spec.times, rates, scenario.duration, spec.work, spec.mean_work, seed
+            )
+        return traces.mmpp(rates, spec.dwell, scenario.duration, spec.work, spec.mean_work, seed)
     if isinstance(spec, WikiTrace):
         start, end = spec.hours
         offered = traces.mean_diurnal_rate(spec.hours, spec.peak, spec.trough, spec.peak_hour)

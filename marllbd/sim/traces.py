@@ -2,13 +2,15 @@
 
 A trace is what the simulator replays: arrival times in seconds from the start of
 the trace and the work of each flow in seconds of service on one worker at full
-speed. Traces come from generators (Poisson with a chosen work distribution, a
-wiki-like diurnal process) or from files (our CSV, MARLLB's tab-separated files).
+speed. Traces come from generators (Poisson with a chosen work distribution,
+piecewise-constant Poisson steps, a Markov-modulated Poisson process, a wiki-like
+diurnal process) or from files (our CSV, MARLLB's tab-separated files).
 """
 
 import io
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -214,9 +216,125 @@ def work_sizes(
     return np.maximum(work, MIN_WORK), cls
 
 
+def _piecewise_arrivals(
+    starts: NDArray[np.float64],
+    ends: NDArray[np.float64],
+    rates: NDArray[np.float64],
+    rng: np.random.Generator,
+) -> NDArray[np.float64]:
+    """A Poisson process of rate rates[i] on [starts[i], ends[i]) (disjoint, in order):
+    a Poisson count per piece, then uniform times within it, all sorted."""
+    spans = ends - starts
+    counts = rng.poisson(rates * spans)
+    u = rng.random(int(counts.sum()))
+    return np.sort(np.repeat(starts, counts) + u * np.repeat(spans, counts))
+
+
 def _uniform_arrivals(rate: float, span: float, rng: np.random.Generator) -> NDArray[np.float64]:
-    # A homogeneous Poisson process on [0, span): Poisson count, then sorted uniform times.
-    return np.sort(rng.uniform(0.0, span, rng.poisson(rate * span)))
+    """A homogeneous Poisson process on [0, span): one piece of `_piecewise_arrivals`."""
+    return _piecewise_arrivals(np.zeros(1), np.array([span]), np.array([rate]), rng)
+
+
+def _check_rates(name: str, values: Sequence[float], n: int | None = None) -> NDArray[np.float64]:
+    a = np.asarray(values, dtype=np.float64)
+    if a.ndim != 1 or not len(a) or (n is not None and len(a) != n):
+        wanted = f"{n} values" if n is not None else "a non-empty sequence"
+        raise ValueError(f"{name} must be {wanted}, got {list(np.ravel(a))!r}")
+    if not (np.isfinite(a).all() and (a > 0).all()):
+        raise ValueError(f"{name} must be finite numbers > 0, got {a.tolist()!r}")
+    return a
+
+
+def _check_duration(duration: float) -> None:
+    if not (math.isfinite(duration) and duration > 0):
+        raise ValueError(f"duration must be a finite number of seconds > 0, got {duration!r}")
+
+
+def steps(
+    times: Sequence[float],
+    rates: Sequence[float],
+    duration: float,
+    work: str = "exp",
+    mean_work: float = 0.1,
+    seed: int | np.random.SeedSequence = 0,
+) -> Trace:
+    """Piecewise-constant Poisson arrivals over [0, duration): `rates[i]` flows/s from
+    `times[i]` (0 first, strictly increasing, < duration) until the next time; i.i.d.
+    work (see work_sizes)."""
+    _check_duration(duration)
+    r = _check_rates("rates", rates)
+    t = np.asarray(times, dtype=np.float64)
+    if t.shape != r.shape:
+        raise ValueError(f"times must have one entry per rate ({len(r)}), got {list(times)!r}")
+    if not (t[0] == 0.0 and np.all(np.diff(t) > 0) and t[-1] < duration):
+        raise ValueError(
+            f"times must start at 0 and increase strictly below duration {duration:g}, "
+            f"got {t.tolist()!r}"
+        )
+    rng = _rng(seed)
+    arrival = _piecewise_arrivals(t, np.r_[t[1:], duration], r, rng)
+    sizes, cls = work_sizes(work, len(arrival), mean_work, rng)
+    label = f"steps(rates={','.join(f'{x:g}' for x in r)}, work={work}, seed={_seed_label(seed)})"
+    return Trace(arrival, sizes, cls, label)
+
+
+MMPP_CHUNK = 1 << 16
+"""Most sojourns an MMPP path draws at a time (it draws again until the path covers the run)."""
+
+
+def mmpp_path(
+    dwell: Sequence[float], duration: float, rng: np.random.Generator
+) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """The state path of an MMPP over [0, duration): each sojourn's start time and state.
+
+    It starts in state 0; state i lasts an exponential time of mean dwell[i], then the
+    process jumps to a uniformly chosen other state (an offset 1..m−1 added modulo m).
+    Drawn in chunks of jumps then lengths from `rng`, so a generator in the same state
+    yields the same path (`mmpp` draws its path first).
+    """
+    d = _check_rates("dwell", dwell)
+    m = len(d)
+    if m < 2:
+        raise ValueError(f"dwell must have at least 2 states, got {d.tolist()!r}")
+    _check_duration(duration)
+    # The embedded chain is uniform over the states: sojourns average dwell.mean().
+    chunk = min(int(duration / d.mean()) + 16, MMPP_CHUNK)
+    states: list[NDArray[np.int64]] = []
+    lengths: list[NDArray[np.float64]] = []
+    state, covered = 0, 0.0
+    while covered < duration:
+        jumps = rng.integers(1, m, chunk)
+        seq = (state + np.r_[0, np.cumsum(jumps[:-1])]) % m
+        states.append(seq)
+        lengths.append(rng.exponential(1.0, chunk) * d[seq])
+        state = int(seq[-1] + jumps[-1]) % m
+        covered += float(lengths[-1].sum())
+    ends = np.cumsum(np.concatenate(lengths))
+    starts = np.r_[0.0, ends[:-1]]
+    keep = starts < duration
+    return starts[keep], np.concatenate(states)[keep]
+
+
+def mmpp(
+    rates: Sequence[float],
+    dwell: Sequence[float],
+    duration: float,
+    work: str = "exp",
+    mean_work: float = 0.1,
+    seed: int | np.random.SeedSequence = 0,
+) -> Trace:
+    """Markov-modulated Poisson arrivals over [0, duration): `rates[i]` flows/s while in
+    state i of the path `mmpp_path(dwell, duration, rng)`; i.i.d. work (see work_sizes)."""
+    r = _check_rates("rates", rates)
+    if len(r) < 2:
+        raise ValueError(f"rates must have at least 2 states, got {r.tolist()!r}")
+    _check_rates("dwell", dwell, len(r))
+    rng = _rng(seed)
+    starts, states = mmpp_path(dwell, duration, rng)
+    arrival = _piecewise_arrivals(starts, np.r_[starts[1:], duration], r[states], rng)
+    sizes, cls = work_sizes(work, len(arrival), mean_work, rng)
+    label = f"mmpp(rates={','.join(f'{x:g}' for x in r)}, work={work}, seed={_seed_label(seed)})"
+    return Trace(arrival, sizes, cls, label)
 
 
 def poisson(

@@ -11,9 +11,10 @@ One plain event loop (linear scans, no heaps, Python lists) with two server mode
   V0 + w.  It performs the engine's float operations in the engine's order,
   so the engine must agree with it exactly, bit for bit.
 
-Dispatch uses the same rule functions as the engine (marllbd.dataplane.dispatch),
-over each LB's own active-flow counts.  Events at equal times run as
-completion, then fault, then arrival.
+A server's per-flow rate is speed × min(workers / in_service, 1), speed 1 until a
+speed fault sets it.  Dispatch uses the same rule functions as the engine
+(marllbd.dataplane.dispatch), over each LB's own active-flow counts.  Events at
+equal times run as completion, then fault, then arrival.
 """
 
 from __future__ import annotations
@@ -35,18 +36,18 @@ class Direct:
         self.flows: list[dict[int, float]] = [{} for _ in range(n)]  # flow -> remaining work
         self.last = [0.0] * n
 
-    def advance(self, s: int, t: float, w: float) -> None:
+    def advance(self, s: int, t: float, w: float, speed: float) -> None:
         if self.flows[s]:
-            rate = min(w / len(self.flows[s]), 1.0)
+            rate = speed * min(w / len(self.flows[s]), 1.0)
             for flow in self.flows[s]:
                 self.flows[s][flow] -= (t - self.last[s]) * rate
         self.last[s] = t
 
-    def next_completion(self, w: list[float]) -> tuple[float, int, int]:
+    def next_completion(self, w: list[float], speed: list[float]) -> tuple[float, int, int]:
         best = (np.inf, -1, -1)
         for s, flows in enumerate(self.flows):
             for flow, rem in flows.items():
-                t = self.last[s] + rem / min(w[s] / len(flows), 1.0)
+                t = self.last[s] + rem / (speed[s] * min(w[s] / len(flows), 1.0))
                 if (t, flow) < (best[0], best[2]):
                     best = (t, s, flow)
         return best
@@ -65,19 +66,19 @@ class Virtual:
         self.last = [0.0] * n
         self.v = [0.0] * n
 
-    def advance(self, s: int, t: float, w: float) -> None:
+    def advance(self, s: int, t: float, w: float, speed: float) -> None:
         dt = t - self.last[s]
         if dt > 0.0:
             if self.flows[s]:
-                self.v[s] += dt * min(w / len(self.flows[s]), 1.0)
+                self.v[s] += dt * (speed * min(w / len(self.flows[s]), 1.0))
             self.last[s] = t
 
-    def next_completion(self, w: list[float]) -> tuple[float, int, int]:
+    def next_completion(self, w: list[float], speed: list[float]) -> tuple[float, int, int]:
         best = (np.inf, -1, -1)
         for s, flows in enumerate(self.flows):
             if flows:
                 tag, flow = min((tag, flow) for flow, tag in flows.items())
-                rate = min(w[s] / len(flows), 1.0)
+                rate = speed[s] * min(w[s] / len(flows), 1.0)
                 t = self.last[s] + max(tag - self.v[s], 0.0) / rate
                 if t < best[0]:  # ties between servers: the lower index
                     best = (t, s, flow)
@@ -105,6 +106,7 @@ def simulate(
     """Return (server of each flow, FCT of each flow)."""
     n = len(workers)
     w = [float(x) for x in workers]
+    speed = [1.0] * n
     up = np.ones(n, dtype=np.uint8)
     nl = weights.shape[0]
     active = np.zeros((nl, n), dtype=np.uint64)
@@ -117,10 +119,10 @@ def simulate(
 
     def touch(s: int, t: float) -> None:
         if servers.lazy:
-            servers.advance(s, t, w[s])
+            servers.advance(s, t, w[s], speed[s])
         else:
             for x in range(n):
-                servers.advance(x, t, w[x])
+                servers.advance(x, t, w[x], speed[x])
 
     def fill(s: int) -> None:
         while queue[s] and len(servers.flows[s]) < w[s] * mp_level[s]:
@@ -128,7 +130,7 @@ def simulate(
             servers.admit(s, nxt, float(work[nxt]))
 
     while True:
-        t_cmp, s_cmp, f_cmp = servers.next_completion(w)
+        t_cmp, s_cmp, f_cmp = servers.next_completion(w, speed)
         t_arr = arrival[i] if i < len(arrival) else np.inf
         t_fault = faults[fi][0] if fi < len(faults) else np.inf
         t_next = min(t_cmp, t_arr, t_fault)
@@ -136,7 +138,7 @@ def simulate(
             break
         if t_next > t_end:  # the control interval ends: every server's clock catches up
             for s in range(n):
-                servers.advance(s, t_end, w[s])
+                servers.advance(s, t_end, w[s], speed[s])
             t_end = t_end + interval
             continue
         if t_cmp <= t_fault and t_cmp <= t_arr:
@@ -150,6 +152,9 @@ def simulate(
             fi += 1
             if kind in ("down", "up"):
                 up[s] = 1 if kind == "up" else 0
+            elif kind == "speed":
+                touch(s, t_fault)
+                speed[s] = value
             else:
                 touch(s, t_fault)
                 w[s] = value

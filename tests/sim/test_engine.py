@@ -53,7 +53,15 @@ def _run_all(e: Engine, limit: int = 100_000) -> None:
             {"time": 3.0, "server": 1, "kind": "up"},
             {"time": 2.0, "server": 0, "kind": "capacity", "workers": 3},
         ],
+        [
+            {"time": 0.5, "server": 0, "kind": "speed", "speed": 0.5},
+            {"time": 1.5, "server": 1, "kind": "speed", "speed": 2.5},
+            {"time": 2.0, "server": 0, "kind": "capacity", "workers": 3},
+            {"time": 3.0, "server": 0, "kind": "speed", "speed": 1.0},
+            {"time": 4.0, "server": 2, "kind": "speed", "speed": 0.25},
+        ],
     ],
+    ids=["none", "down-up-capacity", "speed"],
 )
 def test_engine_agrees_with_reference(rule: str, faults: list) -> None:
     sc = _small(rule, faults=faults)
@@ -66,7 +74,7 @@ def test_engine_agrees_with_reference(rule: str, faults: list) -> None:
         arrival=e.arrival, work=e.work, f_lb=e.f_lb, fhash=e.fhash,
         workers=[1, 2, 1], mp_level=[2, 2, 1], backlog=[3, 3, 2], rtt=sc.rtt,
         rule=rule, weights=weights,
-        faults=[(f.time, f.server, f.kind, float(f.workers or 0)) for f in sc.faults],
+        faults=[(f.time, f.server, f.kind, float(f.speed or f.workers or 0)) for f in sc.faults],
         interval=sc.control_interval,
     )  # fmt: skip
     assert len(e.arrival) > 20
@@ -270,3 +278,115 @@ def test_engines_share_the_resolved_entry_point() -> None:
     ro.flags.writeable = False
     assert E._arg_key(ro) != key and E._arg_key(np.zeros((1, n, 12)).T) != key
     assert E._arg_key(1) != E._arg_key(1.0) != E._arg_key(True)
+
+
+def _one_server(workers: int = 1, faults: list | None = None, **kw: object) -> Scenario:
+    data: dict[str, object] = {
+        "name": "one",
+        "duration": 4.0,
+        "control_interval": 0.5,
+        "rtt": 1e-3,
+        "servers": [{"workers": workers, "mp_level": 4, "backlog": 4}],
+        "faults": faults or [],
+    }
+    data.update(kw)
+    return from_dict(data)
+
+
+def _flows(arrival: list[float], work: list[float]) -> traces.Trace:
+    return traces.Trace(np.array(arrival), np.array(work), None, "hand")
+
+
+@pytest.mark.parametrize(
+    ("fault_time", "want"),
+    [
+        (0.5, 2 * 0.3),  # slowed before the flow arrives: the whole work at half speed
+        (1.1, 0.1 + 2 * 0.2),  # slowed mid-flow: 0.1 s at full speed, the rest at half
+    ],
+)
+def test_a_flow_alone_at_half_speed_takes_twice_its_work(fault_time: float, want: float) -> None:
+    sc = _one_server(faults=[{"time": fault_time, "server": 0, "kind": "speed", "speed": 0.5}])
+    e = Engine(sc, _flows([1.0], [0.3]))
+    _run_all(e)
+    assert e.f_fct[0] == pytest.approx(want + sc.rtt, rel=1e-12)
+    # Two workers at half speed serve two flows side by side, each at half speed.
+    sc2 = _one_server(2, faults=[{"time": 0.0, "server": 0, "kind": "speed", "speed": 0.5}])
+    e2 = Engine(sc2, _flows([1.0, 1.0], [0.3, 0.2]))
+    _run_all(e2)
+    np.testing.assert_allclose(e2.f_fct, [0.6 + sc2.rtt, 0.4 + sc2.rtt], rtol=1e-12)
+
+
+def test_utilization_is_the_fraction_of_workers_busy_whatever_the_speed() -> None:
+    sc = _one_server(2, faults=[{"time": 0.0, "server": 0, "kind": "speed", "speed": 0.25}])
+    e = Engine(sc, _flows([0.0], [1.0]))  # one flow on one of two workers for 4 s
+    truth = e.step().truth
+    assert truth.utilization[0] == pytest.approx(0.5)
+    assert truth.capacities[0] == pytest.approx(0.5)
+
+
+def test_mm1_ps_sojourn_time_at_reduced_speed() -> None:
+    """M/M/1-PS at speed s: mean sojourn 1/(s·mu − lambda), whatever the service order.
+
+    Independent seeded runs give the standard error of the grand mean; the bound is
+    four of them (the runs start empty, a bias under 0.1 % at this length).
+    """
+    speed, mean_work, rho = 0.5, 0.1, 0.6
+    mu, lam = 1.0 / mean_work, rho * speed / mean_work
+    want = 1.0 / (speed * mu - lam)
+    means = []
+    for seed in range(20):
+        sc = from_dict(
+            {
+                "name": "mm1",
+                "duration": 10_000.0,
+                "control_interval": 50.0,
+                "rtt": 0.0,
+                "seed": seed,
+                "servers": [{"workers": 1, "mp_level": 512, "backlog": 0}],
+                # Load relative to the start capacity (1 worker at speed 1).
+                "trace": {"kind": "poisson", "load": lam * mean_work, "mean_work": mean_work},
+                "faults": [{"time": 0.0, "server": 0, "kind": "speed", "speed": speed}],
+            }
+        )
+        e = Engine(sc)
+        _run_all(e)
+        assert e.rejected == 0
+        means.append(e.f_fct.mean())
+    se = np.std(means, ddof=1) / np.sqrt(len(means))
+    assert se < 0.01 * want  # the bound is tight enough to tell speeds apart
+    assert abs(np.mean(means) - want) < 4 * se, (np.mean(means), want, se)
+
+
+def test_speed_faults_change_the_reported_capacities() -> None:
+    faults = [
+        {"time": 1.0, "server": 0, "kind": "speed", "speed": 0.5},
+        {"time": 2.0, "server": 0, "kind": "capacity", "workers": 3},
+        {"time": 2.0, "server": 1, "kind": "speed", "speed": 4.0},
+        {"time": 3.0, "server": 0, "kind": "speed", "speed": 1.0},
+    ]
+    e = Engine(_small(lb_nodes=1, faults=faults))
+    seen = {}
+    while not e.done:
+        step = e.step()
+        seen[step.t] = step.truth.capacities
+        np.testing.assert_array_equal(step.truth.capacities, e.capacities)
+    # (A step to t includes the events at t.)
+    np.testing.assert_array_equal(seen[0.75], [1.0, 2.0, 1.0])
+    np.testing.assert_array_equal(seen[1.0], [0.5, 2.0, 1.0])
+    np.testing.assert_array_equal(seen[2.0], [1.5, 8.0, 1.0])  # 3 workers at half speed
+    np.testing.assert_array_equal(seen[3.25], [3.0, 8.0, 1.0])  # speed 1 restores them
+    np.testing.assert_array_equal(e.static_capacities, [1.0, 2.0, 1.0])
+
+
+def test_the_oracle_divides_by_workers_times_speed() -> None:
+    # Two idle 1-worker servers tie on workers; at speed 0.25 server 0 has a quarter of
+    # the capacity, so the oracle sends the first three flows to server 1.
+    sc = _one_server(
+        servers=[{"workers": 1, "mp_level": 4, "backlog": 4}] * 2,
+        faults=[{"time": 0.0, "server": 0, "kind": "speed", "speed": 0.25}],
+    )
+    e = Engine(sc, _flows([1.0, 1.0, 1.0, 1.0, 1.0], [10.0] * 5), rule="gsq")
+    e.step()
+    e.step()
+    e.step()
+    assert e.f_server.tolist() == [1, 1, 1, 0, 1]

@@ -117,7 +117,11 @@ BAD = [
     (("groups",), [[0, 1, 2, 3], []], "groups[1]: must not be empty"),
     (("groups",), [[0, 1, 2, 4]], "groups[0][3]: must be an integer in 0..3, got 4"),
     (("trace",), "poisson", "trace: must be a table, got 'poisson'"),
-    (("trace", "kind"), "zipf", "trace.kind: must be one of poisson, wiki, file; got 'zipf'"),
+    (
+        ("trace", "kind"),
+        "zipf",
+        ("trace.kind: must be one of poisson, wiki, file, steps, mmpp; got 'zipf'"),
+    ),
     (("trace", "load"), 0.0, "trace.load: must be a finite number in (0, 2], got 0.0"),
     (("trace", "work"), "uniform", "trace.work: must be one of exp, lognormal"),
     (("trace", "hours"), [1, 2], "trace.hours: unknown key; valid keys here: kind, load"),
@@ -128,7 +132,34 @@ BAD = [
     (("faults", 0, "workers"), 2, "faults[0].workers: only applies to kind 'capacity'"),
     (("faults", 0, "kind"), "capacity", "faults[0].workers: is required for kind 'capacity'"),
     (("faults", 0, "when"), 1.0, "faults[0].when: unknown key"),
+    (("faults", 0, "kind"), "speed", "faults[0].speed: is required for kind 'speed'"),
+    (("faults", 0, "speed"), 0.5, "faults[0].speed: only applies to kind 'speed', not 'down'"),
 ]
+
+SPEED_FAULT = {"time": 5.0, "server": 2, "kind": "speed", "speed": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"speed": 0}, "faults[0].speed: must be a finite number in (0, 4], got 0"),
+        ({"speed": 4.5}, "faults[0].speed: must be a finite number in (0, 4], got 4.5"),
+        ({"speed": True}, "faults[0].speed: must be a finite number in (0, 4], got true"),
+        ({"speed": "half"}, "faults[0].speed: must be a finite number in (0, 4], got 'half'"),
+        ({"workers": 2}, "faults[0].workers: only applies to kind 'capacity', not 'speed'"),
+    ],
+)
+def test_speed_fault_validation(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(ScenarioError) as info:
+        sc.from_dict({**BASE, "faults": [{**SPEED_FAULT, **change}]}, source="case.toml")
+    assert str(info.value) == f"case.toml: {message}"
+
+
+def test_speed_fault_keeps_its_value() -> None:
+    faults = sc.from_dict({**BASE, "faults": [SPEED_FAULT]}).faults
+    assert faults == (Fault(5.0, 2, "speed", speed=0.5),)
+    assert faults[0].to_dict() == SPEED_FAULT
+    assert sc.from_dict({**BASE, "faults": [{**SPEED_FAULT, "speed": 4}]}).faults[0].speed == 4.0
 
 
 @pytest.mark.parametrize(("path", "value", "message"), BAD, ids=[m.split(":")[0] for *_, m in BAD])
@@ -155,6 +186,56 @@ def test_validation_errors_name_the_key_path(
         ({"kind": "file"}, "trace.path: is required for kind 'file'"),
         ({"kind": "file", "path": "missing.csv"}, "trace.path: no such file"),
         ({"kind": "file", "path": 3}, "trace.path: must be a file path string"),
+        ({"kind": "steps", "loads": [0.5]}, "trace.times: is required for kind 'steps'"),
+        ({"kind": "steps", "times": [], "loads": []}, "trace.times: must not be empty"),
+        ({"kind": "steps", "times": 0, "loads": [0.5]}, "trace.times: must be an array, got 0"),
+        (
+            {"kind": "steps", "times": [1.0], "loads": [0.5]},
+            "trace.times[0]: must be 0 (the first step starts the run), got 1.0",
+        ),
+        (
+            {"kind": "steps", "times": [0, 10, 10], "loads": [0.5, 0.6, 0.7]},
+            "trace.times[2]: must be a finite number in (10, 30), got 10",
+        ),
+        (
+            {"kind": "steps", "times": [0, 30], "loads": [0.5, 0.6]},
+            "trace.times[1]: must be a finite number in (0, 30), got 30",
+        ),
+        ({"kind": "steps", "times": [0, 10]}, "trace.loads: is required for kind 'steps'"),
+        (
+            {"kind": "steps", "times": [0, 10], "loads": [0.5, 0]},
+            "trace.loads[1]: must be a finite number in (0, 2], got 0",
+        ),
+        (
+            {"kind": "steps", "times": [0, 10], "loads": [0.5]},
+            "trace.loads: must have 2 entries (one per trace.times entry), got 1",
+        ),
+        (
+            {"kind": "steps", "times": [0], "loads": [0.5], "load": 0.5},
+            "trace.load: unknown key; valid keys here: kind, times, loads, work, mean_work",
+        ),
+        ({"kind": "mmpp", "dwell": [1, 1]}, "trace.loads: is required for kind 'mmpp'"),
+        (
+            {"kind": "mmpp", "loads": [0.5], "dwell": [1]},
+            "trace.loads: must have at least 2 states, got 1",
+        ),
+        (
+            {"kind": "mmpp", "loads": [0.5, 3], "dwell": [1, 1]},
+            "trace.loads[1]: must be a finite number in (0, 2], got 3",
+        ),
+        ({"kind": "mmpp", "loads": [0.5, 1.3]}, "trace.dwell: is required for kind 'mmpp'"),
+        (
+            {"kind": "mmpp", "loads": [0.5, 1.3], "dwell": [8, -1]},
+            "trace.dwell[1]: must be a finite number > 0, got -1",
+        ),
+        (
+            {"kind": "mmpp", "loads": [0.5, 1.3], "dwell": [8, 2, 1]},
+            "trace.dwell: must have 2 entries (one per trace.loads entry), got 3",
+        ),
+        (
+            {"kind": "mmpp", "loads": [0.5, 1.3], "dwell": [8, 2], "work": "zipf"},
+            "trace.work: must be one of exp, lognormal, pareto, bimodal; got 'zipf'",
+        ),
     ],
 )
 def test_trace_table_validation(trace: dict[str, Any], message: str) -> None:
@@ -247,6 +328,30 @@ def test_round_trip_through_plain_data() -> None:
     assert sc.from_dict(scenario.to_dict()) == scenario
 
 
+@pytest.mark.parametrize(
+    "trace",
+    [
+        {"kind": "steps", "times": [0.0, 5.0, 12.5], "loads": [0.6, 0.95, 0.7]},
+        {"kind": "mmpp", "loads": [0.5, 1.3, 0.9], "dwell": [8.0, 2.0, 1.0]},
+    ],
+)
+def test_new_trace_kinds_and_speed_faults_round_trip(trace: dict[str, Any]) -> None:
+    data = {
+        **BASE,
+        "trace": {**trace, "work": "pareto", "mean_work": 0.02},
+        "faults": [SPEED_FAULT, {"time": 6.0, "server": 2, "kind": "speed", "speed": 1.0}],
+    }
+    scenario = sc.from_dict(data)
+    assert scenario.to_dict()["trace"] == data["trace"]
+    assert scenario.to_dict()["faults"] == data["faults"]
+    assert sc.from_dict(scenario.to_dict()) == scenario
+    if trace["kind"] == "steps":  # a step time must fall inside the run
+        with pytest.raises(
+            ScenarioError, match=r"trace.times\[2\]: must be a finite number in \(5, 10\)"
+        ):
+            scenario.replace(duration=10.0)
+
+
 @pytest.mark.parametrize("name", PRESETS)
 def test_presets_round_trip(name: str) -> None:
     scenario = sc.load_scenario(name)
@@ -283,3 +388,35 @@ def test_trace_stream_differs_from_plain_seed() -> None:
     rate = 0.9 * scenario.capacity / 0.1
     plain = traces.poisson(rate, scenario.duration, seed=scenario.seed)
     assert not np.array_equal(trace.arrival[:10], plain.arrival[:10])
+
+
+def test_steps_scenario_builds_each_steps_rate_at_the_start_capacity() -> None:
+    times, loads = [0.0, 10.0, 25.0], [0.6, 1.2, 0.3]
+    scenario = sc.from_dict(
+        {
+            **BASE,
+            "seed": 2,
+            "trace": {"kind": "steps", "times": times, "loads": loads, "mean_work": 0.01},
+        }
+    )
+    trace = sc.build_trace(scenario)
+    counts = np.histogram(trace.arrival, bins=[*times, scenario.duration])[0]
+    spans = np.diff([*times, scenario.duration])
+    for count, load, span in zip(counts, loads, spans, strict=True):
+        mean = load * scenario.capacity / 0.01 * span
+        assert abs(count - mean) < 4 * np.sqrt(mean), (count, mean)
+    assert not np.array_equal(trace.arrival, sc.build_trace(scenario.replace(seed=3)).arrival)
+
+
+def test_mmpp_scenario_is_seeded_from_the_trace_stream() -> None:
+    data = {**BASE, "trace": {"kind": "mmpp", "loads": [0.5, 1.3], "dwell": [8.0, 2.0]}}
+    a = sc.build_trace(sc.from_dict({**data, "seed": 4}))
+    b = sc.build_trace(sc.from_dict({**data, "seed": 4}))
+    c = sc.build_trace(sc.from_dict({**data, "seed": 5}))
+    np.testing.assert_array_equal(a.arrival, b.arrival)
+    np.testing.assert_array_equal(a.work, b.work)
+    assert not np.array_equal(a.arrival[:50], c.arrival[:50])
+    seed = np.random.SeedSequence(4, spawn_key=(sc.TRACE_STREAM,))
+    rates = [load * 6 / 0.1 for load in (0.5, 1.3)]  # BASE's 6 workers, mean work 0.1 s
+    want = traces.mmpp(rates, (8.0, 2.0), 30.0, "exp", 0.1, seed)
+    np.testing.assert_array_equal(a.arrival, want.arrival)

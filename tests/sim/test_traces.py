@@ -173,6 +173,122 @@ def test_wiki_mix_rejects_bad_values() -> None:
         traces.WikiMix(static_fraction=1.5)
 
 
+def _within(count: float, mean: float, sd: float, sigmas: float = 4.0) -> bool:
+    return abs(count - mean) < sigmas * sd
+
+
+def test_steps_arrivals_follow_each_steps_rate() -> None:
+    times, rates, duration = [0.0, 20.0, 30.0], [200.0, 50.0, 400.0], 60.0
+    trace = traces.steps(times, rates, duration, seed=3)
+    edges = [*times, duration]
+    counts = np.histogram(trace.arrival, bins=edges)[0]
+    assert counts.sum() == len(trace) and trace.arrival[-1] < duration
+    for count, rate, start, end in zip(counts, rates, edges, edges[1:], strict=False):
+        mean = rate * (end - start)  # Poisson: sd = sqrt(mean)
+        assert _within(count, mean, math.sqrt(mean)), (count, mean)
+        # Within a step the times are uniform: each half holds Binomial(count, 1/2).
+        first = np.count_nonzero((trace.arrival >= start) & (trace.arrival < (start + end) / 2))
+        assert _within(first, count / 2, math.sqrt(count / 4)), (first, count)
+
+
+def test_steps_is_deterministic_per_seed_and_draws_the_work() -> None:
+    args = ([0.0, 5.0], [300.0, 100.0], 10.0, "bimodal", 0.05)
+    a, b, c = (traces.steps(*args, seed=seed) for seed in (7, 7, 8))
+    np.testing.assert_array_equal(a.arrival, b.arrival)
+    np.testing.assert_array_equal(a.work, b.work)
+    assert a.cls is not None and b.cls is not None
+    np.testing.assert_array_equal(a.cls, b.cls)
+    assert len(a) != len(c) or not np.array_equal(a.arrival, c.arrival)
+    assert np.all(np.diff(a.arrival) >= 0)
+    assert a.work.mean() == pytest.approx(0.05, rel=0.15)
+
+
+@pytest.mark.parametrize(
+    ("times", "rates", "message"),
+    [
+        ([1.0, 5.0], [1.0, 1.0], "times must start at 0"),
+        ([0.0, 5.0, 5.0], [1.0, 1.0, 1.0], "increase strictly"),
+        ([0.0, 10.0], [1.0, 1.0], "below duration 10"),
+        ([0.0], [1.0, 1.0], "times must have one entry per rate"),
+        ([0.0, 5.0], [1.0, 0.0], "rates must be finite numbers > 0"),
+        ([], [], "rates must be a non-empty sequence"),
+    ],
+)
+def test_steps_rejects_bad_parameters(times: list[float], rates: list[float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        traces.steps(times, rates, 10.0)
+
+
+def test_mmpp_two_state_path_spends_dwell_shares_of_the_time() -> None:
+    dwell, duration = (8.0, 2.0), 40_000.0
+    starts, states = traces.mmpp_path(dwell, duration, np.random.default_rng(5))
+    assert starts[0] == 0.0 and states[0] == 0 and starts[-1] < duration
+    assert np.all(np.diff(starts) > 0)
+    assert np.all(np.diff(states) != 0)  # two states: every jump goes to the other
+    lengths = np.diff(np.r_[starts, duration])
+    # Alternating renewal: the share of time in state 0 over N cycles has, by the delta
+    # method, variance ((1 − f)² d0² + f² d1²) / ((d0 + d1)² N) for exponential sojourns.
+    f = dwell[0] / sum(dwell)
+    cycles = duration / sum(dwell)
+    sd = math.sqrt(((1 - f) ** 2 * dwell[0] ** 2 + f**2 * dwell[1] ** 2) / sum(dwell) ** 2 / cycles)
+    share = lengths[states == 0].sum() / duration
+    assert _within(share, f, sd), (share, f, sd)
+    for i, d in enumerate(dwell):
+        sojourns = lengths[:-1][states[:-1] == i]  # the last one is cut at the end
+        assert _within(sojourns.mean(), d, d / math.sqrt(len(sojourns))), (i, sojourns.mean())
+        assert sojourns.std() / sojourns.mean() == pytest.approx(1.0, abs=0.1)  # exponential
+
+
+def test_mmpp_jumps_to_a_uniformly_chosen_other_state() -> None:
+    _, states = traces.mmpp_path((1.0, 2.0, 3.0), 20_000.0, np.random.default_rng(6))
+    src, dst = states[:-1], states[1:]
+    assert not np.any(src == dst)
+    for i in range(3):
+        out = dst[src == i]
+        n = len(out)
+        # Each of the two other states: Binomial(n, 1/2).
+        assert _within(np.count_nonzero(out == (i + 1) % 3), n / 2, math.sqrt(n / 4)), i
+
+
+def test_mmpp_arrivals_follow_the_rate_of_the_current_state() -> None:
+    rates, dwell, duration, seed = (20.0, 200.0), (8.0, 2.0), 4000.0, 9
+    trace = traces.mmpp(rates, dwell, duration, seed=seed)
+    # mmpp draws its path first from the generator of its seed: the same path again.
+    starts, states = traces.mmpp_path(dwell, duration, np.random.default_rng(seed))
+    lengths = np.diff(np.r_[starts, duration])
+    state_of = states[np.searchsorted(starts, trace.arrival, side="right") - 1]
+    assert trace.arrival[0] >= 0 and trace.arrival[-1] < duration
+    for i, rate in enumerate(rates):
+        mean = rate * lengths[states == i].sum()  # Poisson given the path
+        count = np.count_nonzero(state_of == i)
+        assert _within(count, mean, math.sqrt(mean)), (i, count, mean)
+
+
+def test_mmpp_is_deterministic_per_seed() -> None:
+    args = ((50.0, 500.0), (3.0, 1.0), 30.0, "lognormal", 0.01)
+    a, b, c = (traces.mmpp(*args, seed=seed) for seed in (1, 1, 2))
+    np.testing.assert_array_equal(a.arrival, b.arrival)
+    np.testing.assert_array_equal(a.work, b.work)
+    assert len(a) != len(c) or not np.array_equal(a.arrival, c.arrival)
+    assert np.all(np.diff(a.arrival) >= 0)
+
+
+@pytest.mark.parametrize(
+    ("rates", "dwell", "message"),
+    [
+        ((1.0,), (1.0,), "rates must have at least 2 states"),
+        ((1.0, 2.0), (1.0,), "dwell must be 2 values"),
+        ((1.0, 2.0), (1.0, 0.0), "dwell must be finite numbers > 0"),
+        ((1.0, math.nan), (1.0, 1.0), "rates must be finite numbers > 0"),
+    ],
+)
+def test_mmpp_rejects_bad_parameters(
+    rates: tuple[float, ...], dwell: tuple[float, ...], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        traces.mmpp(rates, dwell, 10.0)
+
+
 def test_load_csv_fixture() -> None:
     trace = traces.load_csv(DATA / "small.csv")
     assert trace.arrival.tolist() == [0.0, 0.25, 0.25, 1.5, 2.0]
