@@ -14,10 +14,11 @@ import functools
 import numpy as np
 import numpy.typing as npt
 
+from marllbd.dataplane.dispatch import PEAK_EWMA_DTYPE, PROBE_DTYPE
 from marllbd.native import load_library
 
 
-def _array(dtype: type[np.generic]) -> type:
+def _array(dtype: type[np.generic] | np.dtype[np.void]) -> type:
     return np.ctypeslib.ndpointer(dtype=dtype, ndim=1, flags="C_CONTIGUOUS")
 
 
@@ -36,11 +37,35 @@ def _lib() -> ctypes.CDLL:
     """libmarllb.so with argument and result types declared for the dispatch symbols."""
     lib = load_library()
     u64, f64, u8 = _array(np.uint64), _array(np.float64), _array(np.uint8)
-    signatures: dict[str, tuple[list[type], type]] = {
+    pe = _array(PEAK_EWMA_DTYPE)
+    signatures: dict[str, tuple[list[type], type | None]] = {
         "marllb_sed_pick": ([u64, f64, u8, ctypes.c_uint32], ctypes.c_int32),
         "marllb_lsq_pick": ([u64, u8, ctypes.c_uint32], ctypes.c_int32),
         "marllb_p2_pick": (
             [u64, f64, u8, ctypes.c_uint32, ctypes.c_uint64, ctypes.c_int],
+            ctypes.c_int32,
+        ),
+        "marllb_peak_ewma_init": ([pe, ctypes.c_uint32], None),
+        "marllb_peak_ewma_update": (
+            [pe, ctypes.c_uint32, ctypes.c_double, ctypes.c_uint64, ctypes.c_double],
+            None,
+        ),
+        "marllb_peak_ewma_pick": (
+            [u64, f64, u8, pe, ctypes.c_uint32, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_double],
+            ctypes.c_int32,
+        ),
+        "marllb_prequal_pick": (
+            [
+                _array(PROBE_DTYPE),
+                ctypes.c_uint32,
+                u8,
+                ctypes.c_uint32,
+                ctypes.c_uint64,
+                ctypes.c_uint64,
+                ctypes.c_uint64,
+                ctypes.c_double,
+                ctypes.c_uint32,
+            ],
             ctypes.c_int32,
         ),
         "marllb_alias_build": ([ctypes.POINTER(_Alias), f64, u8, ctypes.c_uint32], ctypes.c_int),
@@ -92,6 +117,65 @@ def p2_pick(
     a, w, u = _as(active, np.uint64), _as(weight, np.float64), _as(up, np.uint8)
     n = _length("p2_pick", u, a, w)
     return int(_lib().marllb_p2_pick(a, w, u, n, int(flow_hash), int(use_sed)))
+
+
+def peak_ewma_state(n: int) -> npt.NDArray[np.void]:
+    """marllb_peak_ewma_init on a fresh array of n servers."""
+    state = np.zeros(n, dtype=PEAK_EWMA_DTYPE)
+    _lib().marllb_peak_ewma_init(state, n)
+    return state
+
+
+def _records(fn: str, values: npt.NDArray[np.void], dtype: np.dtype[np.void]) -> None:
+    """Refuse a state array the C side would misread (it is updated in place: no copy)."""
+    if values.dtype != dtype or not values.flags.c_contiguous or not values.flags.writeable:
+        raise ValueError(f"{fn}: expected a writable C-contiguous array of dtype {dtype}")
+
+
+def peak_ewma_update(
+    state: npt.NDArray[np.void], s: int, sample: float, now_ns: int | np.uint64, tau_ns: float
+) -> None:
+    """marllb_peak_ewma_update, in place."""
+    _records("peak_ewma_update", state, PEAK_EWMA_DTYPE)
+    if not 0 <= s < len(state):
+        raise ValueError(f"peak_ewma_update: server {s} out of range for {len(state)} servers")
+    _lib().marllb_peak_ewma_update(state, s, float(sample), int(now_ns), float(tau_ns))
+
+
+def peak_ewma_pick(
+    active: npt.ArrayLike,
+    weight: npt.ArrayLike,
+    up: npt.ArrayLike,
+    state: npt.NDArray[np.void],
+    flow_hash: int | np.uint64,
+    now_ns: int | np.uint64,
+    tau_ns: float,
+) -> int:
+    """marllb_peak_ewma_pick."""
+    a, w, u = _as(active, np.uint64), _as(weight, np.float64), _as(up, np.uint8)
+    _records("peak_ewma_pick", state, PEAK_EWMA_DTYPE)
+    n = _length("peak_ewma_pick", u, a, w, state)
+    return int(_lib().marllb_peak_ewma_pick(a, w, u, state, n, int(flow_hash), int(now_ns), tau_ns))
+
+
+def prequal_pick(
+    pool: npt.NDArray[np.void],
+    up: npt.ArrayLike,
+    flow_hash: int | np.uint64,
+    now_ns: int | np.uint64,
+    max_age_ns: int | np.uint64,
+    q_rif: float,
+    max_uses: int,
+) -> int:
+    """marllb_prequal_pick, updating `pool` (a PROBE_DTYPE array) in place."""
+    _records("prequal_pick", pool, PROBE_DTYPE)
+    u = _as(up, np.uint8)
+    return int(
+        _lib().marllb_prequal_pick(
+            pool, len(pool), u, len(u), int(flow_hash), int(now_ns), int(max_age_ns),
+            float(q_rif), max_uses,
+        )
+    )  # fmt: skip
 
 
 def alias_build(

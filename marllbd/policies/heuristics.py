@@ -134,6 +134,22 @@ sed = _static(
 )
 lsq2 = _static("lsq2", False, "Power of two choices by active flows; weights ignored (ones).")
 sed2 = _static("sed2", True, "Power of two choices by SED score over static capacity weights.")
+peak_ewma = _static(
+    "peak-ewma",
+    True,
+    "Power of two choices by (active flows + 1) × a peak-sensitive EWMA of each server's "
+    "recent flow completion times, over static capacity weights: the P2C least-loaded "
+    "balancer of Twitter's Finagle and Linkerd (Finagle's PeakEwma; marllbd.dataplane."
+    "dispatch.peak_ewma_pick).",
+)
+prequal = _static(
+    "prequal",
+    True,
+    "Prequal's hot-cold lexicographic rule (Wydrowski et al., \"Load is not what you "
+    'should balance: Introducing Prequal", NSDI 2024, Google / YouTube): each LB node '
+    "picks from a pool of stale probes of the servers' requests in flight and latency "
+    "(marllbd.dataplane.dispatch.prequal_pick); the weights (static capacities) play no part.",
+)
 gsq = _static(
     "gsq",
     True,

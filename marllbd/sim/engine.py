@@ -46,6 +46,7 @@ REJECT_PENALTY = 40.0
 _R = D.DispatchRule
 RULE_CODES: dict[str, int] = {
     _R.SED: 0, _R.WCMP: 1, _R.ECMP: 2, _R.LSQ: 3, _R.LSQ2: 4, _R.SED2: 5, D.GSQ: 6,
+    _R.PEAK_EWMA: 7, _R.PREQUAL: 8,
 }  # fmt: skip
 """The code _pick branches on for each rule in D.DISPATCH_NAMES (a test checks it has them
 all); gsq (global shortest queue) is a simulator-only oracle."""
@@ -69,6 +70,10 @@ _alias_pick = _inlined(D.alias_pick.py_func)
 _maglev_pick = _inlined(D.maglev_pick.py_func)
 _lsq_pick = _inlined(D.lsq_pick.py_func)
 _p2_pick = _inlined(D.p2_pick.py_func)
+_peak_ewma_pick = _inlined(D.peak_ewma_pick.py_func)
+_peak_ewma_update = _inlined(D.peak_ewma_update.py_func)
+_prequal_pick = _inlined(D.prequal_pick.py_func)
+_PEAK_EWMA, _PREQUAL = RULE_CODES[_R.PEAK_EWMA], RULE_CODES[_R.PREQUAL]
 reservoir_add = _inlined(_reservoir_add.py_func)
 
 # Column indices of the per-server float state (_TNEXT: time of the next completion, inf
@@ -87,6 +92,9 @@ _L_ACTIVE, _L_NEW, _L_DONE = 0, 1, 2
 _X_TIME, _X_VALUE = 0, 1  # value: the workers of a capacity fault, the speed of a speed fault
 _X_SERVER, _X_KIND = 0, 1
 _R_N, _R_SEEN = 0, 1
+# The stateful rules' parameters (rule_par), from D.RuleParams; times in ns.
+_P_TAU_NS, _P_PROBES, _P_Q_RIF, _P_MAX_AGE_NS, _P_MAX_USES, _P_MEAN_WORK = 0, 1, 2, 3, 4, 5
+_U32 = np.uint64(0xFFFFFFFF)
 
 
 @_event_helper
@@ -186,8 +194,47 @@ def _rebuild_tables(si, lb_w, al_prob, al_alias, maglev):  # type: ignore[no-unt
 
 
 @_event_helper
-def _pick(rule, lb, h, sf, si, up, lb_w, active, al_prob, al_alias, maglev):  # type: ignore[no-untyped-def]  # pragma: no cover
-    """The server LB node lb's rule picks for a new flow of hash h; -1 if none."""
+def _probe(sf, si, pool, s, now_ns, mean_work):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Server s answers a Prequal probe at now_ns: its flows in service and backlogged
+    over all LBs, and the latency it predicts for one more flow, (in flight + 1) × mean
+    work / real capacity (workers × speed).  The answer takes the first empty slot, else
+    the oldest's."""
+    slot = 0
+    for i in range(pool.shape[0]):
+        if pool[i].server < 0:
+            slot = i
+            break
+        if pool[i].t_ns < pool[slot].t_ns:
+            slot = i
+    rif = si[s, _NSERV] + si[s, _BLEN]
+    cap = sf[s, _W] * sf[s, _SPEED]
+    p = pool[slot]
+    p.t_ns = now_ns
+    p.latency = (rif + 1) * mean_work / cap if cap > 0.0 else np.inf
+    p.rif = np.uint32(rif)
+    p.server = s
+    p.uses = np.uint32(0)
+
+
+@_event_helper
+def _prequal_refresh(sf, si, pool, h, now_ns, rule_par):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """The probes a new flow's arrival sends, all answered at once: rule_par's rate per
+    flow (its fractional part a probability), each to a uniform server drawn from the
+    flow hash (so a run is deterministic); a down server does not answer."""
+    n = si.shape[0]
+    rate = rule_par[_P_PROBES]
+    count = np.int64(rate)
+    if np.float64(D._mix64(h) & _U32) < (rate - count) * 4294967296.0:
+        count += 1
+    for k in range(count):
+        s = D._below(D._mix64(h + np.uint64(k + 1)) & _U32, n)
+        if si[s, _UP] != 0:
+            _probe(sf, si, pool, s, now_ns, rule_par[_P_MEAN_WORK])
+
+
+@_event_helper
+def _pick(rule, lb, h, t, sf, si, up, lb_w, active, al_prob, al_alias, maglev, pe, pq, rule_par):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """The server LB node lb's rule picks for a new flow of hash h at time t; -1 if none."""
     if rule == 0:
         return _sed_pick(active, lb_w[lb], up)
     if rule == 1:
@@ -200,6 +247,17 @@ def _pick(rule, lb, h, sf, si, up, lb_w, active, al_prob, al_alias, maglev):  # 
         return _p2_pick(active, lb_w[lb], up, h, False)
     if rule == 5:
         return _p2_pick(active, lb_w[lb], up, h, True)
+    if rule == _PEAK_EWMA:
+        return _peak_ewma_pick(
+            active, lb_w[lb], up, pe[lb], h, np.uint64(t * 1e9), rule_par[_P_TAU_NS]
+        )
+    if rule == _PREQUAL:
+        now_ns = np.uint64(t * 1e9)
+        _prequal_refresh(sf, si, pq[lb], h, now_ns, rule_par)
+        return _prequal_pick(
+            pq[lb], up, h, now_ns, np.uint64(rule_par[_P_MAX_AGE_NS]), rule_par[_P_Q_RIF],
+            np.int64(rule_par[_P_MAX_USES]),
+        )  # fmt: skip
     # Oracle: fewest flows per unit of real capacity (workers × speed), ties to the lowest index.
     s = -1
     best = np.inf
@@ -237,6 +295,9 @@ def _run(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
     fault_f,
     fault_i,
     counters,
+    pe,
+    pq,
+    rule_par,
     up,
 ):
     """Process every event with time <= t_end, then bring all servers to t_end; but
@@ -279,9 +340,10 @@ def _run(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
             lb_active[lb, s] -= np.uint64(1)
             lb_done[lb, s] += np.uint64(1)
             counters[_C_COMPLETED] += 1
-            reservoir_add(
-                fct_v, fct_t, fct_n, fct_seen, lb * n_srv + s, fct, np.uint64(t_cmp * 1e9), rng
-            )
+            t_ns = np.uint64(t_cmp * 1e9)
+            reservoir_add(fct_v, fct_t, fct_n, fct_seen, lb * n_srv + s, fct, t_ns, rng)
+            if lb_rule[lb] == _PEAK_EWMA:
+                _peak_ewma_update(pe[lb], s, fct, t_ns, rule_par[_P_TAU_NS])
             _admit_backlog(sf, si, hf, hid, bq, f_start, work, s, t_cmp)
             _refresh(sf, si, hf, s)
         elif t_fault <= t_arr:
@@ -307,8 +369,8 @@ def _run(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
             counters[_C_NEXT_FLOW] = nf + 1
             lb = f_lb[flow]
             s = _pick(
-                lb_rule[lb], lb, fhash[flow], sf, si, up, lb_w, lb_active[lb],
-                al_prob, al_alias, maglev,
+                lb_rule[lb], lb, fhash[flow], t_arr, sf, si, up, lb_w, lb_active[lb],
+                al_prob, al_alias, maglev, pe, pq, rule_par,
             )  # fmt: skip
             if s < 0:
                 f_fct[flow] = REJECT_PENALTY
@@ -384,6 +446,9 @@ def _interval(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
     fault_f,
     fault_i,
     counters,
+    pe,
+    pq,
+    rule_par,
     truth,
     tau,
     feats,
@@ -403,7 +468,8 @@ def _interval(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
     up = si[:, _UP].astype(np.uint8)
     while _run(
         t_end, rtt, flows, f_int, fhash, sf, si, hf, hid, bq, lb_rule, lb_w, lb_counts,
-        al_prob, al_alias, maglev, rv, rt, rc, rng, fault_f, fault_i, counters, up,
+        al_prob, al_alias, maglev, rv, rt, rc, rng, fault_f, fault_i, counters, pe, pq,
+        rule_par, up,
     ):  # fmt: skip
         _rebuild_tables(si, lb_w, al_prob, al_alias, maglev)
     _sample_ages(t_end, flows[_F_ARRIVAL], f_int[_F_LB], si, hid, bq, rv, rt, rc, rng)
@@ -432,12 +498,12 @@ def _arg_key(a: Any) -> Any:
 
 _ENTRY_POINTS: dict[tuple[Any, ...], Any] = {}
 """(dispatcher, argument keys) -> compiled entry point, shared by every engine: numba
-types 29 arguments in about 1.5 ms, once per new engine otherwise."""
+types 32 arguments in about 1.5 ms, once per new engine otherwise."""
 
 
 def _entry_point(dispatcher: Any, args: tuple[Any, ...]) -> Any:
     """The compiled function a numba dispatcher runs for args' types (the dispatcher
-    itself if it is not found), to call without the dispatch: typing _interval's 29
+    itself if it is not found), to call without the dispatch: typing _interval's 32
     arguments on every call costs about as much as unboxing them.  Valid for arguments
     of exactly these types only: the arrays of an engine's state keep theirs, and
     Engine.advance resolves it again for a new feats array."""
@@ -515,8 +581,10 @@ class Engine:
         *,
         rule: str | Sequence[str] | None = None,
         maglev_size: int = 251,
+        rule_params: D.RuleParams | None = None,
     ):
         self.scenario = scenario
+        self.rule_params = rule_params if rule_params is not None else D.RuleParams()
         self.trace = trace if trace is not None else build_trace(scenario)
         self.num_servers = len(scenario.servers)
         self.num_lbs = scenario.lb_nodes
@@ -604,6 +672,17 @@ class Engine:
             [[f.server for f in faults], [_FAULT_CODES[f.kind] for f in faults]], dtype=np.int64
         ).reshape(2, len(faults))
         self.counters = np.zeros(5, dtype=np.int64)
+        # The stateful rules' per-LB state: peak-ewma's per server, Prequal's probe pools.
+        rp = self.rule_params
+        self.pe = np.zeros((nl, n), dtype=D.PEAK_EWMA_DTYPE)
+        self.pe["ewma"] = D.PEAK_EWMA_NONE
+        self.pq = np.zeros((nl, rp.prequal_pool), dtype=D.PROBE_DTYPE)
+        self.pq["server"] = -1
+        mean_work = float(tr.work.mean()) if nflows else 1.0
+        self.rule_par = np.array(
+            [rp.peak_ewma_tau * 1e9, rp.prequal_probes, rp.prequal_q_rif,
+             rp.prequal_max_age * 1e9, rp.prequal_max_uses, mean_work]
+        )  # fmt: skip
         self.t = 0.0
         self.frame_no = 0
         _rebuild_tables(self.si, self.lb_w, self.al_prob, self.al_alias, self.maglev)
@@ -612,6 +691,7 @@ class Engine:
             self.flows, self.f_int, self.fhash, self.sf, self.si, self.hf, self.hid, self.bq,
             self.lb_rule, self.lb_w, self.lb_counts, self.al_prob, self.al_alias, self.maglev,
             self.rv, self.rt, self.rc, self.rng, self.fault_f, self.fault_i, self.counters,
+            self.pe, self.pq, self.rule_par,
         )  # fmt: skip
         self._no_features = np.empty((0, n, features.NUM_FEATURES))
         self._feats_ok: np.ndarray | None = None  # the last feats array that passed the checks

@@ -41,12 +41,16 @@ def hashes(seed: int, count: int) -> npt.NDArray[np.uint64]:
 
 class TestRuleNames:
     def test_every_name_parses_to_its_rule(self) -> None:
-        assert d.RULE_NAMES == ("sed", "wcmp", "ecmp", "lsq", "lsq2", "sed2")
+        assert d.RULE_NAMES == (
+            "sed", "wcmp", "ecmp", "lsq", "lsq2", "sed2", "peak-ewma", "prequal",
+        )  # fmt: skip
         for name in d.RULE_NAMES:
             assert d.parse_rule(name).value == name
 
     def test_unknown_name_is_named_with_the_valid_ones(self) -> None:
-        with pytest.raises(ValueError, match=r"'sde'.*sed, wcmp, ecmp, lsq, lsq2, sed2"):
+        with pytest.raises(
+            ValueError, match=r"'sde'.*sed, wcmp, ecmp, lsq, lsq2, sed2, peak-ewma, prequal"
+        ):
             d.parse_rule("sde")
 
 

@@ -1,7 +1,9 @@
 """The C dispatch rules (libmarllb.so) and their Python twin choose identically.
 
 Seeded random vectors cover ties, duplicate and invalid weights, down masks
-(including all down), huge active counts and full-range 64-bit hashes.
+(including all down), huge active counts and full-range 64-bit hashes.  The
+stateful rules (peak-ewma, prequal) are also checked, on both sides, against the
+committed vectors file that the C unit test reads (tests/dataplane/dispatch_vectors.py).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pytest
 
 from marllbd.dataplane import dispatch as py
 from marllbd.native import NativeMissingError
+from tests.dataplane import dispatch_vectors
 
 CASES = 2000
 HASHES_PER_CASE = 4
@@ -113,6 +116,39 @@ Pick = Callable[
     [ModuleType, npt.NDArray[np.uint64], npt.NDArray[np.float64], npt.NDArray[np.uint8], np.uint64],
     int,
 ]
+TAU_NS = 1e9
+
+
+def _peak_ewma_case(
+    side: ModuleType, active: npt.NDArray[np.uint64], weight: npt.NDArray[np.float64],
+    up: npt.NDArray[np.uint8], h: np.uint64,
+) -> int:  # fmt: skip
+    """peak-ewma on a state made by `side`'s own init and updates, seeded by the hash."""
+    rng = np.random.default_rng(int(h) % 2**32)
+    n = len(up)
+    state = side.peak_ewma_state(n)
+    now = 0
+    for _ in range(3 * n):
+        now += int(rng.integers(0, 10**9))
+        s = int(rng.integers(n))
+        side.peak_ewma_update(state, s, float(rng.exponential(0.1)), np.uint64(now), TAU_NS)
+    return int(side.peak_ewma_pick(active, weight, up, state, h, np.uint64(now + 10**8), TAU_NS))
+
+
+def _prequal_case(
+    side: ModuleType, active: npt.NDArray[np.uint64], up: npt.NDArray[np.uint8], h: np.uint64
+) -> int:
+    """prequal on a pool of 16 probes of the case's servers (RIF = active, capped)."""
+    rng = np.random.default_rng(int(h) % 2**32)
+    n = len(up)
+    pool = np.zeros(16, dtype=py.PROBE_DTYPE)
+    pool["server"] = rng.integers(-1, n, size=16)
+    pool["rif"] = np.minimum(active[np.maximum(pool["server"], 0)], 2**32 - 1)
+    pool["latency"] = rng.choice([0.1, 0.2, rng.exponential(0.3)], size=16)
+    pool["t_ns"] = rng.integers(0, 2 * 10**9, size=16)
+    return int(side.prequal_pick(pool, up, h, np.uint64(2 * 10**9), np.uint64(10**9), 0.84, 3))
+
+
 RULE_PICKS: dict[str, Pick] = {
     "sed": lambda side, active, weight, up, h: side.sed_pick(active, weight, up),
     "wcmp": lambda side, active, weight, up, h: side.alias_pick(*side.alias_build(weight, up), h),
@@ -120,6 +156,8 @@ RULE_PICKS: dict[str, Pick] = {
     "lsq": lambda side, active, weight, up, h: side.lsq_pick(active, up),
     "lsq2": lambda side, active, weight, up, h: side.p2_pick(active, weight, up, h, False),
     "sed2": lambda side, active, weight, up, h: side.p2_pick(active, weight, up, h, True),
+    "peak-ewma": _peak_ewma_case,
+    "prequal": lambda side, active, weight, up, h: _prequal_case(side, active, up, h),
 }
 """How the C library and its Python twin (`side`) apply each data-plane rule by name."""
 
@@ -170,3 +208,65 @@ def test_non_prime_maglev_size_fails_on_both_sides(c: ModuleType, m: int) -> Non
         c.maglev_build(up, m)
     with pytest.raises(ValueError, match="prime"):
         py.maglev_build(up, m)
+
+
+def test_vectors_file_is_what_the_seeded_generator_writes() -> None:
+    """The committed file is reproducible: regenerate it with
+    `python -m tests.dataplane.dispatch_vectors` after changing a rule or the generator."""
+    assert dispatch_vectors.VECTORS.read_text() == dispatch_vectors.generate()
+
+
+def _vector_lines() -> list[list[str]]:
+    lines = dispatch_vectors.VECTORS.read_text().splitlines()
+    return [line.split() for line in lines if line and not line.startswith("#")]
+
+
+def _f(token: str) -> float:
+    return float.fromhex(token)
+
+
+@pytest.mark.parametrize("side_name", ["py", "c"])
+def test_both_sides_reproduce_the_shared_vectors(
+    side_name: str, request: pytest.FixtureRequest
+) -> None:
+    side: ModuleType = py if side_name == "py" else request.getfixturevalue("c")
+    kinds = {"pe_update": 0, "pe_pick": 0, "pq_pick": 0}
+    for no, t in enumerate(_vector_lines()):
+        kinds[t[0]] += 1
+        where = f"{side_name}: vectors case {no} ({t[0]})"
+        if t[0] == "pe_update":
+            state = side.peak_ewma_state(1)
+            state[0] = (_f(t[1]), int(t[2]))
+            side.peak_ewma_update(state, 0, _f(t[3]), np.uint64(int(t[4])), _f(t[5]))
+            assert state[0]["ewma"].tobytes() == np.float64(_f(t[6])).tobytes(), where
+            assert int(state[0]["stamp_ns"]) == int(t[7]), where
+        elif t[0] == "pe_pick":
+            n, now, tau, k = int(t[1]), np.uint64(int(t[2])), _f(t[3]), int(t[4])
+            picks = t[5 : 5 + 2 * k]
+            rest = t[5 + 2 * k :]
+            active = np.array([int(x) for x in rest[:n]], dtype=np.uint64)
+            weight = np.array([_f(x) for x in rest[n : 2 * n]])
+            up = np.array([int(x) for x in rest[2 * n : 3 * n]], dtype=np.uint8)
+            state = side.peak_ewma_state(n)
+            state["ewma"] = [_f(x) for x in rest[3 * n : 4 * n]]
+            state["stamp_ns"] = [int(x) for x in rest[4 * n : 5 * n]]
+            for h, want in zip(picks[::2], picks[1::2], strict=True):
+                got = side.peak_ewma_pick(active, weight, up, state, np.uint64(int(h)), now, tau)
+                assert got == int(want), f"{where} hash={h}"
+        else:
+            size, n = int(t[1]), int(t[2])
+            h, now, age = (np.uint64(int(x)) for x in t[3:6])
+            q, max_uses, want = _f(t[6]), int(t[7]), int(t[8])
+            up = np.array([int(x) for x in t[9 : 9 + n]], dtype=np.uint8)
+            before = t[9 + n : 9 + n + 5 * size]
+            after = t[9 + n + 5 * size :]
+            pool = np.zeros(size, dtype=py.PROBE_DTYPE)
+            for i in range(size):
+                ts, lat, rif, server, uses = before[5 * i : 5 * i + 5]
+                pool[i] = (int(ts), _f(lat), int(rif), int(server), int(uses), 0)
+            assert side.prequal_pick(pool, up, h, now, age, q, max_uses) == want, where
+            expected = np.array([int(x) for x in after]).reshape(size, 3)
+            np.testing.assert_array_equal(pool["rif"], expected[:, 0], err_msg=where)
+            np.testing.assert_array_equal(pool["server"], expected[:, 1], err_msg=where)
+            np.testing.assert_array_equal(pool["uses"], expected[:, 2], err_msg=where)
+    assert min(kinds.values()) > 0, kinds

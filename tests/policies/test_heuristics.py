@@ -19,8 +19,10 @@ STATIC = {
     "sed": "sed",
     "lsq2": "lsq2",
     "sed2": "sed2",
+    "peak-ewma": "peak-ewma",
+    "prequal": "prequal",
 }
-BY_CAPACITY = {"wcmp", "sed", "sed2", "gsq"}
+BY_CAPACITY = {"wcmp", "sed", "sed2", "gsq", "peak-ewma", "prequal"}
 ALL = [*STATIC, "active-wcmp", "gsq"]
 
 

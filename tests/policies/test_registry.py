@@ -8,7 +8,9 @@ import pytest
 
 from marllbd.policies import DISPATCH_NAMES, Policy, PolicyError, available, load, registry
 
-HEURISTICS = ["active-wcmp", "ecmp", "gsq", "lsq", "lsq2", "sed", "sed2", "wcmp"]
+HEURISTICS = [
+    "active-wcmp", "ecmp", "gsq", "lsq", "lsq2", "peak-ewma", "prequal", "sed", "sed2", "wcmp",
+]  # fmt: skip
 
 
 def test_every_heuristic_is_registered() -> None:

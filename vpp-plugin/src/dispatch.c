@@ -1,6 +1,7 @@
 /*
  * dispatch.c - per-new-flow server selection rules (SED, LSQ, power of two,
- * alias-method WCMP, Maglev).
+ * peak-EWMA, Prequal's hot-cold lexicographic rule, alias-method WCMP,
+ * Maglev).
  *
  * Every floating-point expression here is written out operation by operation
  * in the same order as marllbd/dataplane/dispatch.py; with -ffp-contract=off
@@ -24,10 +25,11 @@
 /* Probability mass of one alias column: 2^32 threshold units. */
 #define ALIAS_COLUMN (UINT64_C (1) << 32)
 
+/* Finite and > 0, written as two comparisons that NaN fails, without branches. */
 static inline int
 weight_ok (double w)
 {
-  return isfinite (w) && w > 0.0;
+  return (w > 0.0) & (w < INFINITY);
 }
 
 static inline double
@@ -75,12 +77,14 @@ marllb_lsq_pick (const uint64_t *active, const uint8_t *up, uint32_t n)
 static inline int
 p2_eligible (const double *weight, const uint8_t *up, uint32_t i, int use_sed)
 {
-  return up[i] && (!use_sed || weight_ok (weight[i]));
+  return (up[i] != 0) & ((use_sed == 0) | weight_ok (weight[i]));
 }
 
-int32_t
-marllb_p2_pick (const uint64_t *active, const double *weight, const uint8_t *up, uint32_t n,
-                uint64_t hash, int use_sed)
+/* The two candidates of power of two choices among the eligible servers;
+ * returns 0 (and sets *lo <= *hi) or -1 when none is eligible. */
+static inline int
+p2_pair (const double *weight, const uint8_t *up, uint32_t n, uint64_t hash, int use_sed,
+         uint32_t *lo_out, uint32_t *hi_out)
 {
   uint32_t n_ok = 0;
   for (uint32_t i = 0; i < n; i++)
@@ -115,10 +119,177 @@ marllb_p2_pick (const uint64_t *active, const double *weight, const uint8_t *up,
         }
       rank++;
     }
+  *lo_out = lo;
+  *hi_out = hi;
+  return 0;
+}
 
+int32_t
+marllb_p2_pick (const uint64_t *active, const double *weight, const uint8_t *up, uint32_t n,
+                uint64_t hash, int use_sed)
+{
+  uint32_t lo, hi;
+  if (p2_pair (weight, up, n, hash, use_sed, &lo, &hi) < 0)
+    return -1;
   int hi_better = use_sed ? sed_score (active[hi], weight[hi]) < sed_score (active[lo], weight[lo])
                           : active[hi] < active[lo];
   return (int32_t) (hi_better ? hi : lo);
+}
+
+void
+marllb_peak_ewma_init (marllb_peak_ewma_t *state, uint32_t n)
+{
+  for (uint32_t i = 0; i < n; i++)
+    {
+      state[i].ewma = MARLLB_PEAK_EWMA_NONE;
+      state[i].stamp_ns = 0;
+    }
+}
+
+/* exp (-(now - stamp) / tau), 1 when now is not after stamp. */
+static inline double
+decay_weight (uint64_t stamp_ns, uint64_t now_ns, double tau_ns)
+{
+  if (now_ns <= stamp_ns)
+    return 1.0;
+  double dt = (double) (now_ns - stamp_ns);
+  return exp (-dt / tau_ns);
+}
+
+void
+marllb_peak_ewma_update (marllb_peak_ewma_t *state, uint32_t s, double sample, uint64_t now_ns,
+                         double tau_ns)
+{
+  marllb_peak_ewma_t *e = &state[s];
+  if (e->ewma < 0.0 || sample > e->ewma)
+    e->ewma = sample;
+  else
+    {
+      double w = decay_weight (e->stamp_ns, now_ns, tau_ns);
+      e->ewma = e->ewma * w + sample * (1.0 - w);
+    }
+  e->stamp_ns = now_ns;
+}
+
+/* (active + 1) x ewma / weight: the cost before its decay. */
+static inline double
+peak_ewma_cost (uint64_t active, double weight, const marllb_peak_ewma_t *e)
+{
+  return ((double) active + 1.0) * e->ewma / weight;
+}
+
+/* A server without a sample: 0 when idle, else the penalty, over its weight. */
+static inline double
+peak_ewma_unsampled (uint64_t active, double weight)
+{
+  return (active == 0 ? 0.0 : MARLLB_PEAK_EWMA_PENALTY + (double) active) / weight;
+}
+
+int32_t
+marllb_peak_ewma_pick (const uint64_t *active, const double *weight, const uint8_t *up,
+                       const marllb_peak_ewma_t *state, uint32_t n, uint64_t hash,
+                       uint64_t now_ns, double tau_ns)
+{
+  uint32_t lo, hi;
+  if (p2_pair (weight, up, n, hash, 1, &lo, &hi) < 0)
+    return -1;
+  if (lo == hi)
+    return (int32_t) lo;
+  const marllb_peak_ewma_t *e_lo = &state[lo], *e_hi = &state[hi];
+  double s_lo, s_hi;
+  if (e_lo->ewma >= 0.0 && e_hi->ewma >= 0.0)
+    {
+      /* Both decayed to now share the fresher stamp's decay, so only the older
+       * one is decayed, by the stamps' difference: one exp. */
+      uint64_t t_lo = e_lo->stamp_ns < now_ns ? e_lo->stamp_ns : now_ns;
+      uint64_t t_hi = e_hi->stamp_ns < now_ns ? e_hi->stamp_ns : now_ns;
+      s_lo = peak_ewma_cost (active[lo], weight[lo], e_lo);
+      s_hi = peak_ewma_cost (active[hi], weight[hi], e_hi);
+      if (t_hi > t_lo)
+        s_lo = s_lo * decay_weight (t_lo, t_hi, tau_ns);
+      else if (t_lo > t_hi)
+        s_hi = s_hi * decay_weight (t_hi, t_lo, tau_ns);
+    }
+  else
+    {
+      s_lo = e_lo->ewma < 0.0 ? peak_ewma_unsampled (active[lo], weight[lo])
+                              : peak_ewma_cost (active[lo], weight[lo], e_lo)
+                                    * decay_weight (e_lo->stamp_ns, now_ns, tau_ns);
+      s_hi = e_hi->ewma < 0.0 ? peak_ewma_unsampled (active[hi], weight[hi])
+                              : peak_ewma_cost (active[hi], weight[hi], e_hi)
+                                    * decay_weight (e_hi->stamp_ns, now_ns, tau_ns);
+    }
+  return (int32_t) (s_hi < s_lo ? hi : lo);
+}
+
+/* A probe the pick may use: on an up server of the set, young enough, and
+ * not used up. */
+static inline int
+probe_ok (const marllb_probe_t *p, const uint8_t *up, uint32_t n, uint64_t now_ns,
+          uint64_t max_age_ns, uint32_t max_uses)
+{
+  /* (A negative server converts to a value >= n.) */
+  if ((uint32_t) p->server >= n || !up[p->server] || p->uses >= max_uses)
+    return 0;
+  return now_ns <= p->t_ns || now_ns - p->t_ns <= max_age_ns;
+}
+
+int32_t
+marllb_prequal_pick (marllb_probe_t *pool, uint32_t size, const uint8_t *up, uint32_t n,
+                     uint64_t hash, uint64_t now_ns, uint64_t max_age_ns, double q_rif,
+                     uint32_t max_uses)
+{
+  if (size > MARLLB_PREQUAL_MAX_POOL)
+    size = MARLLB_PREQUAL_MAX_POOL;
+  /* One pass: drop unusable probes, count the rest, find the lowest latency. */
+  uint32_t m = 0;
+  int32_t best = -1;
+  for (uint32_t i = 0; i < size; i++)
+    {
+      if (!probe_ok (&pool[i], up, n, now_ns, max_age_ns, max_uses))
+        {
+          pool[i].server = -1;
+          continue;
+        }
+      m++;
+      if (best < 0 || pool[i].latency < pool[best].latency)
+        best = (int32_t) i;
+    }
+  if (m == 0)
+    {
+      uint32_t n_up = 0;
+      for (uint32_t i = 0; i < n; i++)
+        n_up += up[i] != 0;
+      if (n_up == 0)
+        return -1;
+      uint32_t r = below (hash & 0xffffffffu, n_up);
+      for (uint32_t i = 0; i < n; i++)
+        if (up[i] && r-- == 0)
+          return (int32_t) i;
+    }
+  uint32_t j = (uint32_t) (q_rif * (double) (m - 1));
+  /* Candidates by ascending (latency, slot) until a cold one: each hot one is
+   * masked out.  At most m - 1 - j probes are hot, so this ends. */
+  uint32_t hot = 0;
+  for (;;)
+    {
+      uint32_t below_best = 0;
+      for (uint32_t i = 0; i < size; i++)
+        below_best += pool[i].server >= 0 && pool[i].rif < pool[best].rif;
+      if (below_best <= j)
+        break;
+      hot |= UINT32_C (1) << best;
+      best = -1;
+      for (uint32_t i = 0; i < size; i++)
+        if (pool[i].server >= 0 && !(hot >> i & 1u)
+            && (best < 0 || pool[i].latency < pool[best].latency))
+          best = (int32_t) i;
+    }
+  int32_t server = pool[best].server;
+  pool[best].rif++;
+  if (++pool[best].uses >= max_uses)
+    pool[best].server = -1; /* used up: the slot is free for the next probe */
+  return server;
 }
 
 static void

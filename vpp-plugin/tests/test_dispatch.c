@@ -1,6 +1,8 @@
 /*
  * test_dispatch.c - behaviour of the dispatch rules: choices, ties, down
- * servers, alias-table masses and sampling, Maglev balance and disruption.
+ * servers, alias-table masses and sampling, Maglev balance and disruption,
+ * peak-EWMA and Prequal by hand and against the shared vectors file that the
+ * Python twin's test reads too (argv[1], dispatch_vectors.txt).
  *
  * Checks stay active in Release builds (no assert()); exit status 1 on any
  * failure.
@@ -8,6 +10,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "marllb_dispatch.h"
 
@@ -266,14 +269,303 @@ test_maglev (void)
   free (t2);
 }
 
+static void
+test_peak_ewma (void)
+{
+  marllb_peak_ewma_t st[3];
+  marllb_peak_ewma_init (st, 3);
+  CHECK (st[0].ewma < 0.0 && st[2].stamp_ns == 0);
+  /* The first sample is taken as it is; a larger one jumps (peak). */
+  marllb_peak_ewma_update (st, 1, 0.2, 1000, 1e9);
+  CHECK (st[1].ewma == 0.2 && st[1].stamp_ns == 1000);
+  marllb_peak_ewma_update (st, 1, 0.5, 2000, 1e9);
+  CHECK (st[1].ewma == 0.5);
+  /* A smaller one one tau later: 0.5 w + 0.1 (1 - w), w = exp (-1). */
+  marllb_peak_ewma_update (st, 1, 0.1, 2000 + 1000000000u, 1e9);
+  double w = exp (-1.0);
+  CHECK (fabs (st[1].ewma - (0.5 * w + 0.1 * (1.0 - w))) < 1e-15);
+
+  uint64_t active[] = { 0, 3, 3 };
+  double weight[] = { 1.0, 1.0, 1.0 };
+  uint8_t up[] = { 1, 1, 1 };
+  /* Hash 0: ranks 0 and 1.  Server 0 has no sample and no flow: cost 0. */
+  CHECK (marllb_peak_ewma_pick (active, weight, up, st, 3, 0, 2000 + 1000000000u, 1e9) == 0);
+  /* With a flow and still no sample it costs the penalty: server 1 wins. */
+  active[0] = 1;
+  CHECK (marllb_peak_ewma_pick (active, weight, up, st, 3, 0, 2000 + 1000000000u, 1e9) == 1);
+  /* Sampled servers: (3 + 1) x 0.1 beats (1 + 1) x 0.3 (= 0.4 < 0.6)... */
+  marllb_peak_ewma_update (st, 0, 0.3, 5000000000u, 1e9);
+  st[1].ewma = 0.1;
+  st[1].stamp_ns = 5000000000u;
+  CHECK (marllb_peak_ewma_pick (active, weight, up, st, 3, 0, 5000000000u, 1e9) == 1);
+  /* ... unless server 0 has twice the weight (0.6 / 2 < 0.4). */
+  weight[0] = 2.0;
+  CHECK (marllb_peak_ewma_pick (active, weight, up, st, 3, 0, 5000000000u, 1e9) == 0);
+  /* Decay at read time: server 1's sample is 2 tau older, 0.4 e^-2 < 0.3. */
+  weight[0] = 1.0;
+  st[1].ewma = 0.4;
+  st[1].stamp_ns = 3000000000u;
+  CHECK (marllb_peak_ewma_pick (active, weight, up, st, 3, 0, 5000000000u, 1e9) == 1);
+  uint8_t none[] = { 0, 0, 0 };
+  CHECK (marllb_peak_ewma_pick (active, weight, none, st, 3, 0, 0, 1e9) == -1);
+}
+
+static void
+set_probe (marllb_probe_t *p, int32_t server, uint32_t rif, double latency, uint64_t t_ns)
+{
+  p->server = server;
+  p->rif = rif;
+  p->latency = latency;
+  p->t_ns = t_ns;
+  p->uses = 0;
+  p->reserved = 0;
+}
+
+static void
+test_prequal (void)
+{
+  marllb_probe_t pool[6];
+  uint8_t up[] = { 1, 1, 1, 1 };
+  uint64_t now = 2000000000u, age = 1000000000u;
+  set_probe (&pool[0], 0, 5, 0.10, now);
+  set_probe (&pool[1], 1, 1, 0.30, now);
+  set_probe (&pool[2], 2, 9, 0.05, now);
+  set_probe (&pool[3], 3, 2, 0.20, now);
+  set_probe (&pool[4], 1, 0, 0.40, now);
+  set_probe (&pool[5], -1, 0, 0.0, 0);
+  /* m = 5, j = (int) (0.84 * 4) = 3: server 2's probe (4 lower RIFs) is hot,
+   * so the coldest-latency cold probe is server 0's; it now counts one more
+   * flow in flight. */
+  CHECK (marllb_prequal_pick (pool, 6, up, 4, 0, now, age, 0.84, 3) == 0);
+  CHECK (pool[0].rif == 6 && pool[0].uses == 1);
+  /* q = 1: nothing is hot, the lowest latency wins. */
+  CHECK (marllb_prequal_pick (pool, 6, up, 4, 0, now, age, 1.0, 3) == 2);
+  /* A down server's probe is dropped; so is one older than max_age. */
+  up[2] = 0;
+  pool[0].t_ns = now - age - 1;
+  CHECK (marllb_prequal_pick (pool, 6, up, 4, 0, now, age, 1.0, 3) == 3);
+  CHECK (pool[2].server == -1 && pool[0].server == -1);
+  /* Reuse is bounded: with max_uses 1 each pick consumes its probe. */
+  CHECK (marllb_prequal_pick (pool, 6, up, 4, 0, now, age, 1.0, 1) == 1);
+  CHECK (pool[1].server == -1 && pool[3].server == -1 && pool[4].server == 1);
+  CHECK (marllb_prequal_pick (pool, 6, up, 4, 0, now, age, 1.0, 1) == 1);
+  CHECK (pool[4].server == -1);
+  /* Empty pool: a uniform up server from the hash (lo32 = 2^31 of 3 up -> rank 1). */
+  CHECK (marllb_prequal_pick (pool, 6, up, 4, UINT64_C (0x80000000), now, age, 0.84, 3) == 1);
+  uint8_t none[] = { 0, 0, 0, 0 };
+  CHECK (marllb_prequal_pick (pool, 6, none, 4, 0, now, age, 0.84, 3) == -1);
+}
+
+/* The shared vectors file: one case per line (see tests/dataplane/dispatch_vectors.py). */
+static char *tok_save;
+
+static char *
+tok (char *line)
+{
+  return strtok_r (line, " \n", &tok_save);
+}
+
+static uint64_t
+next_u64 (void)
+{
+  char *t = tok (NULL);
+  if (!t)
+    {
+      failures++;
+      return 0;
+    }
+  return strtoull (t, NULL, 10);
+}
+
+static int64_t
+next_i64 (void)
+{
+  char *t = tok (NULL);
+  if (!t)
+    {
+      failures++;
+      return 0;
+    }
+  return strtoll (t, NULL, 10);
+}
+
+static double
+next_f64 (void)
+{
+  char *t = tok (NULL);
+  if (!t)
+    {
+      failures++;
+      return 0.0;
+    }
+  return strtod (t, NULL);
+}
+
+#define MAX_N 64u
+
+static int
+vector_pe_update (int lineno)
+{
+  marllb_peak_ewma_t st;
+  st.ewma = next_f64 ();
+  st.stamp_ns = next_u64 ();
+  double sample = next_f64 ();
+  uint64_t now = next_u64 ();
+  double tau = next_f64 ();
+  double ewma = next_f64 ();
+  uint64_t stamp = next_u64 ();
+  marllb_peak_ewma_update (&st, 0, sample, now, tau);
+  /* Bitwise: both sides compute the same operations in the same order. */
+  if (memcmp (&st.ewma, &ewma, sizeof ewma) != 0 || st.stamp_ns != stamp)
+    {
+      fprintf (stderr, "vectors line %d: pe_update gives %a at %llu, expected %a at %llu\n",
+               lineno, st.ewma, (unsigned long long) st.stamp_ns, ewma,
+               (unsigned long long) stamp);
+      return 1;
+    }
+  return 0;
+}
+
+static int
+vector_pe_pick (int lineno)
+{
+  uint32_t n = (uint32_t) next_u64 ();
+  uint64_t now = next_u64 ();
+  double tau = next_f64 ();
+  uint32_t k = (uint32_t) next_u64 ();
+  uint64_t hash[8];
+  int32_t expected[8];
+  uint64_t active[MAX_N];
+  double weight[MAX_N];
+  uint8_t up[MAX_N];
+  marllb_peak_ewma_t st[MAX_N];
+  if (n > MAX_N || k > 8)
+    return 1;
+  for (uint32_t i = 0; i < k; i++)
+    {
+      hash[i] = next_u64 ();
+      expected[i] = (int32_t) next_i64 ();
+    }
+  for (uint32_t i = 0; i < n; i++)
+    active[i] = next_u64 ();
+  for (uint32_t i = 0; i < n; i++)
+    weight[i] = next_f64 ();
+  for (uint32_t i = 0; i < n; i++)
+    up[i] = (uint8_t) next_u64 ();
+  for (uint32_t i = 0; i < n; i++)
+    st[i].ewma = next_f64 ();
+  for (uint32_t i = 0; i < n; i++)
+    st[i].stamp_ns = next_u64 ();
+  int bad = 0;
+  for (uint32_t i = 0; i < k; i++)
+    {
+      int32_t got = marllb_peak_ewma_pick (active, weight, up, st, n, hash[i], now, tau);
+      if (got != expected[i])
+        {
+          fprintf (stderr, "vectors line %d: pe_pick hash %llu gives %d, expected %d\n", lineno,
+                   (unsigned long long) hash[i], got, expected[i]);
+          bad = 1;
+        }
+    }
+  return bad;
+}
+
+static int
+vector_pq_pick (int lineno)
+{
+  uint32_t size = (uint32_t) next_u64 ();
+  uint32_t n = (uint32_t) next_u64 ();
+  uint64_t hash = next_u64 ();
+  uint64_t now = next_u64 ();
+  uint64_t max_age = next_u64 ();
+  double q = next_f64 ();
+  uint32_t max_uses = (uint32_t) next_u64 ();
+  int32_t expected = (int32_t) next_i64 ();
+  uint8_t up[MAX_N];
+  marllb_probe_t pool[MARLLB_PREQUAL_MAX_POOL];
+  if (n > MAX_N || size > MARLLB_PREQUAL_MAX_POOL)
+    return 1;
+  for (uint32_t i = 0; i < n; i++)
+    up[i] = (uint8_t) next_u64 ();
+  for (uint32_t i = 0; i < size; i++)
+    {
+      pool[i].t_ns = next_u64 ();
+      pool[i].latency = next_f64 ();
+      pool[i].rif = (uint32_t) next_u64 ();
+      pool[i].server = (int32_t) next_i64 ();
+      pool[i].uses = (uint32_t) next_u64 ();
+      pool[i].reserved = 0;
+    }
+  int32_t got = marllb_prequal_pick (pool, size, up, n, hash, now, max_age, q, max_uses);
+  int bad = got != expected;
+  for (uint32_t i = 0; i < size; i++)
+    {
+      uint32_t rif = (uint32_t) next_u64 ();
+      int32_t server = (int32_t) next_i64 ();
+      uint32_t uses = (uint32_t) next_u64 ();
+      bad |= pool[i].rif != rif || pool[i].server != server || pool[i].uses != uses;
+    }
+  if (bad)
+    fprintf (stderr, "vectors line %d: pq_pick gives %d (or a different pool), expected %d\n",
+             lineno, got, expected);
+  return bad;
+}
+
+static void
+test_vectors (const char *path)
+{
+  FILE *f = fopen (path, "r");
+  if (!f)
+    {
+      fprintf (stderr, "test_dispatch: cannot open the vectors file %s\n", path);
+      failures++;
+      return;
+    }
+  char *line = NULL;
+  size_t cap = 0;
+  int lineno = 0, cases = 0, kinds[3] = { 0 };
+  while (getline (&line, &cap, f) > 0)
+    {
+      lineno++;
+      char *kind = tok (line);
+      if (!kind || kind[0] == '#')
+        continue;
+      cases++;
+      if (strcmp (kind, "pe_update") == 0)
+        failures += vector_pe_update (lineno), kinds[0]++;
+      else if (strcmp (kind, "pe_pick") == 0)
+        failures += vector_pe_pick (lineno), kinds[1]++;
+      else if (strcmp (kind, "pq_pick") == 0)
+        failures += vector_pq_pick (lineno), kinds[2]++;
+      else
+        {
+          fprintf (stderr, "vectors line %d: unknown case kind %s\n", lineno, kind);
+          failures++;
+        }
+    }
+  free (line);
+  fclose (f);
+  /* Every kind is present: an empty or truncated file must not pass. */
+  CHECK (kinds[0] > 0 && kinds[1] > 0 && kinds[2] > 0);
+  CHECK (cases > 100);
+}
+
 int
-main (void)
+main (int argc, char **argv)
 {
   test_sed ();
   test_lsq ();
   test_p2 ();
   test_alias ();
   test_maglev ();
+  test_peak_ewma ();
+  test_prequal ();
+  if (argc < 2)
+    {
+      fprintf (stderr, "usage: test_dispatch VECTORS_FILE (vpp-plugin/tests/dispatch_vectors.txt)\n");
+      return 2;
+    }
+  test_vectors (argv[1]);
   if (failures)
     {
       fprintf (stderr, "test_dispatch: %d check(s) failed\n", failures);
