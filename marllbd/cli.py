@@ -8,8 +8,12 @@ import sys
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from marllbd.errors import MarllbdError
+
+if TYPE_CHECKING:
+    from marllbd.sim.scenario import Scenario
 
 
 class UsageError(MarllbdError):
@@ -48,14 +52,92 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_scenario_args(parser: argparse.ArgumentParser) -> None:
+    """--scenario, or --family with --samples and --family-seed (one of the two is required)."""
+    parser.add_argument("--scenario", help="preset name or TOML file")
+    parser.add_argument("--family", help="scenario family: a shipped name or TOML file")
+    parser.add_argument(
+        "--samples", type=int, help="with --family: how many samples to draw (default 1)"
+    )
+    parser.add_argument(
+        "--family-seed", type=int, help="with --family: the first sample's seed (default 0)"
+    )
+
+
+def _scenarios(args: argparse.Namespace) -> list[Scenario]:
+    """The scenario of --scenario, or the --samples samples of --family from --family-seed."""
+    from marllbd.sim.family import FamilyError, load_family
+    from marllbd.sim.scenario import ScenarioError, load_scenario
+
+    if (args.scenario is None) == (args.family is None):
+        raise UsageError(
+            "give one of --scenario (a preset or TOML file) and --family (a family name or "
+            f"TOML file), got {'both' if args.scenario is not None else 'neither'}"
+        )
+    if args.scenario is not None:
+        for flag in ("samples", "family_seed"):
+            if getattr(args, flag) is not None:
+                raise UsageError(f"--{flag.replace('_', '-')}: only applies with --family")
+        try:
+            return [load_scenario(args.scenario)]
+        except ScenarioError as exc:
+            raise UsageError(str(exc)) from None
+        except OSError as exc:
+            raise UsageError(f"--scenario: cannot read {args.scenario}: {exc.strerror}") from None
+    samples = 1 if args.samples is None else args.samples
+    first = 0 if args.family_seed is None else args.family_seed
+    if samples < 1:
+        raise UsageError(f"--samples: expected a positive integer, got {samples}")
+    if first < 0:
+        raise UsageError(f"--family-seed: expected an integer >= 0, got {first}")
+    try:
+        return load_family(args.family).samples(samples, first)
+    except FamilyError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"--family: cannot read {args.family}: {exc.strerror}") from None
+
+
+def _cmd_scenario(args: argparse.Namespace) -> int:
+    from marllbd.sim.family import FamilyError, families, load_family, scenario_toml
+    from marllbd.sim.scenario import presets
+
+    if args.action == "list":
+        print("presets (--scenario NAME):")
+        for name in presets():
+            print(f"  {name}")
+        print("families (--family NAME, marllbd scenario sample NAME):")
+        for name in families():
+            print(f"  {name:12s} {load_family(name).description}")
+        return 0
+    if args.seed < 0:
+        raise UsageError(f"--seed: expected an integer >= 0, got {args.seed}")
+    try:
+        family = load_family(args.family)
+        scenario = family.sample(args.seed)
+    except FamilyError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"{args.family}: cannot read: {exc.strerror}") from None
+    comment = f"Sample {args.seed} of family {family.name}: marllbd scenario sample"
+    print(scenario_toml(scenario, comment=f"{comment} {args.family} --seed {args.seed}"), end="")
+    return 0
+
+
 def _cmd_sim(args: argparse.Namespace) -> int:
     from marllbd.ipc.region import RegionError, region_path
     from marllbd.sim.publisher import serve
-    from marllbd.sim.scenario import ScenarioError, build_trace, load_scenario
+    from marllbd.sim.scenario import ScenarioError, build_trace
     from marllbd.sim.traces import TraceError
 
+    scenarios = _scenarios(args)
+    if len(scenarios) > 1:
+        raise UsageError(
+            f"--samples: sim serves one scenario, got {len(scenarios)}; "
+            "choose the sample with --family-seed S"
+        )
+    (scenario,) = scenarios
     try:
-        scenario = load_scenario(args.scenario)
         trace = build_trace(scenario)
         region_path(args.region)
     except (ScenarioError, TraceError, RegionError) as exc:
@@ -79,15 +161,24 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from marllbd.sim.scenario import ScenarioError, load_scenario
+    from marllbd.sim.family import scenario_toml
     from marllbd.training import TrainConfig, TrainingError, train
 
-    try:
-        load_scenario(args.scenario)
-    except ScenarioError as exc:
-        raise UsageError(str(exc)) from None
-    if args.steps < 1:
-        raise UsageError(f"--steps: expected a positive integer, got {args.steps}")
+    scenarios = _scenarios(args)
+    layouts = {(len(sc.servers), sc.groups, sc.lb_nodes): sc for sc in scenarios}
+    if len(layouts) > 1:
+        a, b = list(layouts.values())[:2]
+        raise UsageError(
+            f"--family {args.family}: sample {a.name} has {len(a.servers)} servers and "
+            f"{a.lb_nodes} LB nodes, {b.name} {len(b.servers)} and {b.lb_nodes}; training on "
+            "several samples needs one layout (the networks are sized by it): fix "
+            "servers.count and lb_nodes in the family"
+        )
+    if args.steps < len(scenarios):
+        raise UsageError(
+            f"--steps: expected a positive integer, at least one per sample ({len(scenarios)}), "
+            f"got {args.steps}"
+        )
     if args.resume is not None and not Path(args.resume).exists():
         raise UsageError(f"--resume: {args.resume} does not exist")
     try:
@@ -110,30 +201,49 @@ def _cmd_train(args: argparse.Namespace) -> int:
         except tomllib.TOMLDecodeError:
             value = raw
         hyper.append((name.strip(), value))
-    try:
-        config = TrainConfig(
-            hyper=tuple(hyper),
-            algo=args.algo,
-            scenario=args.scenario,
-            out=Path(args.out),
-            steps=args.steps,
-            seed=args.seed,
-            resume=Path(args.resume) if args.resume else None,
-            envs=args.envs,
-            eval_every=args.eval_every,
-            eval_seeds=eval_seeds,
-            log_every=args.log_every,
+    out = Path(args.out)
+    if args.family is None:
+        refs = [(str(args.scenario), out)]
+    else:  # each sample as a file beside the run, so checkpoints name a scenario that loads
+        folder = out / "scenarios"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for sc in scenarios:
+                comment = f"Sample {sc.seed} of family {args.family}, trained on by marllbd train"
+                (folder / f"{sc.name}.toml").write_text(
+                    scenario_toml(sc, comment=comment), encoding="utf-8"
+                )
+        except OSError as exc:
+            raise UsageError(f"--out: cannot write into {out}: {exc.strerror}") from None
+        refs = [
+            (str(folder / f"{sc.name}.toml"), out if len(scenarios) == 1 else out / sc.name)
+            for sc in scenarios
+        ]
+    resume = Path(args.resume) if args.resume else None
+    for i, (ref, phase_out) in enumerate(refs):
+        try:
+            config = TrainConfig(
+                hyper=tuple(hyper),
+                algo=args.algo,
+                scenario=ref,
+                out=phase_out,
+                steps=round(args.steps * (i + 1) / len(refs)),
+                seed=args.seed,
+                resume=resume,
+                envs=args.envs,
+                eval_every=args.eval_every,
+                eval_seeds=eval_seeds,
+                log_every=args.log_every,
+            )
+            result = train(config)
+        except TrainingError as exc:
+            raise UsageError(str(exc)) from None
+        print(
+            f"trained {config.algo} for {result.steps} steps in {result.wall_seconds:.0f} s"
+            f"{f' on {Path(ref).stem}' if len(refs) > 1 else ''}; best checkpoint "
+            f"{result.best}; metrics {result.metrics_csv}"
         )
-    except TrainingError as exc:
-        raise UsageError(str(exc)) from None
-    try:
-        result = train(config)
-    except TrainingError as exc:
-        raise UsageError(str(exc)) from None
-    print(
-        f"trained {config.algo} for {result.steps} steps in {result.wall_seconds:.0f} s; "
-        f"best checkpoint {result.best}; metrics {result.metrics_csv}"
-    )
+        resume = result.last
     return 0
 
 
@@ -213,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=_cmd_bench)
 
     sim = sub.add_parser("sim", help="run the simulator as a data plane behind shm regions")
-    sim.add_argument("--scenario", required=True, help="preset name or TOML file")
+    _add_scenario_args(sim)
     sim.add_argument("--region", required=True, help="region name (one per LB: NAME-0, ...)")
     sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
     sim.add_argument("--mode", default="0600", help="region file mode: 0600 or 0660")
@@ -224,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train a learned policy on a scenario")
     tr.add_argument("--algo", required=True, help="a registered trainer: sac-gru, qmix, ...")
-    tr.add_argument("--scenario", required=True, help="preset name or TOML file")
+    _add_scenario_args(tr)
     tr.add_argument("--out", required=True, help="output directory")
     tr.add_argument("--steps", type=int, default=20_000, help="environment steps")
     tr.add_argument("--seed", type=int, default=0)
@@ -250,6 +360,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print one JSON object (runs and summary), not tables"
     )
     ev.set_defaults(func=_cmd_eval)
+
+    sc = sub.add_parser("scenario", help="sample scenario families; list presets and families")
+    actions = sc.add_subparsers(dest="action", required=True)
+    sample = actions.add_parser("sample", help="print one sample of a family as scenario TOML")
+    sample.add_argument("family", metavar="FAMILY", help="a shipped family name or TOML file")
+    sample.add_argument("--seed", type=int, default=0, help="the sample's seed (default 0)")
+    actions.add_parser("list", help="the preset scenarios and shipped families")
+    sc.set_defaults(func=_cmd_scenario)
 
     run = sub.add_parser(
         "run",

@@ -14,14 +14,13 @@ not here.  A scenario that is not a preset is written to out/scenario.toml
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from marllbd.sim.family import scenario_toml
 from marllbd.sim.scenario import Scenario, load_scenario, synthetic
 from marllbd.training.errors import TrainingError
 from marllbd.training.trainer import Hooks, TrainConfig, TrainResult, algorithms, train
@@ -45,29 +44,7 @@ def pipeline_scenario(num_servers: int, trace_type: str) -> Scenario:
     return synthetic(num_servers, trace=trace_type)
 
 
-def scenario_toml(scenario: Scenario) -> str:
-    """The scenario as TOML that `load_scenario` reads back into an equal Scenario."""
-    lines = ["# Written by marllbd.training.pipeline: the scenario this run trained on."]
-    lines += [f"{key} = {_toml_value(value)}" for key, value in scenario.to_dict().items()]
-    return "\n".join(lines) + "\n"
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"scenario: cannot write the non-finite number {value} to TOML")
-        return repr(value)
-    if isinstance(value, str | Path):
-        return json.dumps(str(value))  # a JSON string is a valid TOML basic string
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"scenario: cannot write a {type(value).__name__} to TOML")
+_WRITTEN_BY = "Written by marllbd.training.pipeline: the scenario this run trained on."
 
 
 class TrainingPipeline:
@@ -139,7 +116,7 @@ class TrainingPipeline:
         else:
             self.out.mkdir(parents=True, exist_ok=True)
             path = self.out / "scenario.toml"
-            path.write_text(scenario_toml(self.scenario), encoding="utf-8")
+            path.write_text(scenario_toml(self.scenario, comment=_WRITTEN_BY), encoding="utf-8")
             scenario_ref = str(path)
         return TrainConfig(
             algo=self.agent_type,
