@@ -319,9 +319,7 @@ def evaluate_scenarios(
                 f"jobs: policy {objects[0]!r} is a PolicySource, which cannot be sent to "
                 f"worker processes; give it as a spec string or use jobs=1, got jobs={jobs}"
             )
-        methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-        with ProcessPoolExecutor(min(jobs, len(runs)), mp_context=context) as pool:
+        with ProcessPoolExecutor(min(jobs, len(runs)), mp_context=_worker_context()) as pool:
             futures = [pool.submit(run, sc, names[i], seed) for sc, i, seed in runs]
             if bar is not None:
                 for (sc, i, seed), future in zip(runs, futures, strict=True):
@@ -407,6 +405,16 @@ def compare(results: Sequence[Result], baseline: str) -> list[Ratio]:
             }
             out.append(Ratio(policy, baseline, scenario, len(keys), **est))
     return out
+
+
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """A forkserver context whose server imports this module once, so every worker forks
+    with numpy, numba and the simulator loaded (about half a worker's start-up); spawn
+    where there is no forkserver.  A forkserver already running keeps its preload list."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    multiprocessing.set_forkserver_preload(["__main__", __name__])
+    return multiprocessing.get_context("forkserver")
 
 
 class _ProgressBar:
