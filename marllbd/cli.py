@@ -253,14 +253,21 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from marllbd.policies import PolicyError, load
     from marllbd.sim.scenario import ScenarioError, load_scenario
     from marllbd.training import report
-    from marllbd.training.evaluate import EvaluationError, evaluate
+    from marllbd.training.evaluate import EvaluationError, evaluate_scenarios
 
-    try:
-        scenario = load_scenario(args.scenario)
-    except ScenarioError as exc:
-        raise UsageError(str(exc)) from None
-    except OSError as exc:
-        raise UsageError(f"--scenario: cannot read {args.scenario}: {exc.strerror}") from None
+    scenarios = []
+    for name in [n.strip() for given in args.scenario for n in given.split(",") if n.strip()]:
+        try:
+            scenarios.append(load_scenario(name))
+        except ScenarioError as exc:
+            raise UsageError(str(exc)) from None
+        except OSError as exc:
+            raise UsageError(f"--scenario: cannot read {name}: {exc.strerror}") from None
+    names = [sc.name for sc in scenarios]
+    if not scenarios or len(set(names)) != len(names):
+        raise UsageError(
+            f"--scenario: expected scenarios with distinct names, got {', '.join(names) or '-'}"
+        )
     specs = [s.strip() for s in args.policies.split(",") if s.strip()]
     if not specs or len(set(specs)) != len(specs):
         raise UsageError(
@@ -272,6 +279,20 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             load(spec)
         except PolicyError as exc:
             raise UsageError(f"--policies: {exc}") from None
+    baseline = None if args.baseline is None else args.baseline.strip()
+    if baseline is not None:
+        try:
+            load(baseline)
+        except PolicyError as exc:
+            raise UsageError(f"--baseline: {exc}") from None
+        if baseline not in specs:  # evaluated as well, after the others
+            specs.append(baseline)
+    try:
+        jobs = int(args.jobs)
+    except ValueError:
+        jobs = 0
+    if jobs < 1:
+        raise UsageError(f"--jobs: expected an integer >= 1, got {args.jobs!r}")
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
@@ -288,12 +309,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"--out: cannot write into {out}: {exc.strerror}") from None
     try:
-        results = evaluate(scenario, specs, seeds, progress=sys.stderr.isatty())
+        results = evaluate_scenarios(
+            scenarios, specs, seeds, jobs=jobs, progress=sys.stderr.isatty()
+        )
     except EvaluationError as exc:
         raise UsageError(str(exc)) from None
-    tables = report.write(results, scenario, out)
+    tables = report.write(results, scenarios, out, baseline)
     if args.json:
-        print(json.dumps(report.to_json(results, scenario)))
+        print(json.dumps(report.to_json(results, scenarios, baseline)))
     else:
         print(tables, end="")
     return 0
@@ -351,10 +374,18 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     tr.set_defaults(func=_cmd_train)
 
-    ev = sub.add_parser("eval", help="evaluate policies on a scenario over seeds")
-    ev.add_argument("--scenario", required=True, help="preset name or TOML file")
+    ev = sub.add_parser("eval", help="evaluate policies on scenarios over seeds")
+    ev.add_argument(
+        "--scenario", required=True, action="append", metavar="S[,S]",
+        help="preset name or TOML file; repeat it or give a comma list for several",
+    )  # fmt: skip
     ev.add_argument("--policies", required=True, metavar="P[,P]", help="e.g. sed,wcmp,gsq")
     ev.add_argument("--seeds", default="1,2,3", metavar="N[,N]", help="scenario seeds")
+    ev.add_argument(
+        "--baseline", metavar="P",
+        help="report every policy's paired ratio to this one (added to --policies if missing)",
+    )  # fmt: skip
+    ev.add_argument("--jobs", default="1", metavar="N", help="worker processes (default 1)")
     ev.add_argument("--out", required=True, help="output directory (created if missing)")
     ev.add_argument(
         "--json", action="store_true", help="print one JSON object (runs and summary), not tables"

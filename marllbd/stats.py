@@ -1,4 +1,5 @@
-"""Confidence intervals for a mean over a few independent runs (Student's t).
+"""Confidence intervals for a mean over a few independent runs (Student's t), and for
+the ratio of paired runs (a geometric mean: the t interval of the log ratios).
 
 `t_quantile` is exact for every integer number of degrees of freedom: the
 two-sided t distribution function has a closed form as a finite series in
@@ -71,7 +72,8 @@ def t_quantile(p: float, df: float) -> float:
 
 @dataclass(frozen=True)
 class Estimate:
-    """The mean of per-run values and its two-sided t confidence interval.
+    """The mean of per-run values (for paired_ratio: the geometric mean of ratios) and its
+    two-sided t confidence interval.
 
     With fewer than two values the interval is unknown: low and high are NaN.
     """
@@ -86,6 +88,10 @@ class Estimate:
     def half_width(self) -> float:
         return 0.5 * (self.high - self.low)
 
+    def excludes(self, value: float) -> bool:
+        """Whether `value` lies outside the interval (False when the interval is unknown)."""
+        return self.low > value or self.high < value
+
 
 def mean_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> Estimate:
     """Mean of `values` ± t(1 - (1 - confidence)/2, n - 1) · s / √n (s: sample std, ddof 1)."""
@@ -98,3 +104,27 @@ def mean_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> Estimate
     var = math.fsum((v - mean) ** 2 for v in values) / (n - 1)
     half = t_quantile(0.5 + confidence / 2.0, n - 1) * math.sqrt(var / n)
     return Estimate(mean, mean - half, mean + half, n, confidence)
+
+
+def paired_ratio(
+    values: Sequence[float], baselines: Sequence[float], confidence: float = CONFIDENCE
+) -> Estimate:
+    """The geometric mean of values[i] / baselines[i] with its t confidence interval.
+
+    Pairs share everything but the thing compared (e.g. two policies on the same
+    trace), so the log ratios are the independent samples: their mean_ci,
+    exponentiated.  The interval is therefore multiplicative (low · high = mean²),
+    and a ratio of 1 outside it is a difference beyond the noise between pairs.
+    ValueError names the argument if the lengths differ or a value is not
+    positive (a log ratio needs both sides > 0).
+    """
+    if len(values) != len(baselines):
+        raise ValueError(f"baselines: expected one per value ({len(values)}), got {len(baselines)}")
+    for name, xs in (("values", values), ("baselines", baselines)):
+        bad = next((x for x in xs if not x > 0.0), None)
+        if bad is not None:
+            raise ValueError(f"{name}: expected positive numbers for a ratio, got {bad}")
+    logs = mean_ci([math.log(v / b) for v, b in zip(values, baselines, strict=True)], confidence)
+    return Estimate(
+        math.exp(logs.mean), math.exp(logs.low), math.exp(logs.high), logs.n, confidence
+    )

@@ -1,4 +1,5 @@
-"""Evaluate policies on a scenario: run each (policy, seed) through the simulator, measure.
+"""Evaluate policies on scenarios: run each (scenario, policy, seed) through the simulator,
+measure, and compare policies paired by (scenario, seed).
 
 This is the one loop that measures a policy: `marllbd eval`, the trainers'
 best-checkpoint selection and the tests of shipped policies all call it.
@@ -28,17 +29,31 @@ until every flow has finished, at most DRAIN_LIMIT more seconds.  Metrics:
   feature averaged over them, as the multi-agent env does), averaged over the
   same intervals.
 
-`summary` averages each policy's per-seed figures (every seed weighs the
-same) and gives mean, p90 and p99 FCT a 95 % confidence interval from
-Student's t over the seeds (marllbd.stats).  Results keep their seed, so runs
-of two policies on the same seeds can be paired.
+`summary` averages each (scenario, policy)'s per-seed figures (every seed
+weighs the same) and gives mean, p90 and p99 FCT a 95 % confidence interval
+from Student's t over the seeds (marllbd.stats).
+
+Runs are paired: at a given (scenario, seed) every policy sees the same trace
+and the same faults (the engine draws them from the scenario's seed alone), so
+the ratio of two policies' figures on a pair is free of the trace's noise.
+`compare` gives each policy's geometric-mean ratio to a baseline over those
+pairs, per scenario and pooled, with a 95 % t interval (stats.paired_ratio).
+
+`evaluate_scenarios(..., jobs=N)` runs the (scenario, policy, seed) runs in N
+worker processes (a forkserver or spawn context: nothing of the parent's state
+is shared).  A run depends on its inputs only, so the results are the same
+floats in the same order as with jobs=1; only wall_seconds differ.  Workers
+load policies from spec strings; a PolicySource (a closure) cannot be sent to
+them, so it needs jobs=1.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import TextIO, TypeAlias
 
@@ -51,7 +66,7 @@ from marllbd.errors import MarllbdError
 from marllbd.policies import Policy, PolicyContext, PolicyError, load
 from marllbd.sim.engine import REJECT_PENALTY, Engine
 from marllbd.sim.scenario import Scenario
-from marllbd.stats import Estimate, mean_ci
+from marllbd.stats import Estimate, mean_ci, paired_ratio
 
 DRAIN_LIMIT = REJECT_PENALTY
 """Seconds of draining after the duration; a flow unfinished by then has hit the client timeout."""
@@ -91,6 +106,8 @@ class Result:
 
     policy: str
     """The policy spec as given ("sed", "sac-gru:PATH") or the PolicySource's name."""
+    scenario: str
+    """The scenario's name."""
     seed: int
     flows: int
     mean_fct: float
@@ -115,9 +132,10 @@ class Result:
 
 @dataclass(frozen=True)
 class Summary:
-    """One policy's results averaged over seeds (each seed weighs the same)."""
+    """One policy's results on one scenario averaged over seeds (each seed weighs the same)."""
 
     policy: str
+    scenario: str
     seeds: tuple[int, ...]
     """The seeds averaged over, in run order."""
     reward: float
@@ -223,6 +241,7 @@ def run(
     pct = np.percentile(fct, (50, 90, 95, 99)) if flows else np.zeros(4)
     return Result(
         policy=spec,
+        scenario=sc.name,
         seed=seed,
         flows=flows,
         mean_fct=float(fct.mean()) if flows else 0.0,
@@ -246,42 +265,85 @@ def evaluate(
     policies: Sequence[str | PolicySource],
     seeds: Sequence[int],
     *,
+    jobs: int = 1,
     progress: bool = False,
 ) -> list[Result]:
-    """Run every policy on every seed, in that order; a progress bar on stderr if asked.
+    """Run every policy on every seed of one scenario, in that order (evaluate_scenarios)."""
+    return evaluate_scenarios([scenario], policies, seeds, jobs=jobs, progress=progress)
 
+
+def evaluate_scenarios(
+    scenarios: Sequence[Scenario],
+    policies: Sequence[str | PolicySource],
+    seeds: Sequence[int],
+    *,
+    jobs: int = 1,
+    progress: bool = False,
+) -> list[Result]:
+    """Run every (scenario, policy, seed), in that order, in `jobs` processes; a progress
+    bar on stderr if asked.
+
+    Every policy runs on the same seeds of a scenario, so their runs pair up
+    (`compare`).  Scenario names must be distinct: results are keyed by them.
     Policies are made per run: check spec strings with `policies.load` first to
     fail before any simulation.
     """
+    if not scenarios:
+        raise ValueError("scenarios: expected at least one scenario to evaluate on")
     if not seeds:
         raise ValueError("seeds: expected at least one seed to evaluate on")
+    scenario_names = [sc.name for sc in scenarios]
+    if len(set(scenario_names)) != len(scenario_names):
+        raise ValueError(f"scenarios: expected distinct names, got {scenario_names}")
     sources = [PolicySource.of(p) for p in policies]
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise ValueError(f"policies: expected distinct names, got {names}")
-    bar = _ProgressBar(len(sources) * len(seeds), sys.stderr) if progress else None
-    results = []
-    for source in sources:
-        for seed in seeds:
-            tick = None if bar is None else bar.run(f"{source.name} seed {seed}")
-            results.append(run(scenario, source, seed, on_interval=tick))
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs: expected an integer >= 1, got {jobs!r}")
+    runs = [(sc, i, seed) for sc in scenarios for i in range(len(sources)) for seed in seeds]
+    bar = _ProgressBar(len(runs), sys.stderr) if progress else None
+
+    def label(sc: Scenario, i: int, seed: int) -> str:
+        return f"{sc.name + ' ' if len(scenarios) > 1 else ''}{names[i]} seed {seed}"
+
+    if jobs == 1 or len(runs) == 1:
+        results = []
+        for sc, i, seed in runs:
+            tick = None if bar is None else bar.run(label(sc, i, seed))
+            results.append(run(sc, sources[i], seed, on_interval=tick))
+    else:
+        objects = [p.name for p in policies if not isinstance(p, str)]
+        if objects:
+            raise ValueError(
+                f"jobs: policy {objects[0]!r} is a PolicySource, which cannot be sent to "
+                f"worker processes; give it as a spec string or use jobs=1, got jobs={jobs}"
+            )
+        with ProcessPoolExecutor(min(jobs, len(runs)), mp_context=_worker_context()) as pool:
+            futures = [pool.submit(run, sc, names[i], seed) for sc, i, seed in runs]
+            if bar is not None:
+                for (sc, i, seed), future in zip(runs, futures, strict=True):
+                    future.result()
+                    bar.finished(label(sc, i, seed))
+            results = [f.result() for f in futures]
     if bar is not None:
         bar.close()
     return results
 
 
 def summary(results: Sequence[Result]) -> list[Summary]:
-    """Per policy, in first-seen order: every metric averaged over its seeds, and the
-    95 % t confidence interval of mean, p90 and p99 FCT."""
-    by_policy: dict[str, list[Result]] = {}
+    """Per (scenario, policy), in first-seen order: every metric averaged over its seeds,
+    and the 95 % t confidence interval of mean, p90 and p99 FCT."""
+    groups: dict[tuple[str, str], list[Result]] = {}
     for r in results:
-        by_policy.setdefault(r.policy, []).append(r)
+        groups.setdefault((r.scenario, r.policy), []).append(r)
     rows = []
-    for policy, runs in by_policy.items():
+    for (scenario, policy), runs in groups.items():
         est = {f: mean_ci([float(getattr(r, f)) for r in runs]) for f in SUMMARY_FIELDS}
         rows.append(
             Summary(
                 policy=policy,
+                scenario=scenario,
                 seeds=tuple(r.seed for r in runs),
                 **{f: e.mean for f, e in est.items()},
                 mean_fct_ci=est["mean_fct"],
@@ -290,6 +352,69 @@ def summary(results: Sequence[Result]) -> list[Summary]:
             )
         )
     return rows
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """A policy's FCTs over the baseline's, paired by (scenario, seed): each field the
+    geometric mean of the pairs' ratios with its 95 % t interval (stats.paired_ratio)."""
+
+    policy: str
+    baseline: str
+    scenario: str | None
+    """The scenario's name, or None for the ratio pooled over every scenario's pairs."""
+    pairs: int
+    mean_fct: Estimate
+    p90_fct: Estimate
+    p99_fct: Estimate
+
+
+def compare(results: Sequence[Result], baseline: str) -> list[Ratio]:
+    """Every other policy's Ratio to `baseline`: per scenario (first-seen order), then
+    pooled over all scenarios (pairs = (scenario, seed)); policies in first-seen order.
+
+    ValueError if `baseline` is not among the results or a policy's runs do not
+    pair up one-to-one with the baseline's.
+    """
+    runs: dict[str, dict[tuple[str, int], Result]] = {}
+    for r in results:
+        runs.setdefault(r.policy, {})[r.scenario, r.seed] = r
+    if baseline not in runs:
+        raise ValueError(f"baseline: expected one of the evaluated policies {list(runs)}, "
+                         f"got {baseline!r}")  # fmt: skip
+    base = runs[baseline]
+    for policy, pairs in runs.items():
+        if pairs.keys() != base.keys():
+            raise ValueError(
+                f"results: policy {policy!r} was not run on the same (scenario, seed) pairs "
+                f"as the baseline {baseline!r}"
+            )
+    scenarios = list(dict.fromkeys(key[0] for key in base))
+    out = []
+    for scenario in [*scenarios, None]:
+        keys = [k for k in base if scenario is None or k[0] == scenario]
+        for policy, pairs in runs.items():
+            if policy == baseline:
+                continue
+            est = {
+                f: paired_ratio(
+                    [float(getattr(pairs[k], f)) for k in keys],
+                    [float(getattr(base[k], f)) for k in keys],
+                )
+                for f in CI_FIELDS
+            }
+            out.append(Ratio(policy, baseline, scenario, len(keys), **est))
+    return out
+
+
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """A forkserver context whose server imports this module once, so every worker forks
+    with numpy, numba and the simulator loaded (about half a worker's start-up); spawn
+    where there is no forkserver.  A forkserver already running keeps its preload list."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    multiprocessing.set_forkserver_preload(["__main__", __name__])
+    return multiprocessing.get_context("forkserver")
 
 
 class _ProgressBar:
@@ -323,6 +448,12 @@ class _ProgressBar:
             f"run {self._index + 1}/{self._runs}: {self._label[:40]:40s}"
         )
         self._stream.flush()
+
+    def finished(self, label: str) -> None:
+        """Count one more run as done (runs in worker processes report only their end)."""
+        self._index += 1
+        self._label = label
+        self._draw(1.0, force=True)
 
     def close(self) -> None:
         """Erase the bar so that only the results remain."""
