@@ -52,9 +52,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_scenario_args(parser: argparse.ArgumentParser) -> None:
-    """--scenario, or --family with --samples and --family-seed (one of the two is required)."""
-    parser.add_argument("--scenario", help="preset name or TOML file")
+def _add_scenario_args(parser: argparse.ArgumentParser, *, several: bool = False) -> None:
+    """--scenario, or --family with --samples and --family-seed (one of the two is required).
+
+    With `several`, --scenario may be repeated or given as a comma list."""
+    if several:
+        parser.add_argument(
+            "--scenario", action="append", metavar="S[,S]",
+            help="preset name or TOML file; repeat it or give a comma list for several",
+        )  # fmt: skip
+    else:
+        parser.add_argument("--scenario", help="preset name or TOML file")
     parser.add_argument("--family", help="scenario family: a shipped name or TOML file")
     parser.add_argument(
         "--samples", type=int, help="with --family: how many samples to draw (default 1)"
@@ -78,12 +86,21 @@ def _scenarios(args: argparse.Namespace) -> list[Scenario]:
         for flag in ("samples", "family_seed"):
             if getattr(args, flag) is not None:
                 raise UsageError(f"--{flag.replace('_', '-')}: only applies with --family")
-        try:
-            return [load_scenario(args.scenario)]
-        except ScenarioError as exc:
-            raise UsageError(str(exc)) from None
-        except OSError as exc:
-            raise UsageError(f"--scenario: cannot read {args.scenario}: {exc.strerror}") from None
+        given = [args.scenario] if isinstance(args.scenario, str) else args.scenario
+        scenarios = []
+        for name in [n.strip() for item in given for n in item.split(",") if n.strip()]:
+            try:
+                scenarios.append(load_scenario(name))
+            except ScenarioError as exc:
+                raise UsageError(str(exc)) from None
+            except OSError as exc:
+                raise UsageError(f"--scenario: cannot read {name}: {exc.strerror}") from None
+        names = [sc.name for sc in scenarios]
+        if not scenarios or len(set(names)) != len(names):
+            raise UsageError(
+                f"--scenario: expected scenarios with distinct names, got {', '.join(names) or '-'}"
+            )
+        return scenarios
     samples = 1 if args.samples is None else args.samples
     first = 0 if args.family_seed is None else args.family_seed
     if samples < 1:
@@ -251,23 +268,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     import tempfile
 
     from marllbd.policies import PolicyError, load
-    from marllbd.sim.scenario import ScenarioError, load_scenario
     from marllbd.training import report
     from marllbd.training.evaluate import EvaluationError, evaluate_scenarios
 
-    scenarios = []
-    for name in [n.strip() for given in args.scenario for n in given.split(",") if n.strip()]:
-        try:
-            scenarios.append(load_scenario(name))
-        except ScenarioError as exc:
-            raise UsageError(str(exc)) from None
-        except OSError as exc:
-            raise UsageError(f"--scenario: cannot read {name}: {exc.strerror}") from None
-    names = [sc.name for sc in scenarios]
-    if not scenarios or len(set(names)) != len(names):
-        raise UsageError(
-            f"--scenario: expected scenarios with distinct names, got {', '.join(names) or '-'}"
-        )
+    scenarios = _scenarios(args)
     specs = [s.strip() for s in args.policies.split(",") if s.strip()]
     if not specs or len(set(specs)) != len(specs):
         raise UsageError(
@@ -375,10 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=_cmd_train)
 
     ev = sub.add_parser("eval", help="evaluate policies on scenarios over seeds")
-    ev.add_argument(
-        "--scenario", required=True, action="append", metavar="S[,S]",
-        help="preset name or TOML file; repeat it or give a comma list for several",
-    )  # fmt: skip
+    _add_scenario_args(ev, several=True)
     ev.add_argument("--policies", required=True, metavar="P[,P]", help="e.g. sed,wcmp,gsq")
     ev.add_argument("--seeds", default="1,2,3", metavar="N[,N]", help="scenario seeds")
     ev.add_argument(

@@ -278,3 +278,24 @@ def test_bad_baseline_or_jobs_is_one_line_and_exit_2(
     assert err.startswith("marllbd eval: error: ") and message in err
     assert err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_command_on_a_family_evaluates_its_samples(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    family = tmp_path / "tiny.toml"
+    family.write_text(
+        "duration = 5.0\n[servers]\ncount = {range = [2, 6]}\nworkers = {range = [1, 4]}\n"
+        '[trace]\nkind = "poisson"\nload = {range = [0.5, 0.9]}\n'
+    )
+    from marllbd.sim.family import load_family
+
+    expected = [sc.name for sc in load_family(family).samples(3, 5)]
+    argv = ["eval", "--family", str(family), "--samples", "3", "--family-seed", "5",
+            "--policies", "lsq", "--baseline", "sed", "--seeds", "1,2",
+            "--out", str(tmp_path / "out"), "--json"]  # fmt: skip
+    assert cli.main(argv) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [r["scenario"] for r in doc["ratios"]] == [*expected, None]
+    assert cli.main([*argv[:3], "--scenario", "paper-7", *argv[3:]]) == 2
+    assert "give one of --scenario" in capsys.readouterr().err
