@@ -9,7 +9,7 @@ ASAN := build/asan
 STAMP := $(VENV)/.setup-stamp
 JOBS ?= 2
 
-.PHONY: setup native tools run test test-c test-py lint bench fuzz soak pretrain clean \
+.PHONY: setup native tools run test test-c test-py lint bench fuzz soak pretrain yardstick clean \
 	install install-venv install-files
 
 setup: $(STAMP) native
@@ -121,6 +121,15 @@ install-files:
 	sed -e 's|"sac-gru:policies/|"sac-gru:$(STATEDIR)/policies/|' \
 	    -e "s|^kind = \"sim\"|kind = \"$$kind\"|" -e "s|^region = \"marllbd\"|region = \"$$region\"|" \
 	    configs/marllbd.toml > $$conf && chmod 0644 $$conf && echo "config: $$conf"
+
+# The yardstick (docs/benchmarks.md): every heuristic on every shipped family, 20 samples
+# (sample seeds 0-19) x 3 evaluation seeds, paired by seed against static SED.
+FAMILIES ?= stationary drift degraded bursty multi-lb mixed
+YARDSTICK_POLICIES ?= ecmp,wcmp,lsq,lsq2,sed2,adaptive-sed,peak-ewma,prequal,active-wcmp,gsq
+yardstick: setup
+	for f in $(FAMILIES); do $(BIN)/marllbd eval --family $$f --samples 20 --seeds 1,2,3 \
+	    --policies $(YARDSTICK_POLICIES) --baseline sed --jobs $(JOBS) \
+	    --out runs/yardstick/$$f > /dev/null || exit 1; done
 
 clean:
 	rm -rf build $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -58,3 +58,35 @@ def registry() -> dict[str, BenchFn]:
 def ratio(value: float, baseline_value: float) -> float:
     """value / baseline_value, or inf when the baseline is zero."""
     return value / baseline_value if baseline_value else float("inf")
+
+
+def run_native(name: str, quick: bool, keys: tuple[str, ...]) -> dict[str, Any]:
+    """Run the C benchmark program `name` (built by `make native`, `--quick` when quick) and
+    return the one JSON object it prints, which must hold every key in `keys`;
+    RuntimeError naming the program otherwise."""
+    import json
+    import subprocess
+
+    from marllbd.native import native_path
+
+    exe = native_path(name)
+    proc = subprocess.run(
+        [str(exe), *(["--quick"] if quick else [])],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{exe} exited with status {proc.returncode}: {proc.stderr.strip()}")
+    try:
+        out = json.loads(proc.stdout)
+        missing = [key for key in keys if key not in out]
+    except (json.JSONDecodeError, TypeError):
+        missing = list(keys)
+    if missing:
+        raise RuntimeError(
+            f"{exe} printed {proc.stdout.strip()!r}; expected one JSON object with "
+            f"{', '.join(keys)}"
+        )
+    return dict(out)

@@ -10,12 +10,9 @@ target: ratio <= 2, i.e. at most twice the SED pick).
 from __future__ import annotations
 
 import functools
-import json
-import subprocess
 from typing import Any
 
-from marllbd.benchmarks import BenchResult, benchmark, ratio
-from marllbd.native import native_path
+from marllbd.benchmarks import BenchResult, benchmark, ratio, run_native
 
 _KEYS = ("servers", "sed_ns", "peak_ewma_ns", "prequal_ns", "picks", "reps", "checksum")
 
@@ -23,26 +20,7 @@ _KEYS = ("servers", "sed_ns", "peak_ewma_ns", "prequal_ns", "picks", "reps", "ch
 @functools.cache
 def _run(quick: bool) -> dict[str, Any]:
     """marllb-bench-dispatch's JSON (once per process and mode: both benchmarks share it)."""
-    exe = native_path("marllb-bench-dispatch")
-    proc = subprocess.run(
-        [str(exe), *(["--quick"] if quick else [])],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"{exe} exited with status {proc.returncode}: {proc.stderr.strip()}")
-    try:
-        out = json.loads(proc.stdout)
-        if not all(key in out for key in _KEYS):
-            raise KeyError(next(key for key in _KEYS if key not in out))
-    except (json.JSONDecodeError, KeyError) as exc:
-        raise RuntimeError(
-            f"{exe} printed {proc.stdout.strip()!r}; expected one JSON object with "
-            f"{', '.join(_KEYS)}"
-        ) from exc
-    return dict(out)
+    return run_native("marllb-bench-dispatch", quick, _KEYS)
 
 
 def _results(name: str, key: str, quick: bool) -> list[BenchResult]:

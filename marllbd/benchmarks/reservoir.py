@@ -8,17 +8,14 @@ sees the same 1024-update windows.
 
 from __future__ import annotations
 
-import json
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 
 import numpy as np
 
-from marllbd.benchmarks import BenchResult, benchmark, ratio
+from marllbd.benchmarks import BenchResult, benchmark, ratio, run_native
 from marllbd.dataplane.reservoir import DUR, Reservoir, ReservoirBank
-from marllbd.native import native_path
 
 SERVERS, K, WINDOW = 64, 128, 1024  # WINDOW: updates per server per publication window
 
@@ -44,25 +41,9 @@ def reservoir_c(quick: bool) -> list[BenchResult]:
     picks: "simd" is "avx2" or "none") against Algorithm R on libc rand() % seen; the same
     bank forced onto its scalar path is scalar_batch_value, the per-item inline update
     inline_value."""
-    exe = native_path("marllb-bench-reservoir")
-    proc = subprocess.run(
-        [str(exe), *(["--quick"] if quick else [])],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"{exe} exited with status {proc.returncode}: {proc.stderr.strip()}")
-    try:
-        out = json.loads(proc.stdout)
-        value, base = float(out["value"]), float(out["baseline_value"])
-        extra = {key: out[key] for key in _C_EXTRA}
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise RuntimeError(
-            f"{exe} printed {proc.stdout.strip()!r}; expected one JSON object with "
-            f"value, baseline_value and {', '.join(_C_EXTRA)}"
-        ) from exc
+    out = run_native("marllb-bench-reservoir", quick, ("value", "baseline_value", *_C_EXTRA))
+    value, base = float(out["value"]), float(out["baseline_value"])
+    extra = {key: out[key] for key in _C_EXTRA}
     return [
         BenchResult(
             name="reservoir_c",
