@@ -34,6 +34,11 @@ completions grow with A):
   server is never fitted above C_i, a faster one never below (an unsaturated
   server is as fast at any c >= A, so "faster" only bounds c from below); a fit
   within `threshold` of C_i is C_i.  Otherwise the target is C_i: the prior.
+- A slower server may instead run all its workers slower (a noisy neighbour, a
+  `speed` fault): then its flows are slow even unsaturated, and the fit above,
+  which explains slowness only by saturation, reads it as a far smaller server and
+  starves it (measured: 0.6 for a real 1.5).  The speed reading of the same
+  evidence is ĉ = C_i · e^-e_i; a slower server takes the larger of the two.
 - Filter: log ĉ_i moves by `smoothing` of the way to its target each interval
   (an exponential filter).  A server with no sample in the window (idle, down,
   or no flow finished) goes back to its prior.
@@ -214,8 +219,16 @@ class AdaptiveSed:
             )
             if strong.any():
                 fit = _solve(s.w, s.conc, goal, wsum, log_prior, cfg.bound)
+                # A slower server may have lost workers (the fit above) or run every
+                # worker slower (capacity C e^-evidence, slow even when unsaturated):
+                # the larger of the two, so a slow-but-unsaturated server is not read as
+                # a tiny one and starved.
+                span = float(np.log(cfg.bound))
+                by_speed = np.clip(log_prior - evidence, log_prior - span, log_prior)
                 fit = np.where(
-                    evidence < 0.0, np.maximum(fit, log_prior), np.minimum(fit, log_prior)
+                    evidence < 0.0,
+                    np.maximum(fit, log_prior),
+                    np.minimum(np.maximum(fit, by_speed), log_prior),
                 )
                 fit = np.where(np.abs(fit - log_prior) < cfg.threshold, log_prior, fit)
                 target = np.where(strong, fit, log_prior)

@@ -201,3 +201,28 @@ def test_a_silently_degraded_server_is_found_and_p90_beats_static_sed() -> None:
     evaluate(from_dict(scenario), [PolicySource("adaptive", make)], [0])
     est = policies[0].capacities
     assert est[3] / np.median(est) == pytest.approx(0.5, abs=0.2)
+
+
+def test_a_server_running_slower_per_worker_is_estimated_not_starved() -> None:
+    # Five servers; server 2 (5 workers) runs at 0.3 of its speed from t = 1 s: its flows
+    # are slow even while it is unsaturated, which a lost-workers model alone reads as a
+    # server of about one worker (measured before the speed fit: 0.6 for a real 1.5,
+    # starving it; with it 1.4-1.7).
+    scenario = {
+        "servers": {"workers": [7, 4, 5, 7, 3]},
+        "duration": 30.0,
+        "trace": {"kind": "poisson", "load": 0.6, "work": "lognormal", "mean_work": 0.1},
+        "faults": [{"time": 1.0, "server": 2, "kind": "speed", "speed": 0.3}],
+    }
+    policies: list[AdaptiveSed] = []
+
+    def make(lb: int) -> AdaptiveSed:
+        policies.append(AdaptiveSed())
+        return policies[-1]
+
+    evaluate(from_dict(scenario), [PolicySource("adaptive", make)], [1])
+    est = policies[0].capacities
+    assert est[2] == pytest.approx(5 * 0.3, rel=0.35)
+    assert est[[0, 1, 3, 4]] == pytest.approx([7, 4, 7, 3], rel=0.05)
+    _, p90 = _ratios(scenario, [0, 1, 2])
+    assert np.exp(np.log(p90).mean()) < 0.99
