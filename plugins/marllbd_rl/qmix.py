@@ -296,24 +296,28 @@ class Learner:
         reward = torch.from_numpy(batch.reward)
         mask = torch.from_numpy(batch.mask)
         q = self._unroll(self.agent, obs)
-        q_tot = self.mixer(agent_utility(q[:, :-1], actions, self.head_mask), state[:, :-1])
+        # The mixers have no recurrence: run them only at the transitions the loss counts
+        # (burn-in and padding carry weight 0), the same loss at a fraction of their cost.
+        counted = mask.bool()
+        chosen = agent_utility(q[:, :-1], actions, self.head_mask)[counted]
+        q_tot = self.mixer(chosen, state[:, :-1][counted])
         with torch.no_grad():
             # Double Q: the online network picks the next actions, the target network rates them.
             best = q[:, 1:].argmax(-1)
             q_next = agent_utility(
                 self._unroll(self.target_agent, obs)[:, 1:], best, self.head_mask
-            )
+            )[counted]
             # Only a real termination stops the bootstrap; a time-limit truncation does not.
-            bootstrap = 1.0 - torch.from_numpy(batch.terminated)
-            target = reward + self.config.gamma * bootstrap * self.target_mixer(
-                q_next, state[:, 1:]
+            bootstrap = 1.0 - torch.from_numpy(batch.terminated)[counted]
+            target = reward[counted] + self.config.gamma * bootstrap * self.target_mixer(
+                q_next, state[:, 1:][counted]
             )
-        td = (q_tot - target) * mask
+        td = q_tot - target
         count = mask.sum().clamp_min(1.0)
         loss = (td**2).sum() / count
         with torch.no_grad():
             stats = {
-                "q_tot": float((q_tot * mask).sum() / count),
+                "q_tot": float(q_tot.sum() / count),
                 "td_abs": float(td.abs().sum() / count),
             }
         return loss, stats

@@ -88,3 +88,29 @@ def test_qmix_single_step_and_sequence_forward_agree() -> None:
             steps.append(q)
     assert torch.allclose(whole, torch.cat(steps, 1), atol=1e-6)
     assert torch.allclose(h_end, h, atol=1e-6)
+
+
+def test_sequence_replay_draws_valid_windows_with_the_stated_probabilities() -> None:
+    """A stream is drawn uniformly, then a start row uniformly among its filled rows, and
+    invalid windows are redrawn: a valid window of stream s has probability proportional to
+    1 / rows(s) (uniform over windows when the streams advance in lockstep, as in training).
+    Streams of 9 and 12 rows: 5 and 8 windows of 4 transitions; frequencies within 4 sigma,
+    windows that would cross an episode's end never drawn."""
+    from marllbd_rl.replay import SequenceReplay
+
+    replay = SequenceReplay(2, 40, 1, 1, window=4, seed=3)
+    for s, length in ((0, 9), (1, 12)):
+        replay.start(s, np.array([100.0 * s]))
+        for t in range(1, length):
+            replay.add(s, np.zeros(1), 0.0, False, np.array([100.0 * s + t]))
+    weights = {float(j): 1 / 9 for j in range(5)} | {100.0 + j: 1 / 12 for j in range(8)}
+    total = sum(weights.values())
+    draws = 4000
+    firsts = np.concatenate([replay.sample(200, 1, False).obs[:, 0, 0].numpy() for _ in range(20)])
+    values, counts = np.unique(firsts, return_counts=True)
+    assert set(values.tolist()) <= set(weights)
+    got = dict(zip(values.tolist(), counts.tolist(), strict=True))
+    for key, w in weights.items():
+        p = w / total
+        sigma = (draws * p * (1 - p)) ** 0.5
+        assert abs(got.get(key, 0) - draws * p) < 4 * sigma, (key, got.get(key, 0), draws * p)
