@@ -62,3 +62,23 @@ def test_drift_policy_beats_sed_on_p90_on_held_out_seeds() -> None:
     for seed in (2001, 2002, 2003):
         ratio = by[learned, seed].p90_fct / by["sed", seed].p90_fct
         assert ratio < 0.98, (seed, ratio)
+
+
+@pytest.mark.parametrize("name", ["seed-16-sac-gru", "drift-7-sac-gru"])
+def test_shipped_checkpoint_resumes_into_the_current_learner_unchanged(name: str) -> None:
+    """Networks, normalisers and the (for-each) Adam moments the shipped checkpoints hold load
+    into today's learner (fused Adam) and come back out array for array."""
+    pytest.importorskip("torch")
+    from marllbd_rl import sac_gru
+
+    from marllbd import checkpoint
+
+    ckpt = checkpoint.load(SHIPPED.parent / name)
+    dims = ckpt.manifest["dims"]
+    cfg = sac_gru.SacGruConfig.from_pairs(tuple(ckpt.manifest["hyper"].items()))
+    learner = sac_gru.Learner(cfg, dims["obs_dim"], dims["num_servers"], seed=0)
+    learner.load_arrays(ckpt.arrays, ckpt.path)
+    back = learner.arrays()
+    assert set(back) == set(ckpt.arrays)
+    for key, value in ckpt.arrays.items():
+        assert np.array_equal(back[key], value), key
