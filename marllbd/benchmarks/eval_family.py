@@ -1,8 +1,8 @@
 """eval_family: scenarios evaluated per minute with `jobs=2` worker processes, beside `jobs=1`.
 
-The workload is the shape of a family evaluation (issue 14: 20 samples × 3
-seeds × 8 policies): 16-server scenarios of 60 s that differ in load, every
-heuristic policy, 3 seeds; the quick run takes 8 scenarios, the full one 20.
+The workload is a family evaluation (issue 14: 20 samples × 3 seeds × 8
+policies): samples of a 16-server family of 60 s scenarios (FAMILY), the eight
+policies of POLICIES, 3 seeds; the quick run takes 8 samples, the full one 20.
 One scenario counts as evaluated when all its (policy, seed) runs are done.
 The jobs=2 figure includes the worker processes' start-up (a forkserver that
 imports the simulator once), as `marllbd eval --jobs 2` pays it.  Both runs are
@@ -16,26 +16,39 @@ import time
 import numpy as np
 
 from marllbd.benchmarks import BenchResult, benchmark, ratio
-from marllbd.sim.scenario import Scenario, synthetic
+from marllbd.sim.family import parse_family
+from marllbd.sim.scenario import Scenario
 from marllbd.training.evaluate import Result, evaluate_scenarios
 from marllbd.training.report import CSV_COLUMNS
 
-POLICIES = ("ecmp", "wcmp", "active-wcmp", "lsq", "lsq2", "sed", "sed2", "gsq")
-"""Every heuristic policy (gsq, the oracle, included): what a family table compares."""
+POLICIES = ("sed", "wcmp", "lsq", "sed2", "adaptive-sed", "peak-ewma", "prequal", "gsq")
+"""The issue's eight: static heuristics, the adaptive baselines and the oracle gsq."""
 SEEDS = (1, 2, 3)
 SERVERS = 16
+FAMILY = {
+    "description": "16 servers, 60 s, loads 0.5-0.9, every work distribution, drift",
+    "duration": 60.0,
+    "servers": {"count": SERVERS, "workers": {"range": [1, 8]}},
+    "trace": {
+        "kind": "poisson",
+        "load": {"range": [0.5, 0.9]},
+        "work": {"choice": ["exp", "lognormal", "pareto", "bimodal"]},
+    },
+    "faults": {
+        "drift": {
+            "events": {"range": [0, 3]},
+            "servers": {"range": [1, 4]},
+            "workers": {"range": [1, 8]},
+            "at": {"range": [0.15, 0.85]},
+        }
+    },
+}
+"""A 16-server family of the shipped ones' shape (drift.toml with the server count fixed)."""
 
 
 def scenarios(count: int) -> list[Scenario]:
-    """`count` 16-server scenarios (synthetic's capacities 1-4 workers, 60 s), loads
-    spread over 0.5-0.95 in a fixed order; a stand-in for a family's samples."""
-    out = []
-    for i in range(count):
-        load = 0.5 + 0.45 * ((7 * i) % 10) / 9
-        sc = synthetic(SERVERS, duration=60.0)
-        trace = {"kind": "poisson", "load": round(load, 3)}
-        out.append(sc.replace(name=f"synthetic-{SERVERS}-{i}", trace=trace))
-    return out
+    """The first `count` samples of FAMILY."""
+    return parse_family(FAMILY, name=f"bench-{SERVERS}", source="<eval_family>").samples(count)
 
 
 def _same(a: list[Result], b: list[Result]) -> bool:
