@@ -17,7 +17,7 @@ def test_scenarios_are_distinct_sixteen_server_samples_of_varied_load() -> None:
     assert len({sc.name for sc in scs}) == 20
     assert all(len(sc.servers) == SERVERS and sc.duration == 60.0 for sc in scs)
     loads = [sc.trace.load for sc in scs]
-    assert 0.5 <= min(loads) and max(loads) <= 0.9 and max(loads) - min(loads) > 0.2
+    assert min(loads) >= 0.5 and max(loads) <= 0.9 and max(loads) - min(loads) > 0.2
     assert any(sc.faults for sc in scs) and not all(sc.faults for sc in scs)
     assert scenarios(20) == scs  # the same samples every run
 
