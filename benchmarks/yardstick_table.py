@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -83,7 +82,7 @@ def main() -> None:
         for f in FAMILIES:
             per = pairs(runs[f], policy, args.baseline, "p90_fct")
             ratios = {
-                s: math.exp(sum(math.log(v / b) for v, b in vals) / len(vals))
+                s: paired_ratio([v for v, _ in vals], [b for _, b in vals]).mean
                 for s, vals in per.items()
             }
             name = max(ratios, key=ratios.__getitem__)
