@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@command -v cmake >/dev/null || { echo "error: cmake is required (apt-get install cmake)"; exit 1; }
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(PIP) -q -e '.[dev,rl]'
+	$(PIP) -q -e '.[dev,rl,distributed]'
 	touch $(STAMP)
 
 native: $(STAMP)

@@ -313,9 +313,17 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"--out: cannot write into {out}: {exc.strerror}") from None
     try:
-        results = evaluate_scenarios(
-            scenarios, specs, seeds, jobs=jobs, progress=sys.stderr.isatty()
-        )
+        if args.ray is None:
+            results = evaluate_scenarios(
+                scenarios, specs, seeds, jobs=jobs, progress=sys.stderr.isatty()
+            )
+        else:
+            from marllbd.distributed import RayExecutor, connect
+
+            with connect(_ray_address(args.ray), num_cpus=jobs if jobs > 1 else None):
+                results = evaluate_scenarios(
+                    scenarios, specs, seeds, progress=sys.stderr.isatty(), executor=RayExecutor()
+                )
     except EvaluationError as exc:
         raise UsageError(str(exc)) from None
     tables = report.write(results, scenarios, out, baseline)
@@ -324,6 +332,27 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     else:
         print(tables, end="")
     return 0
+
+
+LOCAL_RAY = "local"
+"""What `--ray` alone means: start a local Ray cluster."""
+
+
+def _ray_address(given: str) -> str | None:
+    """None (a local cluster) for a bare --ray, else the address to connect to."""
+    if given == LOCAL_RAY:
+        return None
+    if not given.strip():
+        raise UsageError("--ray: expected a cluster address (e.g. auto or HOST:6379), got ''")
+    return given.strip()
+
+
+def _add_ray_arg(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--ray", nargs="?", const=LOCAL_RAY, metavar="ADDRESS",
+        help=f"{what} on Ray: a local cluster, or the one at ADDRESS (auto, HOST:6379; "
+        "needs the distributed extra)",
+    )  # fmt: skip
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -386,7 +415,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--baseline", metavar="P",
         help="report every policy's paired ratio to this one (added to --policies if missing)",
     )  # fmt: skip
-    ev.add_argument("--jobs", default="1", metavar="N", help="worker processes (default 1)")
+    ev.add_argument(
+        "--jobs", default="1", metavar="N",
+        help="worker processes (default 1); with a bare --ray, the local cluster's CPUs",
+    )  # fmt: skip
+    _add_ray_arg(ev, "run the evaluations as tasks")
     ev.add_argument("--out", required=True, help="output directory (created if missing)")
     ev.add_argument(
         "--json", action="store_true", help="print one JSON object (runs and summary), not tables"

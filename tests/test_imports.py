@@ -173,3 +173,25 @@ def test_the_walk_finds_a_cycle_and_skips_lazy_imports(tmp_path: Path) -> None:
     graph = import_graph(known)
     assert find_cycle(graph) is None
     assert find_cycle(part_graph(graph)) == ["pkg.a", "pkg.sub", "pkg.a"]
+
+
+def test_nothing_imports_ray_without_being_asked(tmp_path: Path) -> None:
+    # marllbd, the daemon, the training package, the distributed package itself and an
+    # `eval` run without --ray: none of them may need the distributed extra.
+    import subprocess
+    import sys
+
+    scenario = tmp_path / "tiny.toml"
+    scenario.write_text(
+        'name = "tiny"\nduration = 2.0\n[servers]\nworkers = [1, 2]\n'
+        '[trace]\nkind = "poisson"\nload = 0.5\n'
+    )
+    code = (
+        "import sys, marllbd, marllbd.daemon.app, marllbd.training, marllbd.distributed\n"
+        "from marllbd import cli\n"
+        f"assert cli.main(['eval', '--scenario', {str(scenario)!r}, '--policies', 'sed', "
+        f"'--seeds', '1', '--out', {str(tmp_path / 'out')!r}]) == 0\n"
+        "sys.exit(3 if 'ray' in sys.modules else 0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

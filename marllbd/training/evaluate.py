@@ -44,7 +44,9 @@ worker processes (a forkserver or spawn context: nothing of the parent's state
 is shared).  A run depends on its inputs only, so the results are the same
 floats in the same order as with jobs=1; only wall_seconds differ.  Workers
 load policies from spec strings; a PolicySource (a closure) cannot be sent to
-them, so it needs jobs=1.
+them, so it needs jobs=1.  `executor=` runs them in a given
+`concurrent.futures.Executor` instead (marllbd.distributed.RayExecutor: Ray
+tasks, on one machine or a cluster), with the same results.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ import multiprocessing
 import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import TextIO, TypeAlias
 
@@ -279,9 +281,10 @@ def evaluate_scenarios(
     *,
     jobs: int = 1,
     progress: bool = False,
+    executor: Executor | None = None,
 ) -> list[Result]:
-    """Run every (scenario, policy, seed), in that order, in `jobs` processes; a progress
-    bar on stderr if asked.
+    """Run every (scenario, policy, seed), in that order, in `jobs` processes (or as tasks
+    of `executor`, which then decides the parallelism); a progress bar on stderr if asked.
 
     Every policy runs on the same seeds of a scenario, so their runs pair up
     (`compare`).  Scenario names must be distinct: results are keyed by them.
@@ -307,7 +310,7 @@ def evaluate_scenarios(
     def label(sc: Scenario, i: int, seed: int) -> str:
         return f"{sc.name + ' ' if len(scenarios) > 1 else ''}{names[i]} seed {seed}"
 
-    if jobs == 1 or len(runs) == 1:
+    if executor is None and (jobs == 1 or len(runs) == 1):
         results = []
         for sc, i, seed in runs:
             tick = None if bar is None else bar.run(label(sc, i, seed))
@@ -315,17 +318,23 @@ def evaluate_scenarios(
     else:
         objects = [p.name for p in policies if not isinstance(p, str)]
         if objects:
+            where = "jobs" if executor is None else "executor"
             raise ValueError(
-                f"jobs: policy {objects[0]!r} is a PolicySource, which cannot be sent to "
-                f"worker processes; give it as a spec string or use jobs=1, got jobs={jobs}"
+                f"{where}: policy {objects[0]!r} is a PolicySource, which cannot be sent to "
+                f"worker processes; give it as a spec string or use jobs=1, got {where}="
+                f"{jobs if executor is None else type(executor).__name__}"
             )
-        with ProcessPoolExecutor(min(jobs, len(runs)), mp_context=_worker_context()) as pool:
+        pool = executor or ProcessPoolExecutor(min(jobs, len(runs)), mp_context=_worker_context())
+        try:
             futures = [pool.submit(run, sc, names[i], seed) for sc, i, seed in runs]
             if bar is not None:
                 for (sc, i, seed), future in zip(runs, futures, strict=True):
                     future.result()
                     bar.finished(label(sc, i, seed))
             results = [f.result() for f in futures]
+        finally:
+            if executor is None:  # a given executor is the caller's to shut down
+                pool.shutdown(cancel_futures=True)
     if bar is not None:
         bar.close()
     return results
