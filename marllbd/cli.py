@@ -250,6 +250,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 envs=args.envs,
                 eval_every=args.eval_every,
                 eval_seeds=eval_seeds,
+                eval_baseline=None if args.eval_baseline == "none" else args.eval_baseline,
                 log_every=args.log_every,
             )
             result = train(config)
@@ -398,6 +399,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", help="checkpoint directory to continue from")
     tr.add_argument("--eval-every", type=int, default=2000, help="steps between evaluations")
     tr.add_argument("--eval-seeds", default="1001,1002", help="held-out seeds for evaluations")
+    tr.add_argument(
+        "--eval-baseline", default="sed", metavar="POLICY",
+        help="each evaluation logs the FCTs over this policy's on the same seeds "
+        "(eval/ratio_*; default sed; none: no ratio)",
+    )  # fmt: skip
     tr.add_argument(
         "--log-every", type=int, default=500, help="steps between loss rows in metrics.csv"
     )

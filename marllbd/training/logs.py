@@ -6,7 +6,12 @@ TensorBoard-style tags that every trainer shares:
 - episode/return, episode/reward_mean, episode/fct_mean  when an episode ends;
 - train/<loss name>                                     every `log_every` steps
   (the mean over the updates since the last row), and train/steps_per_second;
-- eval/fct_mean, eval/fct_p90, eval/fct_p99             at each evaluation.
+- eval/fct_mean, eval/fct_p90, eval/fct_p99             at each evaluation, and
+  eval/ratio_mean_fct, eval/ratio_p90_fct, eval/ratio_p99_fct: those FCTs over the
+  evaluation baseline's (static SED by default) on the same seeds, as the geometric
+  mean of the per-seed ratios (marllbd.training.evaluate.compare).
+
+learning_curve.png plots them against wall time: the time-to-quality curve.
 
 The same scalars go to TensorBoard (out/tensorboard/) when the `tensorboard`
 package is installed.  A resumed run appends to the same CSV after dropping
@@ -25,8 +30,17 @@ from pathlib import Path
 from typing import IO, Any
 
 HEADER = ("step", "wall_seconds", "tag", "value")
-CURVES = ("episode/return", "episode/fct_mean", "eval/fct_mean", "eval/fct_p90")
+CURVES = (
+    "eval/ratio_mean_fct",
+    "eval/ratio_p90_fct",
+    "eval/fct_mean",
+    "eval/fct_p90",
+    "episode/return",
+    "episode/fct_mean",
+)
 """The tags the learning-curve PNG shows (any train/ tag is added after them)."""
+X_AXES = {"step": "step", "wall_seconds": "wall time (s)"}
+"""The columns a curve can be plotted against, with their axis labels."""
 
 
 class RunLog:
@@ -100,20 +114,33 @@ def _read_rows(path: Path) -> list[dict[str, str]]:
 
 def read(path: str | Path) -> dict[str, tuple[list[int], list[float]]]:
     """metrics.csv as tag → (steps, values), in file order."""
-    series: dict[str, tuple[list[int], list[float]]] = {}
+    return {tag: (list(map(int, xs)), vs) for tag, (xs, vs) in _series(path, "step").items()}
+
+
+def _series(path: str | Path, x: str) -> dict[str, tuple[list[float], list[float]]]:
+    series: dict[str, tuple[list[float], list[float]]] = {}
     for row in _read_rows(Path(path)):
-        steps, values = series.setdefault(row["tag"], ([], []))
-        steps.append(int(row["step"]))
+        xs, values = series.setdefault(row["tag"], ([], []))
+        xs.append(float(row[x]))
         values.append(float(row["value"]))
     return series
 
 
-def plot(csv_path: str | Path, png_path: str | Path, tags: Iterable[str] = CURVES) -> Path:
-    """One panel per tag present (then every train/ tag), value against step."""
+def plot(
+    csv_path: str | Path,
+    png_path: str | Path,
+    tags: Iterable[str] = CURVES,
+    *,
+    x: str = "step",
+) -> Path:
+    """One panel per tag present (then every train/ tag), value against x ("step" or
+    "wall_seconds"); a ratio panel (eval/ratio_*) has a line at 1, parity with the baseline."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    series = read(csv_path)
+    if x not in X_AXES:
+        raise ValueError(f"x: expected one of {', '.join(X_AXES)}, got {x!r}")
+    series = _series(csv_path, x)
     wanted = [t for t in tags if t in series]
     wanted += sorted(t for t in series if t.startswith("train/") and t not in wanted)
     panels = max(len(wanted), 1)
@@ -123,9 +150,11 @@ def plot(csv_path: str | Path, png_path: str | Path, tags: Iterable[str] = CURVE
     for ax, tag in zip(axes, wanted, strict=False):
         steps, values = series[tag]
         ax.plot(steps, values, marker="." if len(steps) < 50 else "")
+        if tag.startswith("eval/ratio_"):
+            ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
         ax.set_ylabel(tag, fontsize=8)
         ax.grid(alpha=0.3)
-    axes[-1].set_xlabel("step")
+    axes[-1].set_xlabel(X_AXES[x])
     height = fig.get_figheight()
     fig.subplots_adjust(left=0.16, right=0.97, top=1 - 0.15 / height, bottom=0.5 / height)
     out = Path(png_path)

@@ -37,7 +37,8 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from marllbd import checkpoint
-from marllbd.policies import Policy
+from marllbd.policies import Policy, PolicyError
+from marllbd.policies import load as load_policy
 from marllbd.sim.scenario import Scenario, load_scenario
 from marllbd.training import evaluate, logs
 from marllbd.training.errors import TrainingError
@@ -63,6 +64,9 @@ class TrainConfig:
     """Steps between evaluations (and best-by-evaluation checkpoints)."""
     eval_seeds: tuple[int, ...] = (1001, 1002)
     """Held-out scenario seeds used by the periodic evaluation."""
+    eval_baseline: str | None = "sed"
+    """A policy spec run once on the same seeds; every evaluation logs the policy's FCTs
+    over it, paired by seed (eval/ratio_*: the time-to-quality curve).  None: no ratio."""
     episode_seconds: float | None = None
     """Override the scenario's duration for training episodes."""
     progress: bool = True
@@ -78,6 +82,11 @@ class TrainConfig:
                 raise TrainingError(f"{name}: expected a positive integer, got {value!r}")
         if not self.eval_seeds:
             raise TrainingError("eval_seeds: expected at least one held-out seed")
+        if self.eval_baseline is not None:
+            try:
+                load_policy(self.eval_baseline)
+            except PolicyError as exc:
+                raise TrainingError(f"eval_baseline: {exc}") from None
         if self.episode_seconds is not None and not self.episode_seconds > 0:
             raise TrainingError(
                 f"episode_seconds: expected a duration > 0, got {self.episode_seconds}"
@@ -210,6 +219,9 @@ class Trainer:
         self.episodes = 0
         self.best_fct = math.inf
         self.last_eval: evaluate.Summary | None = None
+        self.last_ratio: evaluate.Ratio | None = None
+        """The last evaluation's FCTs over config.eval_baseline's (None without one)."""
+        self._baseline: list[evaluate.Result] | None = None  # its runs: deterministic, once
         if config.resume is not None:
             self._resume(config.resume)
 
@@ -294,7 +306,8 @@ class Trainer:
                 log.write(self.steps, {**_mean(losses), "train/steps_per_second": rate})
                 losses, since = [], (self.steps, wall)
                 next_log = (self.steps // cfg.log_every + 1) * cfg.log_every
-            progress.update(self.steps, **got.live, best_fct=self.best_fct)
+            ratio = {} if self.last_ratio is None else {"ratio": self.last_ratio.mean_fct.mean}
+            progress.update(self.steps, **got.live, best_fct=self.best_fct, **ratio)
             if (
                 callback is not None
                 and callback(self, {"event": "step", "step": self.steps}) is False
@@ -305,11 +318,13 @@ class Trainer:
                     stop = True
                 next_eval = (self.steps // cfg.eval_every + 1) * cfg.eval_every
         log.close()
-        logs.plot(log.path, self.out / "learning_curve.png")
+        logs.plot(log.path, self.out / "learning_curve.png", x="wall_seconds")
+        last = self.last_ratio
+        vs = "" if last is None else f"; last eval {last.mean_fct.mean:.4f} x {last.baseline}"
         progress.close(
             f"{algo.name}: {self.steps} steps, {self.episodes} episodes, {algo.updates} updates "
             f"in {log.wall_seconds:.0f} s; best eval fct_mean {self.best_fct:.4f} s over seeds "
-            f"{list(cfg.eval_seeds)}"
+            f"{list(cfg.eval_seeds)}{vs}"
         )
         return TrainResult(best_dir, last_dir, self.steps, log.wall_seconds, log.path)
 
@@ -317,16 +332,25 @@ class Trainer:
         self, log: logs.RunLog, best_dir: Path, last_dir: Path, callback: Callback | None
     ) -> bool | None:
         """Evaluate the current policy on the held-out seeds; write last (and best)."""
-        summary = self.evaluate(self.config.eval_seeds)
+        results = self._eval_results(self.config.eval_seeds)
+        (summary,) = evaluate.summary(results)
         self.last_eval = summary
-        log.write(
-            self.steps,
-            {
-                "eval/fct_mean": summary.mean_fct,
-                "eval/fct_p90": summary.p90_fct,
-                "eval/fct_p99": summary.p99_fct,
-            },
-        )
+        scalars = {
+            "eval/fct_mean": summary.mean_fct,
+            "eval/fct_p90": summary.p90_fct,
+            "eval/fct_p99": summary.p99_fct,
+        }
+        baseline = self.config.eval_baseline
+        if baseline is not None:
+            if self._baseline is None:
+                self._baseline = evaluate.evaluate(
+                    self.eval_scenario, [baseline], self.config.eval_seeds
+                )
+            (ratio, *_) = evaluate.compare([*results, *self._baseline], baseline)
+            self.last_ratio = ratio
+            for f in evaluate.CI_FIELDS:
+                scalars[f"eval/ratio_{f}"] = getattr(ratio, f).mean
+        log.write(self.steps, scalars)
         improved = summary.mean_fct < self.best_fct
         if improved:
             self.best_fct = summary.mean_fct
@@ -336,13 +360,16 @@ class Trainer:
             self.save(best_dir, arrays)
         if callback is None:
             return None
-        return callback(self, {"event": "eval", "step": self.steps, "summary": summary})
+        info = {"event": "eval", "step": self.steps, "summary": summary, "ratio": self.last_ratio}
+        return callback(self, info)
+
+    def _eval_results(self, seeds: Sequence[int]) -> list[evaluate.Result]:
+        source = evaluate.PolicySource(self.algorithm.name, self.algorithm.policy)
+        return evaluate.evaluate(self.eval_scenario, [source], seeds, progress=False)
 
     def evaluate(self, seeds: Sequence[int]) -> evaluate.Summary:
         """The current policy through `marllbd.training.evaluate` on the scenario as given."""
-        source = evaluate.PolicySource(self.algorithm.name, self.algorithm.policy)
-        results = evaluate.evaluate(self.eval_scenario, [source], seeds, progress=False)
-        (summary,) = evaluate.summary(results)
+        (summary,) = evaluate.summary(self._eval_results(seeds))
         return summary
 
     # -- checkpoints ---------------------------------------------------------------
@@ -371,6 +398,10 @@ class Trainer:
                 "fct_p99": ev.p99_fct,
                 "seeds": list(self.config.eval_seeds),
             }
+            if self.last_ratio is not None:
+                manifest["eval"]["baseline"] = self.last_ratio.baseline
+                for f in evaluate.CI_FIELDS:
+                    manifest["eval"][f"ratio_{f}"] = getattr(self.last_ratio, f).mean
         return checkpoint.save(
             path, manifest, self.algorithm.arrays() if arrays is None else arrays
         )

@@ -112,6 +112,22 @@ ARGS = [
         ["train", "--algo", "sac-gru", "--scenario", "paper-7", "--out", "o", "--hyper", "gamma=2"],
         "hyper.gamma must be in [0, 1)",
     ),
+    (
+        [
+            *[
+                "train",
+                "--algo",
+                "sac-gru",
+                "--scenario",
+                "paper-7",
+                "--out",
+                "o",
+                "--eval-baseline",
+                "sedd",
+            ]
+        ],
+        "eval_baseline: unknown policy 'sedd'",
+    ),
     (["run", "--config", "/nonexistent.toml"], "cannot read"),
 ]
 

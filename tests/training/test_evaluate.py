@@ -456,13 +456,47 @@ def test_training_evaluation_and_the_eval_command_agree(
         assert recorded["seeds"] == list(seeds)
         argv = ["eval", "--scenario", str(scenario), "--policies", f"sac-gru:{ckpt}"]
         out = tmp_path / f"eval-{ckpt.name}"
-        assert cli.main([*argv, "--seeds", "5,6", "--out", str(out), "--json"]) == 0
-        (row,) = json.loads(capsys.readouterr().out)["summary"]
+        argv += ["--seeds", "5,6", "--out", str(out), "--json", "--baseline", "sed"]
+        assert cli.main(argv) == 0
+        doc = json.loads(capsys.readouterr().out)
+        row = next(r for r in doc["summary"] if r["policy"] != "sed")
         assert row["mean_fct"] == recorded["fct_mean"] and row["p90_fct"] == recorded["fct_p90"]
         logged = evals[manifest["progress"]["steps"]]
         assert logged == pytest.approx(row["mean_fct"], rel=1e-7)
+        # The time-to-quality ratio is the eval command's paired ratio to SED.
+        (ratio, *_) = doc["ratios"]
+        assert recorded["baseline"] == "sed"
+        for f in ("mean_fct", "p90_fct", "p99_fct"):
+            assert recorded[f"ratio_{f}"] == ratio[f]["mean"]
+        ratio_steps, ratio_values = logs.read(result.metrics_csv)["eval/ratio_mean_fct"]
+        assert ratio_steps == steps
+        logged_ratio = dict(zip(ratio_steps, ratio_values, strict=True))
+        assert logged_ratio[manifest["progress"]["steps"]] == pytest.approx(
+            ratio["mean_fct"]["mean"], rel=1e-7
+        )
     best = json.loads((result.best / "manifest.json").read_text())["eval"]["fct_mean"]
     assert best == pytest.approx(min(values), rel=1e-7)
+
+
+def test_training_without_an_eval_baseline_logs_no_ratio(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from marllbd.training import TrainConfig, Trainer, logs
+
+    scenario = tmp_path / "tiny.toml"
+    scenario.write_text(TINY)
+    hyper = {"hidden": 8, "burn_in": 2, "seq_len": 3, "batch_size": 4, "learning_starts": 10}
+    result = Trainer(
+        TrainConfig(
+            algo="sac-gru", scenario=str(scenario), out=tmp_path / "run", steps=12, envs=1,
+            eval_every=12, eval_seeds=(5,), progress=False, hyper=tuple(hyper.items()),
+            eval_baseline=None,
+        )
+    ).learn()  # fmt: skip
+    tags = logs.read(result.metrics_csv)
+    assert "eval/fct_mean" in tags
+    assert not [t for t in tags if t.startswith("eval/ratio_")]
+    manifest = json.loads((result.last / "manifest.json").read_text())
+    assert "baseline" not in manifest["eval"]
 
 
 def test_two_policies_of_one_name_are_refused() -> None:

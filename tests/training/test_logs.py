@@ -48,6 +48,16 @@ def test_learning_curve_is_a_png(tmp_path: Path) -> None:
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_time_to_quality_curve_is_against_wall_time(tmp_path: Path) -> None:
+    log = logs.RunLog(tmp_path, tensorboard=False)
+    log.write(0, {"eval/ratio_mean_fct": 1.02, "eval/ratio_p90_fct": 1.1})
+    log.write(100, {"eval/ratio_mean_fct": 0.97, "eval/ratio_p90_fct": 0.95})
+    out = logs.plot(tmp_path / "metrics.csv", tmp_path / "curve.png", x="wall_seconds")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="x: expected one of step, wall_seconds, got 'time'"):
+        logs.plot(tmp_path / "metrics.csv", tmp_path / "curve.png", x="time")
+
+
 def test_tensorboard_gets_the_same_scalars(tmp_path: Path) -> None:
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
