@@ -8,7 +8,7 @@ import sys
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from marllbd.errors import MarllbdError
 
@@ -198,26 +198,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         )
     if args.resume is not None and not Path(args.resume).exists():
         raise UsageError(f"--resume: {args.resume} does not exist")
-    try:
-        eval_seeds = tuple(int(x) for x in args.eval_seeds.split(",") if x.strip())
-    except ValueError:
-        raise UsageError(
-            f"--eval-seeds: expected integers like 1001,1002, got {args.eval_seeds!r}"
-        ) from None
-    if not eval_seeds or args.eval_every < 1 or args.envs < 1:
-        raise UsageError(
-            "--eval-seeds needs one seed or more; --eval-every and --envs must be >= 1"
-        )
-    hyper = []
-    for item in args.hyper:
-        name, sep, raw = item.partition("=")
-        if not sep or not name.strip():
-            raise UsageError(f"--hyper: expected NAME=VALUE, got {item!r}")
-        try:  # a TOML value: 1, 0.5, true, [1.0, 2.0], "text"; anything else is a string
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
-        hyper.append((name.strip(), value))
+    eval_seeds, hyper = _train_options(args)
     out = Path(args.out)
     if args.family is None:
         refs = [(str(args.scenario), out)]
@@ -250,7 +231,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 envs=args.envs,
                 eval_every=args.eval_every,
                 eval_seeds=eval_seeds,
-                eval_baseline=None if args.eval_baseline == "none" else args.eval_baseline,
+                eval_baseline=_eval_baseline(args),
                 log_every=args.log_every,
             )
             result = train(config)
@@ -262,6 +243,77 @@ def _cmd_train(args: argparse.Namespace) -> int:
             f"{result.best}; metrics {result.metrics_csv}"
         )
         resume = result.last
+    return 0
+
+
+def _train_options(args: argparse.Namespace) -> tuple[tuple[int, ...], tuple[tuple[str, Any], ...]]:
+    """--eval-seeds and --hyper of `train` and `sweep`, checked: (eval seeds, hyper pairs)."""
+    try:
+        eval_seeds = tuple(int(x) for x in args.eval_seeds.split(",") if x.strip())
+    except ValueError:
+        raise UsageError(
+            f"--eval-seeds: expected integers like 1001,1002, got {args.eval_seeds!r}"
+        ) from None
+    if not eval_seeds or args.eval_every < 1 or args.envs < 1:
+        raise UsageError(
+            "--eval-seeds needs one seed or more; --eval-every and --envs must be >= 1"
+        )
+    hyper = []
+    for item in args.hyper:
+        name, sep, raw = item.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--hyper: expected NAME=VALUE, got {item!r}")
+        try:  # a TOML value: 1, 0.5, true, [1.0, 2.0], "text"; anything else is a string
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        hyper.append((name.strip(), value))
+    return eval_seeds, tuple(hyper)
+
+
+def _eval_baseline(args: argparse.Namespace) -> str | None:
+    return None if args.eval_baseline == "none" else args.eval_baseline
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from marllbd.distributed import sweep
+    from marllbd.distributed.cluster import DistributedError
+    from marllbd.training import TrainConfig, TrainingError
+
+    eval_seeds, hyper = _train_options(args)
+    try:
+        space = sweep.parse_space(args.space)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.samples < 1:
+        raise UsageError(f"--samples: expected an integer >= 1, got {args.samples}")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs: expected an integer >= 1, got {args.jobs}")
+    out = Path(args.out)
+    try:
+        config = TrainConfig(
+            algo=args.algo, scenario=str(args.scenario), out=out, steps=args.steps,
+            seed=args.seed, envs=args.envs, eval_every=args.eval_every, eval_seeds=eval_seeds,
+            eval_baseline=_eval_baseline(args), log_every=args.log_every, hyper=hyper,
+        )  # fmt: skip
+        sweep.check(config, space)
+        if config.eval_baseline is None:
+            raise TrainingError("--eval-baseline: a sweep ranks trials by the ratio to it")
+        out.mkdir(parents=True, exist_ok=True)
+    except TrainingError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"--out: cannot write into {out}: {exc.strerror}") from None
+    from marllbd.distributed import connect
+
+    try:
+        with connect(_ray_address(args.ray or LOCAL_RAY), num_cpus=args.jobs):
+            trials = sweep.run(config, space, samples=args.samples, search_seed=args.search_seed)
+    except (DistributedError, TrainingError) as exc:
+        raise UsageError(str(exc)) from None
+    print(sweep.write(trials, out, config.eval_baseline), end="")
+    if trials:
+        print(f"best: marllbd train ... {sweep.hyper_args(trials[0])}")
     return 0
 
 
@@ -356,6 +408,27 @@ def _add_ray_arg(parser: argparse.ArgumentParser, what: str) -> None:
     )  # fmt: skip
 
 
+def _add_train_args(parser: argparse.ArgumentParser) -> None:
+    """The training options `train` and `sweep` share."""
+    parser.add_argument("--steps", type=int, default=20_000, help="environment steps")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--envs", type=int, default=2, help="simulator instances for rollouts")
+    parser.add_argument("--eval-every", type=int, default=2000, help="steps between evaluations")
+    parser.add_argument("--eval-seeds", default="1001,1002", help="held-out seeds for evaluations")
+    parser.add_argument(
+        "--eval-baseline", default="sed", metavar="POLICY",
+        help="each evaluation logs the FCTs over this policy's on the same seeds "
+        "(eval/ratio_*; default sed; none: no ratio)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--log-every", type=int, default=500, help="steps between loss rows in metrics.csv"
+    )
+    parser.add_argument(
+        "--hyper", action="append", default=[], metavar="NAME=VALUE",
+        help="override a hyperparameter (repeatable), e.g. --hyper prior_weight=1.0",
+    )  # fmt: skip
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from marllbd.daemon import config as cfg
     from marllbd.daemon.app import main as run_daemon
@@ -393,25 +466,27 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--algo", required=True, help="a registered trainer: sac-gru, qmix, ...")
     _add_scenario_args(tr)
     tr.add_argument("--out", required=True, help="output directory")
-    tr.add_argument("--steps", type=int, default=20_000, help="environment steps")
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--envs", type=int, default=2, help="simulator instances for rollouts")
     tr.add_argument("--resume", help="checkpoint directory to continue from")
-    tr.add_argument("--eval-every", type=int, default=2000, help="steps between evaluations")
-    tr.add_argument("--eval-seeds", default="1001,1002", help="held-out seeds for evaluations")
-    tr.add_argument(
-        "--eval-baseline", default="sed", metavar="POLICY",
-        help="each evaluation logs the FCTs over this policy's on the same seeds "
-        "(eval/ratio_*; default sed; none: no ratio)",
-    )  # fmt: skip
-    tr.add_argument(
-        "--log-every", type=int, default=500, help="steps between loss rows in metrics.csv"
-    )
-    tr.add_argument(
-        "--hyper", action="append", default=[], metavar="NAME=VALUE",
-        help="override a hyperparameter (repeatable), e.g. --hyper prior_weight=1.0",
-    )  # fmt: skip
+    _add_train_args(tr)
     tr.set_defaults(func=_cmd_train)
+
+    sw = sub.add_parser(
+        "sweep", help="search hyperparameters on Ray Tune (ASHA), ranked by the ratio to SED"
+    )
+    sw.add_argument("--algo", required=True, help="a registered trainer: sac-gru, qmix, ...")
+    sw.add_argument("--scenario", required=True, help="preset name or TOML file")
+    sw.add_argument("--out", required=True, help="output directory")
+    sw.add_argument(
+        "--space", action="append", default=[], metavar="NAME=KIND(ARGS)",
+        help="a searched hyperparameter (repeatable): choice(a,b), uniform(lo,hi), "
+        "loguniform(lo,hi), randint(lo,hi)",
+    )  # fmt: skip
+    sw.add_argument("--samples", type=int, default=8, help="trials (default 8)")
+    sw.add_argument("--search-seed", type=int, default=0, help="seed of the search's draws")
+    sw.add_argument("--jobs", type=int, default=2, help="CPUs of a local cluster (default 2)")
+    _add_ray_arg(sw, "run the trials (default: a local cluster)")
+    _add_train_args(sw)
+    sw.set_defaults(func=_cmd_sweep)
 
     ev = sub.add_parser("eval", help="evaluate policies on scenarios over seeds")
     _add_scenario_args(ev, several=True)
