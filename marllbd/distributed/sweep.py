@@ -200,13 +200,13 @@ def run(
         result = grid[i]
         if result.error is not None:
             raise DistributedError(f"sweep: a trial failed: {result.error}")
-        m = result.metrics or {}
+        m, sampled = result.metrics or {}, result.config or {}
         if METRIC not in m:
             raise DistributedError(f"sweep: trial {m.get('trial_id')} reported no evaluation")
         trials.append(
             Trial(
                 trial_id=str(m["trial_id"]),
-                hyper={d.name: result.config[d.name] for d in space},
+                hyper={d.name: sampled[d.name] for d in space},
                 step=int(m["step"]),
                 ratio_mean_fct=float(m[METRIC]),
                 ratio_p90_fct=float(m["ratio_p90_fct"]),
