@@ -50,8 +50,9 @@ from marllbd.sim.scenario import Scenario
 class MultiAgentLoadBalanceEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
     """Agents `lb{l}_g{g}`; observation (group size, 12); action per server of the group.
 
-    An agent's info has the single env's keys (step_info, docs/api.md), from its own LB's
-    FCT samples; its "weights" are those of its group's servers.  render_mode "ansi"
+    An agent's info has the single env's keys (step_info; docs/api.md documents them in
+    one table), from its own LB's FCT samples; its "weights" are those of its group's
+    servers.  render_mode "ansi"
     makes render() return a text table (per server: up, capacity, and each LB's weight
     and active flows).  The env pickles before and after reset().
     """

@@ -101,6 +101,9 @@ class LoadBalanceEnv(gym.Env[np.ndarray, np.ndarray]):
 
     rewards a low mean decayed completion time (column 9, fct_decayed_mean).
 
+    reset() and step() return an info dict whose keys (t, fct_mean, fct_p90_max,
+    completed, rejected, utilization, weights) docs/api.md documents in one table.
+
     render_mode "ansi" makes render() return a text table of the servers (per server: up,
     capacity, this LB's weight and active flows); None renders nothing.  The env pickles
     before and after reset() (a custom reward_fn must pickle too, so no lambda), and an

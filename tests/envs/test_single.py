@@ -5,7 +5,9 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import pickle
+import re
 import warnings
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -13,7 +15,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import marllbd.envs  # noqa: F401 - registers the ids
-from marllbd.envs import LoadBalanceEnv
+from marllbd.envs import LoadBalanceEnv, MultiAgentLoadBalanceEnv
 from marllbd.features import FEATURE_NAMES
 from marllbd.sim.scenario import Scenario
 
@@ -297,3 +299,12 @@ def test_ansi_render_shows_each_servers_weight_and_flows() -> None:
     assert LoadBalanceEnv("paper-7").render() is None
     with pytest.raises(ValueError, match="render_mode: expected None or one of ansi"):
         LoadBalanceEnv("paper-7", render_mode="human")
+
+
+def test_docs_api_table_lists_exactly_the_info_keys() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    section = text.split("### What the environments give besides observations")[1]
+    documented = re.findall(r"^\| `(\w+)` \|", section.split("\n\n###")[0], re.MULTILINE)
+    _, info = LoadBalanceEnv("paper-7").reset(seed=0)
+    _, infos = MultiAgentLoadBalanceEnv("paper-7").reset(seed=0)
+    assert sorted(documented) == sorted(info) == sorted(infos["lb1_g0"])
