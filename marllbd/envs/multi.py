@@ -60,6 +60,7 @@ class MultiAgentLoadBalanceEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
     metadata: dict[str, Any] = {  # noqa: RUF012 - PettingZoo's convention
         "name": "marllbd_multi_v0",
         "render_modes": list(RENDER_MODES),
+        "is_parallelizable": True,  # (PettingZoo's flag: a parallel env by construction)
     }
 
     def __init__(

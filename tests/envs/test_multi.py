@@ -7,6 +7,7 @@ import pickle
 import numpy as np
 import pytest
 from pettingzoo.test import api_test, parallel_api_test, parallel_seed_test
+from pettingzoo.utils.conversions import aec_to_parallel
 
 from marllbd.envs import LoadBalanceEnv, MultiAgentLoadBalanceEnv
 from marllbd.envs.multi import env, parallel_env
@@ -157,6 +158,7 @@ def test_observations_and_state_stay_inside_the_real_bounds(faulty_scenario: Sce
 def test_aec_factory_passes_pettingzoo_api_test(faulty_scenario: Scenario) -> None:
     aec = env(scenario=faulty_scenario, render_mode="ansi")
     api_test(aec, num_cycles=40)
+    assert isinstance(aec_to_parallel(aec), MultiAgentLoadBalanceEnv)  # back to the env
     parallel_api_test(parallel_env(scenario=faulty_scenario), num_cycles=40)
 
 

@@ -271,8 +271,9 @@ def test_the_registered_env_passes_gymnasium_checker_without_warnings() -> None:
         warnings.simplefilter("error")
         env = gym.make("marllbd/LoadBalance-v0")
         check_env(env.unwrapped)
-    ansi = gym.make("marllbd/LoadBalance-v0", render_mode="ansi")
-    assert ansi.render_mode == "ansi" and ansi.unwrapped.render_mode == "ansi"
+        ansi = gym.make("marllbd/LoadBalance-v0", render_mode="ansi")
+        assert ansi.render_mode == "ansi" and ansi.unwrapped.render_mode == "ansi"
+        check_env(ansi.unwrapped)  # render() included
 
 
 def test_registered_ids_truncate_where_the_default_scenario_ends() -> None:
