@@ -41,7 +41,7 @@ from marllbd.envs.reward import (
     RewardSpec,
     fct_stats,
 )
-from marllbd.envs.single import resolve_scenario, step_info
+from marllbd.envs.single import resolve_scenario, step_info, writable_state
 from marllbd.policies import GroundTruth
 from marllbd.sim.engine import Engine
 from marllbd.sim.scenario import Scenario
@@ -132,6 +132,10 @@ class MultiAgentLoadBalanceEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
         self._engine: Engine | None = None
         self._last: GroundTruth | None = None  # of the last interval, for state()
         self.np_random, _ = seeding.np_random()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Own copies of read-only arrays (writable_state); the engine rebuilds its own."""
+        self.__dict__.update(writable_state(state))
 
     @property
     def engine(self) -> Engine:

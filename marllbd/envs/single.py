@@ -62,6 +62,16 @@ def episode_steps(scenario: Scenario) -> int:
     return intervals - 1
 
 
+def writable_state(state: dict[str, Any]) -> dict[str, Any]:
+    """An unpickled env's __dict__ with its own copy of each read-only array: unpickling
+    from shared memory (Ray's object store, pickle protocol 5 with out-of-band buffers)
+    hands arrays over read-only, and the envs write into theirs in place."""
+    return {
+        k: v.copy() if isinstance(v, np.ndarray) and not v.flags.writeable else v
+        for k, v in state.items()
+    }
+
+
 def step_info(
     engine: Engine,
     utilization: np.ndarray,
@@ -158,8 +168,9 @@ class LoadBalanceEnv(gym.Env[np.ndarray, np.ndarray]):
         self._weights = self.capacities.copy()
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Bind the views again that pickle copied apart (the engine rebinds its own)."""
-        self.__dict__.update(state)
+        """Own copies of read-only arrays (writable_state), and the views bound again that
+        pickle copied apart (the engine rebinds its own)."""
+        self.__dict__.update(writable_state(state))
         self._feats = self._features[0]
         if self._engine is not None:
             self._n_fct = self._engine.fct_counts(self.lb)

@@ -1,16 +1,29 @@
-"""Scenarios the environment tests share: one overloaded with every kind of fault, one
-replaying a trace file."""
+"""What the environment tests share: a scenario overloaded with every kind of fault, one
+replaying a trace file, and an unpickling that hands arrays over read-only."""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
 
 from marllbd.sim import traces
 from marllbd.sim.scenario import Scenario, from_dict
+
+_T = TypeVar("_T")
+
+
+def read_only_copy(obj: _T) -> _T:
+    """obj pickled with out-of-band buffers and unpickled from read-only memory, as Ray's
+    object store ships it: every array comes back read-only."""
+    buffers: list[pickle.PickleBuffer] = []
+    data = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    assert buffers, "nothing went out of band: not the shared-memory path"
+    return pickle.loads(data, buffers=[bytes(b.raw()) for b in buffers])  # type: ignore[no-any-return]
+
 
 # Servers 0..2 with 1 worker, 3..5 with 2 (4 slots each) and a short backlog, so that
 # backlogs fill and flows are rejected; two LB nodes, each with groups of three servers.

@@ -13,6 +13,7 @@ from marllbd.envs import LoadBalanceEnv, MultiAgentLoadBalanceEnv
 from marllbd.envs.multi import env, parallel_env
 from marllbd.features import NUM_FEATURES
 from marllbd.sim.scenario import Scenario
+from tests.envs.conftest import read_only_copy
 
 
 def test_seed_call_grouped_layout() -> None:
@@ -113,13 +114,15 @@ def test_pickled_envs_continue_bit_for_bit_before_and_after_reset(
     head = _roll(env, actions[:8])
     assert _roll(before, actions[:8]) == head
     mid = pickle.loads(pickle.dumps(env))
+    shared = read_only_copy(env)  # as Ray ships it: arrays read-only
     tail = _roll(env, actions[8:])
     assert all(tail[-1][2].values()) and not env.agents  # the episode ran to its end
     assert _roll(mid, actions[8:]) == tail
+    assert _roll(shared, actions[8:]) == tail
     assert _roll(before, actions[8:]) == tail
     assert _roll(after_reset, actions) == head + tail
     assert env.engine.rejected > 0
-    for other in (before, mid, after_reset):
+    for other in (before, mid, shared, after_reset):
         assert other.engine.fct().tobytes() == env.engine.fct().tobytes()
 
 

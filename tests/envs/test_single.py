@@ -18,6 +18,7 @@ import marllbd.envs  # noqa: F401 - registers the ids
 from marllbd.envs import LoadBalanceEnv, MultiAgentLoadBalanceEnv
 from marllbd.features import FEATURE_NAMES
 from marllbd.sim.scenario import Scenario
+from tests.envs.conftest import read_only_copy
 
 
 @pytest.mark.parametrize(
@@ -194,13 +195,15 @@ def test_pickled_envs_continue_bit_for_bit_before_and_after_reset(
     head = _roll(env, actions[:8])
     assert _roll(before, actions[:8]) == head
     mid = pickle.loads(pickle.dumps(env))  # mid-episode, kernels compiled and bound
+    shared = read_only_copy(env)  # as Ray ships it: arrays read-only
     tail = _roll(env, actions[8:])
     assert tail[-1][2] and not tail[-2][2]  # the episode ran to its truncation
     assert _roll(mid, actions[8:]) == tail
+    assert _roll(shared, actions[8:]) == tail
     assert _roll(before, actions[8:]) == tail
     assert _roll(after_reset, actions) == head + tail
     assert env.engine.rejected > 0 or name == "drift-7"  # the overload rejected flows
-    for other in (before, mid, after_reset):
+    for other in (before, mid, shared, after_reset):
         assert other.engine.fct().tobytes() == env.engine.fct().tobytes()
 
 
