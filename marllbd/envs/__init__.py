@@ -1,16 +1,28 @@
-"""Gymnasium and PettingZoo environments over the simulator."""
+"""Gymnasium and PettingZoo environments over the simulator.
+
+The Gymnasium ids' max_episode_steps is the default scenario's (seed-16: 239 steps after
+reset(), episode_steps); an env made with another scenario truncates itself at that
+scenario's end, so pass max_episode_steps=episode_steps(scenario) to gymnasium.make for a
+longer one (docs/api.md).
+"""
 
 import gymnasium
 
 from marllbd.envs.multi import MultiAgentLoadBalanceEnv
-from marllbd.envs.single import LoadBalanceEnv
+from marllbd.envs.single import LoadBalanceEnv, episode_steps, resolve_scenario
 
-__all__ = ["LoadBalanceEnv", "MultiAgentLoadBalanceEnv"]
+__all__ = ["LoadBalanceEnv", "MultiAgentLoadBalanceEnv", "episode_steps"]
 
 if "marllbd/LoadBalance-v0" not in gymnasium.registry:
-    gymnasium.register("marllbd/LoadBalance-v0", entry_point="marllbd.envs.single:LoadBalanceEnv")
+    _steps = episode_steps(resolve_scenario(None, None))  # the envs' default scenario
+    gymnasium.register(
+        "marllbd/LoadBalance-v0",
+        entry_point="marllbd.envs.single:LoadBalanceEnv",
+        max_episode_steps=_steps,
+    )
     gymnasium.register(
         "marllbd/LoadBalanceDiscrete-v0",
         entry_point="marllbd.envs.single:LoadBalanceEnv",
         kwargs={"action_type": "discrete"},
+        max_episode_steps=_steps,
     )

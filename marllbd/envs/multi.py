@@ -9,6 +9,9 @@ averaged over the LB nodes (the reward arguments are LoadBalanceEnv's; a
 custom reward_fn gets that LB-averaged feature matrix).  `state()` is the
 global state for centralised training: every LB's feature matrix plus the
 servers' ground-truth utilization and queue per worker.
+
+`parallel_env(**kw)` and `env(**kw)` (the AEC form, through PettingZoo's
+parallel_to_aec) are PettingZoo's usual factories; kw are the class's arguments.
 """
 
 from __future__ import annotations
@@ -19,10 +22,17 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import seeding
-from pettingzoo import ParallelEnv
+from pettingzoo import AECEnv, ParallelEnv
+from pettingzoo.utils.conversions import parallel_to_aec
 
 from marllbd import features
-from marllbd.envs.actions import FEATURE_HIGH, ActionSpec, gym_action_space
+from marllbd.envs.actions import (
+    ActionSpec,
+    feature_bounds,
+    gym_action_space,
+    queue_per_worker_high,
+)
+from marllbd.envs.render import RENDER_MODES, ansi_table, check_render_mode
 from marllbd.envs.reward import (
     DEFAULT_REWARD_FIELD,
     DEFAULT_REWARD_METRIC,
@@ -31,16 +41,27 @@ from marllbd.envs.reward import (
     RewardSpec,
     fct_stats,
 )
-from marllbd.envs.single import resolve_scenario, step_info
+from marllbd.envs.single import resolve_scenario, step_info, writable_state
 from marllbd.policies import GroundTruth
 from marllbd.sim.engine import Engine
 from marllbd.sim.scenario import Scenario
 
 
 class MultiAgentLoadBalanceEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
-    """Agents `lb{l}_g{g}`; observation (group size, 12); action per server of the group."""
+    """Agents `lb{l}_g{g}`; observation (group size, 12); action per server of the group.
 
-    metadata: dict[str, Any] = {"name": "marllbd_multi_v0", "render_modes": []}  # noqa: RUF012
+    An agent's info has the single env's keys (step_info; docs/api.md documents them in
+    one table), from its own LB's FCT samples; its "weights" are those of its group's
+    servers.  render_mode "ansi"
+    makes render() return a text table (per server: up, capacity, and each LB's weight
+    and active flows).  The env pickles before and after reset().
+    """
+
+    metadata: dict[str, Any] = {  # noqa: RUF012 - PettingZoo's convention
+        "name": "marllbd_multi_v0",
+        "render_modes": list(RENDER_MODES),
+        "is_parallelizable": True,  # (PettingZoo's flag: a parallel env by construction)
+    }
 
     def __init__(
         self,
@@ -57,7 +78,9 @@ class MultiAgentLoadBalanceEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
         reward_fn: RewardFn | None = None,
         tau: float = features.DEFAULT_TAU,
         episode_seconds: float | None = None,
+        render_mode: str | None = None,
     ):
+        self.render_mode = check_render_mode(render_mode)
         if scenario is None and num_agents is not None:
             spa = servers_per_agent or 4
             sc = (
@@ -85,19 +108,34 @@ class MultiAgentLoadBalanceEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
         self.group_size = max(len(g) for g in self.groups)
         self.num_servers = len(sc.servers)
         self.capacities = np.array([s.workers for s in sc.servers], dtype=np.float64)
+        low, high = feature_bounds(sc, self.action_spec)
+        shape = (self.group_size, features.NUM_FEATURES)
         self._obs_space = spaces.Box(
-            0.0, FEATURE_HIGH, shape=(self.group_size, features.NUM_FEATURES), dtype=np.float32
+            np.broadcast_to(low, shape), np.broadcast_to(high, shape), dtype=np.float32
         )
         self._act_space = gym_action_space(self.action_spec, self.group_size)
         nl, n = sc.lb_nodes, self.num_servers
+        # state(): every LB's features, utilization in [0, 1], flows per unit of capacity.
         self.state_space = spaces.Box(
-            0.0, FEATURE_HIGH, shape=(nl * n * features.NUM_FEATURES + 2 * n,), dtype=np.float32
+            np.concatenate([np.tile(low, nl * n), np.zeros(2 * n, dtype=np.float32)]),
+            np.concatenate(
+                [
+                    np.tile(high, nl * n),
+                    np.ones(n, dtype=np.float32),
+                    np.full(n, queue_per_worker_high(sc), dtype=np.float32),
+                ]
+            ),
+            dtype=np.float32,
         )
         self._weights = np.tile(self.capacities, (nl, 1))
         self._features = np.zeros((nl, n, features.NUM_FEATURES))
         self._engine: Engine | None = None
         self._last: GroundTruth | None = None  # of the last interval, for state()
         self.np_random, _ = seeding.np_random()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Own copies of read-only arrays (writable_state); the engine rebuilds its own."""
+        self.__dict__.update(writable_state(state))
 
     @property
     def engine(self) -> Engine:
@@ -172,6 +210,7 @@ class MultiAgentLoadBalanceEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
             obs[name] = block
             fct_mean, fct_p90 = fct_stats(self._features[lb], engine.fct_counts(lb))
             infos[name] = step_info(engine, truth[0], fct_mean, fct_p90)
+            infos[name]["weights"] = self._weights[lb, idx]  # a fresh array (fancy index)
         truncated = engine.done
         agents = list(self.agents)
         rewards = {a: team for a in agents}
@@ -180,6 +219,12 @@ class MultiAgentLoadBalanceEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
         if truncated:
             self.agents = []
         return obs, rewards, terminations, truncations, infos
+
+    def render(self) -> str | None:
+        """The servers as a text table (render_mode "ansi"), else None."""
+        if self.render_mode is None:
+            return None
+        return ansi_table(self.engine, range(self.scenario.lb_nodes))
 
     def state(self) -> np.ndarray:
         """Every LB's features, then utilization and queue per worker of every server."""
@@ -193,3 +238,13 @@ class MultiAgentLoadBalanceEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
                 truth.queue / truth.capacities,
             ]
         ).astype(np.float32)
+
+
+def parallel_env(**kwargs: Any) -> MultiAgentLoadBalanceEnv:
+    """PettingZoo's parallel factory: MultiAgentLoadBalanceEnv(**kwargs)."""
+    return MultiAgentLoadBalanceEnv(**kwargs)
+
+
+def env(**kwargs: Any) -> AECEnv[str, np.ndarray, np.ndarray]:
+    """PettingZoo's AEC factory: the parallel env turned turn-based by parallel_to_aec."""
+    return parallel_to_aec(parallel_env(**kwargs))

@@ -16,7 +16,8 @@ import numpy as np
 from gymnasium import spaces
 
 from marllbd import features
-from marllbd.envs.actions import FEATURE_HIGH, ActionSpec, gym_action_space
+from marllbd.envs.actions import ActionSpec, feature_bounds, gym_action_space
+from marllbd.envs.render import RENDER_MODES, ansi_table, check_render_mode
 from marllbd.envs.reward import (
     DEFAULT_REWARD_FIELD,
     DEFAULT_REWARD_METRIC,
@@ -50,13 +51,35 @@ def resolve_scenario(
     return sc
 
 
+def episode_steps(scenario: Scenario) -> int:
+    """The step() calls of one episode of scenario: reset() runs the first control
+    interval, each step() one more, and the last one ends at or past the duration
+    (Engine.done, the float sums of the engine's clock included)."""
+    t, intervals = 0.0, 0
+    while not t >= scenario.duration - 1e-12:
+        t += scenario.control_interval
+        intervals += 1
+    return intervals - 1
+
+
+def writable_state(state: dict[str, Any]) -> dict[str, Any]:
+    """An unpickled env's __dict__ with its own copy of each read-only array: unpickling
+    from shared memory (Ray's object store, pickle protocol 5 with out-of-band buffers)
+    hands arrays over read-only, and the envs write into theirs in place."""
+    return {
+        k: v.copy() if isinstance(v, np.ndarray) and not v.flags.writeable else v
+        for k, v in state.items()
+    }
+
+
 def step_info(
     engine: Engine,
     utilization: np.ndarray,
     fct_mean: float,
     fct_p90_max: float,
 ) -> dict[str, Any]:
-    """FCT statistics of the interval (from the LB's reservoir samples) and run counters.
+    """FCT statistics of the interval (from the LB's reservoir samples) and run counters:
+    the info keys of both environments (docs/api.md; they add "weights").
 
     fct_mean is over the sampled completions of all servers; fct_p90_max is the
     worst server's p90.  Both are NaN for an interval without completions
@@ -87,9 +110,17 @@ class LoadBalanceEnv(gym.Env[np.ndarray, np.ndarray]):
                        reward_fn=lambda f, active: -float(f[active, 9].mean()))
 
     rewards a low mean decayed completion time (column 9, fct_decayed_mean).
+
+    reset() and step() return an info dict whose keys (t, fct_mean, fct_p90_max,
+    completed, rejected, utilization, weights) docs/api.md documents in one table.
+
+    render_mode "ansi" makes render() return a text table of the servers (per server: up,
+    capacity, this LB's weight and active flows); None renders nothing.  The env pickles
+    before and after reset() (a custom reward_fn must pickle too, so no lambda), and an
+    unpickled env continues exactly as the original would.
     """
 
-    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 - gymnasium's convention
+    metadata: dict[str, Any] = {"render_modes": list(RENDER_MODES)}  # noqa: RUF012 - gymnasium's convention
 
     def __init__(
         self,
@@ -106,7 +137,9 @@ class LoadBalanceEnv(gym.Env[np.ndarray, np.ndarray]):
         lb: int = 0,
         tau: float = features.DEFAULT_TAU,
         episode_seconds: float | None = None,
+        render_mode: str | None = None,
     ):
+        self.render_mode = check_render_mode(render_mode)
         sc = resolve_scenario(scenario, num_servers)
         if episode_seconds is not None:
             sc = sc.replace(duration=episode_seconds)
@@ -120,8 +153,12 @@ class LoadBalanceEnv(gym.Env[np.ndarray, np.ndarray]):
         n = len(sc.servers)
         self.num_servers = n
         self.capacities = np.array([s.workers for s in sc.servers], dtype=np.float64)
+        # One interval per frame, for the renderers that pace themselves.
+        self.metadata = {**type(self).metadata, "render_fps": 1.0 / sc.control_interval}
+        low, high = feature_bounds(sc, self.action_spec)
+        shape = (n, features.NUM_FEATURES)
         self.observation_space = spaces.Box(
-            0.0, FEATURE_HIGH, shape=(n, features.NUM_FEATURES), dtype=np.float32
+            np.broadcast_to(low, shape), np.broadcast_to(high, shape), dtype=np.float32
         )
         self.action_space = gym_action_space(self.action_spec, n)
         self._features = np.zeros((1, n, features.NUM_FEATURES))  # this LB's, for Engine.advance
@@ -129,6 +166,14 @@ class LoadBalanceEnv(gym.Env[np.ndarray, np.ndarray]):
         self._n_fct = np.zeros(n, dtype=np.int64)  # this LB's FCT sample counts, set on reset
         self._engine: Engine | None = None
         self._weights = self.capacities.copy()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Own copies of read-only arrays (writable_state), and the views bound again that
+        pickle copied apart (the engine rebinds its own)."""
+        self.__dict__.update(writable_state(state))
+        self._feats = self._features[0]
+        if self._engine is not None:
+            self._n_fct = self._engine.fct_counts(self.lb)
 
     @property
     def engine(self) -> Engine:
@@ -153,6 +198,12 @@ class LoadBalanceEnv(gym.Env[np.ndarray, np.ndarray]):
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         self._weights = self.action_spec.weights(action, self.capacities)
         return self._advance()
+
+    def render(self) -> str | None:
+        """The servers as a text table (render_mode "ansi"), else None."""
+        if self.render_mode is None:
+            return None
+        return ansi_table(self.engine, range(self.lb, self.lb + 1))
 
     def _advance(self) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         engine = self.engine

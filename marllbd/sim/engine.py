@@ -700,6 +700,42 @@ class Engine:
         self._views = [self._lb_views(lb) for lb in range(nl)]  # fixed: the arrays persist
         self._call: Any = None  # _interval's compiled entry point for these arguments' types
 
+    # -- pickling --------------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The engine's state without what is bound to this process or derived: the
+        compiled entry point, the checked-array cache, and the arrays that are views of
+        other arrays of the state (pickle would copy them apart)."""
+        state = self.__dict__.copy()
+        for name in ("_call", "_feats_ok", "_state", "_views", "_no_features"):
+            del state[name]
+        owners = [v for v in state.values() if isinstance(v, np.ndarray)]
+        views = [
+            k
+            for k, v in state.items()
+            if isinstance(v, np.ndarray) and any(v.base is o for o in owners)
+        ]
+        for name in views:
+            del state[name]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Rebuild the arrays and their views as reset() lays them out, then fill them
+        with the pickled values, so the views alias the arrays again."""
+        self.__dict__.update(state)
+        self.reset()
+        for name, value in state.items():
+            if isinstance(value, np.ndarray):
+                mine = getattr(self, name)
+                if mine.shape != value.shape or mine.dtype != value.dtype:
+                    raise ValueError(
+                        f"Engine state: array {name!r} pickled as {value.dtype} "
+                        f"{value.shape}, expected {mine.dtype} {mine.shape}"
+                    )
+                mine[...] = value
+            else:
+                setattr(self, name, value)
+
     # -- control ---------------------------------------------------------
 
     def set_weights(self, lb: int, weights: np.ndarray, *, checked: bool = True) -> None:
@@ -760,7 +796,7 @@ class Engine:
             if not (
                 type(feats) is np.ndarray
                 and feats.ndim == 3
-                and feats.dtype is _F64
+                and feats.dtype == _F64  # (equality: an unpickled array has its own dtype)
                 and feats.flags.c_contiguous
             ):
                 # (Anything else would compile another specialization of the kernel; the

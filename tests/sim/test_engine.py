@@ -390,3 +390,43 @@ def test_the_oracle_divides_by_workers_times_speed() -> None:
     e.step()
     e.step()
     assert e.f_server.tolist() == [1, 1, 1, 0, 1]
+
+
+def test_an_unpickled_engine_continues_the_run_and_its_views_follow_it() -> None:
+    import pickle
+
+    sc = _small(
+        faults=[
+            {"time": 0.6, "server": 1, "kind": "down"},
+            {"time": 1.6, "server": 1, "kind": "up"},
+            {"time": 1.1, "server": 0, "kind": "speed", "speed": 0.5},
+        ]
+    )
+    orig = Engine(sc, rule=["sed", "wcmp"])
+    fresh = pickle.loads(pickle.dumps(orig))  # before any interval: nothing compiled yet
+    feats = np.zeros((2, 3, 12))
+    for _ in range(3):
+        orig.advance(feats)
+    copy = pickle.loads(pickle.dumps(orig))  # mid-run, with a resolved entry point
+    for e in (orig, copy, fresh):
+        e.set_weights(1, np.array([1.0, 3.0, 0.5]))
+    for _ in range(3):
+        fresh.advance(np.zeros((2, 3, 12)))
+    for _ in range(12):  # across the faults
+        steps = [e.step(copy=False) for e in (orig, copy, fresh)]
+        for s in steps[1:]:
+            assert s.t == steps[0].t and (s.completed, s.rejected) == (
+                steps[0].completed,
+                steps[0].rejected,
+            )
+            np.testing.assert_array_equal(s.truth.utilization, steps[0].truth.utilization)
+            # copy=False observations are the engines' views: they show the new interval.
+            for a, b in zip(s.observations, steps[0].observations, strict=True):
+                np.testing.assert_array_equal(a.fct_values, b.fct_values)
+                np.testing.assert_array_equal(a.n_dur, b.n_dur)
+                np.testing.assert_array_equal(a.active_flows, b.active_flows)
+    assert copy.completed > 0
+    for e in (copy, fresh):
+        np.testing.assert_array_equal(e.fct(), orig.fct())  # through the f_fct view
+        np.testing.assert_array_equal(e.fct_counts(0), orig.fct_counts(0))
+        assert e.drained == orig.drained
