@@ -233,6 +233,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 eval_seeds=eval_seeds,
                 eval_baseline=_eval_baseline(args),
                 log_every=args.log_every,
+                **_rollout_workers(args),
             )
             result = train(config)
         except TrainingError as exc:
@@ -269,6 +270,35 @@ def _train_options(args: argparse.Namespace) -> tuple[tuple[int, ...], tuple[tup
             value = raw
         hyper.append((name.strip(), value))
     return eval_seeds, tuple(hyper)
+
+
+def _rollout_workers(args: argparse.Namespace) -> dict[str, Any]:
+    """TrainConfig's Ray rollout fields from --ray, --workers, --broadcast-every and
+    --rollout-steps (checked here: a bad value is a usage error before Ray starts)."""
+    if args.ray is None:
+        given = [
+            f
+            for f in ("workers", "broadcast_every", "rollout_steps")
+            if getattr(args, f) is not None
+        ]
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise UsageError(f"{flag}: rollout workers run on Ray; add --ray [ADDRESS]")
+        return {}
+    workers = 2 if args.workers is None else args.workers
+    for flag, value in (
+        ("--workers", workers),
+        ("--broadcast-every", args.broadcast_every),
+        ("--rollout-steps", args.rollout_steps),
+    ):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag}: expected an integer >= 1, got {value}")
+    options: dict[str, Any] = {"workers": workers, "ray_address": _ray_address(args.ray)}
+    if args.broadcast_every is not None:
+        options["broadcast_every"] = args.broadcast_every
+    if args.rollout_steps is not None:
+        options["rollout_steps"] = args.rollout_steps
+    return options
 
 
 def _eval_baseline(args: argparse.Namespace) -> str | None:
@@ -468,6 +498,19 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", required=True, help="output directory")
     tr.add_argument("--resume", help="checkpoint directory to continue from")
     _add_train_args(tr)
+    _add_ray_arg(tr, "collect rollouts with --workers actors")
+    tr.add_argument(
+        "--workers", type=int, metavar="N",
+        help="rollout actors on Ray, each stepping --envs envs (default 2 with --ray)",
+    )  # fmt: skip
+    tr.add_argument(
+        "--broadcast-every", type=int, metavar="K",
+        help="learner updates between weight broadcasts to the workers (default 8)",
+    )  # fmt: skip
+    tr.add_argument(
+        "--rollout-steps", type=int, metavar="S",
+        help="environment steps per worker chunk (default 64)",
+    )  # fmt: skip
     tr.set_defaults(func=_cmd_train)
 
     sw = sub.add_parser(

@@ -32,7 +32,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, cast
 
 import numpy as np
 
@@ -74,12 +74,26 @@ class TrainConfig:
     """Steps between train/ rows (mean losses since the last row) in the logs."""
     hyper: tuple[tuple[str, Any], ...] = ()
     """Hyperparameter overrides as (name, value) pairs."""
+    workers: int = 0
+    """Rollout actors on Ray (marllbd.distributed.rollouts), each with `envs` envs;
+    0: the rollout envs step in this process."""
+    ray_address: str | None = None
+    """The Ray cluster the workers run on (auto, HOST:6379); None: a local one."""
+    broadcast_every: int = 8
+    """With workers: learner updates between two broadcasts of the weights to them."""
+    rollout_steps: int = 64
+    """With workers: environment steps a worker collects per request (one chunk)."""
 
     def __post_init__(self) -> None:
-        for name in ("steps", "envs", "eval_every", "log_every"):
+        counts = ("steps", "envs", "eval_every", "log_every", "broadcast_every", "rollout_steps")
+        for name in counts:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise TrainingError(f"{name}: expected a positive integer, got {value!r}")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
+            raise TrainingError(f"workers: expected an integer >= 0, got {self.workers!r}")
+        if self.ray_address is not None and self.workers == 0:
+            raise TrainingError("ray_address: rollouts run on Ray only with workers >= 1")
         if not self.eval_seeds:
             raise TrainingError("eval_seeds: expected at least one held-out seed")
         if self.eval_baseline is not None:
@@ -215,6 +229,11 @@ class Trainer:
                 "reward in your env (e.g. LoadBalanceEnv(reward_metric='custom', reward_fn=...))"
             )
         self.algorithm = factory(config.algo)(config, self.scenario, self.hooks)
+        if config.workers:
+            from marllbd.distributed.rollouts import RayRollouts
+
+            remote = RayRollouts(self.algorithm, config, self.scenario, self.hooks)
+            self.algorithm = cast(Algorithm, remote)  # its name is the algorithm's, per instance
         self.steps = 0
         self.episodes = 0
         self.best_fct = math.inf
@@ -286,6 +305,33 @@ class Trainer:
                 f"{algo.updates} updates); the replay buffer starts empty\n"
             )
         algo.begin(self.steps)
+        try:
+            self._loop(total, log, progress, best_dir, last_dir, callback)
+        finally:
+            close = getattr(algo, "close", None)  # remote rollouts stop their workers
+            if callable(close):
+                close()
+        log.close()
+        logs.plot(log.path, self.out / "learning_curve.png", x="wall_seconds")
+        last = self.last_ratio
+        vs = "" if last is None else f"; last eval {last.mean_fct.mean:.4f} x {last.baseline}"
+        progress.close(
+            f"{algo.name}: {self.steps} steps, {self.episodes} episodes, {algo.updates} updates "
+            f"in {log.wall_seconds:.0f} s; best eval fct_mean {self.best_fct:.4f} s over seeds "
+            f"{list(cfg.eval_seeds)}{vs}"
+        )
+        return TrainResult(best_dir, last_dir, self.steps, log.wall_seconds, log.path)
+
+    def _loop(
+        self,
+        total: int,
+        log: logs.RunLog,
+        progress: logs.Progress,
+        best_dir: Path,
+        last_dir: Path,
+        callback: Callback | None,
+    ) -> None:
+        cfg, algo = self.config, self.algorithm
         if self.steps == 0:
             self._evaluate(log, best_dir, last_dir, callback)
         next_eval = (self.steps // cfg.eval_every + 1) * cfg.eval_every
@@ -317,16 +363,6 @@ class Trainer:
                 if self._evaluate(log, best_dir, last_dir, callback) is False:
                     stop = True
                 next_eval = (self.steps // cfg.eval_every + 1) * cfg.eval_every
-        log.close()
-        logs.plot(log.path, self.out / "learning_curve.png", x="wall_seconds")
-        last = self.last_ratio
-        vs = "" if last is None else f"; last eval {last.mean_fct.mean:.4f} x {last.baseline}"
-        progress.close(
-            f"{algo.name}: {self.steps} steps, {self.episodes} episodes, {algo.updates} updates "
-            f"in {log.wall_seconds:.0f} s; best eval fct_mean {self.best_fct:.4f} s over seeds "
-            f"{list(cfg.eval_seeds)}{vs}"
-        )
-        return TrainResult(best_dir, last_dir, self.steps, log.wall_seconds, log.path)
 
     def _evaluate(
         self, log: logs.RunLog, best_dir: Path, last_dir: Path, callback: Callback | None

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from marllbd.distributed.rollouts import Tap
 from marllbd.envs import LoadBalanceEnv
 from marllbd.envs.reward import (
     DEFAULT_REWARD_FIELD,
@@ -467,6 +468,13 @@ class SacGru(LearnerAlgorithm[Learner]):
     """
 
     name: ClassVar[str] = ALGORITHM
+    remote_taps: ClassVar[tuple[Tap, ...]] = (
+        Tap("replay", ("start", "add"), stream_arg=0),
+        Tap("learner.norm", ("update",)),
+        Tap("learner.reward_norm", ("update",)),
+    )
+    """What a Ray rollout worker's collect does that the learner repeats
+    (marllbd.distributed.rollouts): replay writes and normaliser updates."""
 
     def __init__(self, config: TrainConfig, scenario: Scenario, hooks: Hooks) -> None:
         cfg = self.cfg = SacGruConfig.from_pairs(config.hyper)
@@ -488,6 +496,7 @@ class SacGru(LearnerAlgorithm[Learner]):
             e, max(cfg.buffer_steps // e, cfg.window + 1), self.obs_dim, self.n, cfg.window,
             seed=config.seed,
         )  # fmt: skip
+        self.seed = config.seed
         self._seen = self._begun = 0
         self._credit = 0.0
         self.obs: np.ndarray | None = None
@@ -555,6 +564,15 @@ class SacGru(LearnerAlgorithm[Learner]):
             batch = self.replay.sample(cfg.batch_size, cfg.burn_in, bool(cfg.num_levels))
             losses.append(self.learner.update(batch))
         return losses
+
+    def remote_streams(self, streams: int) -> None:
+        """A replay of `streams` rollout streams (every Ray worker's envs) of the same
+        total size, for a learner whose own envs do not step."""
+        cfg = self.cfg
+        self.replay = SequenceReplay(
+            streams, max(cfg.buffer_steps // streams, cfg.window + 1), self.obs_dim, self.n,
+            cfg.window, seed=self.seed,
+        )  # fmt: skip
 
     def networks_manifest(self) -> dict[str, Any]:
         return manifest(self.cfg, self.obs_dim, self.n)

@@ -128,6 +128,19 @@ ARGS = [
         ],
         "eval_baseline: unknown policy 'sedd'",
     ),
+    (
+        ["train", "--algo", "sac-gru", "--scenario", "paper-7", "--out", "o", "--workers", "2"],
+        "--workers: rollout workers run on Ray; add --ray",
+    ),
+    (
+        [
+            *["train", "--algo", "sac-gru", "--scenario", "paper-7", "--out", "o"],
+            "--ray",
+            "--workers",
+            "0",
+        ],
+        "--workers: expected an integer >= 1, got 0",
+    ),
     (["run", "--config", "/nonexistent.toml"], "cannot read"),
 ]
 
