@@ -57,3 +57,10 @@ def test_an_algorithm_without_remote_rollouts_is_refused(tmp_path: Path) -> None
 def test_ray_address_needs_workers(tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match="ray_address"):
         Trainer.make("sac-gru", "seed-16", out=tmp_path, ray_address="auto")
+
+
+def test_train_sac_ray_benchmark_times_a_ray_run(ray_cluster: ModuleType) -> None:
+    from marllbd.benchmarks import registry, train_sac_ray
+
+    assert registry()["train_sac_ray"] is train_sac_ray.train_sac_ray
+    assert train_sac_ray._rate(1, 200) > 0  # chunks of 64 steps: timed from the first one
