@@ -520,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--scenario", required=True, help="preset name or TOML file")
     sw.add_argument("--out", required=True, help="output directory")
     sw.add_argument(
-        "--space", action="append", default=[], metavar="NAME=KIND(ARGS)",
+        "--space", action="append", default=[], metavar="NAME=KIND(ARGS)|NAME=KIND:A:B,...",
         help="a searched hyperparameter (repeatable): choice(a,b), uniform(lo,hi), "
         "loguniform(lo,hi), randint(lo,hi)",
     )  # fmt: skip

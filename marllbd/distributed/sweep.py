@@ -15,6 +15,10 @@ A search space is a list of `NAME=KIND(ARGS)` items:
     loguniform(lo, hi)    a float whose log is uniform, 0 < lo < hi
     randint(lo, hi)       an integer in [lo, hi)   (Tune's convention)
 
+The colon form does the same, several items to one comma-separated string:
+
+    --space 'actor_lr=loguniform:1e-4:1e-3,hidden=choice:64:128'
+
 `parse_space` needs no Ray: the CLI checks the space (and the names, through the
 algorithm's own hyperparameter parser) before a cluster starts.
 """
@@ -59,14 +63,30 @@ class Dimension:
         return getattr(tune, self.kind)(*self.values)
 
 
-def parse_space(items: Sequence[str]) -> list[Dimension]:
-    """The dimensions of `NAME=KIND(ARGS)` items; ValueError naming the bad item."""
+def _items(given: Sequence[str]) -> list[str]:
+    """The NAME=KIND(ARGS) items of --space values, the colon form rewritten to it."""
+    items: list[str] = []
+    for value in given:
+        if "(" in value:
+            items.append(value)
+            continue
+        for item in value.split(","):
+            name, eq, rest = item.partition("=")
+            kind, colon, args = rest.partition(":")
+            items.append(f"{name}={kind}({args.replace(':', ', ')})" if eq and colon else item)
+    return items
+
+
+def parse_space(given: Sequence[str]) -> list[Dimension]:
+    """The dimensions of `NAME=KIND(ARGS)` items (or `NAME=KIND:A:B,...` strings);
+    ValueError naming the bad item."""
     space: list[Dimension] = []
-    for item in items:
+    for item in _items(given):
         m = _ITEM.match(item)
         if m is None:
             raise ValueError(
-                f"--space: expected NAME=KIND(ARGS) with KIND one of {', '.join(KINDS)}, "
+                f"--space: expected NAME=KIND(ARGS) or NAME=KIND:A:B with KIND one of "
+                f"{', '.join(KINDS)}, "
                 f"got {item!r}"
             )
         name, kind, raw = m.groups()

@@ -31,7 +31,7 @@ SMALL = {"hidden": 8, "burn_in": 2, "seq_len": 3, "batch_size": 4, "learning_sta
 @pytest.mark.parametrize(
     ("item", "message"),
     [
-        ("lr", "expected NAME=KIND(ARGS)"),
+        ("lr", "expected NAME=KIND(ARGS) or NAME=KIND:A:B"),
         ("lr=normal(0, 1)", "unknown kind 'normal'"),
         ("lr=uniform(1)", "expects two finite numbers (lo, hi), got [1]"),
         ("lr=uniform(2, 1)", "expects lo < hi, got 2 and 1"),
@@ -56,6 +56,13 @@ def test_space_kinds_and_values() -> None:
         ("actor_lr", "loguniform", (1e-4, 1e-2)),
         ("seq_len", "randint", (2, 5)),
     ]
+    colon = sweep.parse_space(["actor_lr=loguniform:1e-4:1e-2,hidden=choice:8:16"])
+    assert [(d.name, d.kind, d.values) for d in colon] == [
+        ("actor_lr", "loguniform", (1e-4, 1e-2)),
+        ("hidden", "choice", (8, 16)),
+    ]
+    with pytest.raises(ValueError, match="unknown kind 'normal'"):
+        sweep.parse_space(["hidden=choice:8,lr=normal:0:1"])
     with pytest.raises(ValueError, match="--space gamma: given twice"):
         sweep.parse_space(["gamma=uniform(0.9, 0.99)", "gamma=choice(0.9)"])
 
