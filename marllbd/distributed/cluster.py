@@ -46,7 +46,7 @@ def connect(address: str | None, num_cpus: int | None = None) -> Iterator[Module
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
     try:
         if address is None:
-            ray.init(num_cpus=num_cpus, **options)
+            ray.init(address="local", num_cpus=num_cpus, **options)  # never a cluster found
         else:
             ray.init(address=address, **options)
     except (ConnectionError, RuntimeError, ValueError) as exc:

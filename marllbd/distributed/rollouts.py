@@ -195,7 +195,7 @@ class RayRollouts:
         try:
             ray = stack.enter_context(connect(self.config.ray_address, self.config.workers))
             actor = ray.remote(num_cpus=1)(Worker)
-            base = replace(self.config, workers=0, resume=None, progress=False)
+            base = replace(self.config, workers=0, ray_address=None, resume=None, progress=False)
             seeds = [worker_seed(self.config.seed, w) for w in range(self.config.workers)]
             self._workers = [
                 actor.remote(replace(base, seed=s), self.scenario, self.hooks, w, self.taps)

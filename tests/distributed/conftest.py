@@ -11,6 +11,6 @@ import pytest
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[ModuleType]:
     ray = pytest.importorskip("ray")  # the distributed extra: make setup installs it
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()

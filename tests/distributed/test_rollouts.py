@@ -59,6 +59,17 @@ def test_ray_address_needs_workers(tmp_path: Path) -> None:
         Trainer.make("sac-gru", "seed-16", out=tmp_path, ray_address="auto")
 
 
+def test_training_on_a_cluster_by_address(ray_cluster: ModuleType, tmp_path: Path) -> None:
+    # --ray ADDRESS: the workers' own configs must not carry the address (they run no Ray)
+    trainer = Trainer.make(
+        "sac-gru", "seed-16", out=tmp_path, seed=3, workers=1, envs=1, eval_every=10_000,
+        eval_seeds=(1001,), eval_baseline=None, hyper=HYPER, rollout_steps=32,
+        ray_address="auto", log_every=100,
+    )  # fmt: skip
+    trainer.learn(96)
+    assert trainer.steps == 96 and trainer.algorithm.samples.sum() == 96  # type: ignore[attr-defined]
+
+
 def test_train_sac_ray_benchmark_times_a_ray_run(ray_cluster: ModuleType) -> None:
     from marllbd.benchmarks import registry, train_sac_ray
 
