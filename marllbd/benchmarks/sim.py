@@ -170,3 +170,55 @@ def env_step(quick: bool) -> list[BenchResult]:
             },
         )
     ]
+
+
+@benchmark("vector_env_step")
+def vector_env_step(quick: bool) -> list[BenchResult]:
+    """16 seed-16 envs (16 servers) as one LoadBalanceVectorEnv, aggregate env steps/s,
+    autoresets included; baseline gymnasium's SyncVectorEnv over 16 LoadBalanceEnv."""
+    import gymnasium as gym
+
+    from marllbd.envs.single import LoadBalanceEnv
+    from marllbd.envs.vector import LoadBalanceVectorEnv
+
+    num_envs, steps = 16, (300 if quick else 3_000)
+    vec = LoadBalanceVectorEnv(num_envs, "seed-16")
+    sync = gym.vector.SyncVectorEnv([lambda: LoadBalanceEnv("seed-16")] * num_envs)
+    action = np.zeros((num_envs, vec.num_servers), dtype=np.float32)  # static capacity weights
+
+    def rate(env: gym.vector.VectorEnv, n: int) -> float:
+        env.reset(seed=0)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            env.step(action)
+        return n * num_envs / (time.perf_counter() - t0)
+
+    rate(vec, 50)  # warm-up: compile or load the caches
+    rate(sync, 50)
+    value = base = 0.0
+    for _ in range(_REPEATS):  # interleaved, like sim_engine
+        value = max(value, rate(vec, steps))
+        base = max(base, rate(sync, steps))
+    return [
+        BenchResult(
+            name="vector_env_step",
+            value=value,
+            unit="steps/s",
+            baseline="sync_vector_env",
+            baseline_value=base,
+            ratio=ratio(value, base),
+            extra={
+                "num_envs": num_envs,
+                "servers": vec.num_servers,
+                "scenario": "seed-16",
+                "parallel": vec.parallel,
+                "threads": _numba_threads(),
+            },
+        )
+    ]
+
+
+def _numba_threads() -> int:
+    import numba
+
+    return int(numba.get_num_threads())

@@ -146,6 +146,22 @@ class RewardSpec:
         reward, value, fct_mean, fct_p90 = step_kernel(features, n_fct, *self.codes)
         return self.checked(reward, value), fct_mean, fct_p90
 
+    def batch_step(
+        self, features: np.ndarray, n_fct: np.ndarray, active: list[np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """step() of each env i of a batch: features (N, n, 12), n_fct (N, n), active[i];
+        returns the arrays (rewards, fct_mean, fct_p90_max), each (N,)."""
+        count = features.shape[0]
+        if self.fn is not None:
+            rows = [self.step(features[i], n_fct[i], active[i]) for i in range(count)]
+            r, m, p = (np.array(c, dtype=np.float64) for c in zip(*rows, strict=True))
+            return r, m, p
+        out = np.empty((4, count))
+        batch_step_kernel(features, n_fct, *self.codes, out)
+        for i in np.flatnonzero(~np.isfinite(out[1])):
+            self.checked(out[0, i], out[1, i])  # raises, naming the metric
+        return out[0], out[2], out[3]
+
     def checked(self, reward: float, value: float) -> float:
         """reward, or fairness.shape's error for a non-finite metric value."""
         if not math.isfinite(value):
@@ -272,6 +288,27 @@ def step_kernel(
     reward, value = reward_kernel(feats, col, code, shape, higher_is_better, ideal)
     fct_mean, fct_p90_max = fct_stats(feats, n_fct)
     return reward, value, fct_mean, fct_p90_max
+
+
+@_kernel
+def batch_step_kernel(
+    feats: np.ndarray,
+    n_fct: np.ndarray,
+    col: int,
+    code: int,
+    shape: int,
+    higher_is_better: bool,
+    ideal: float,
+    out: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """step_kernel of each env i of a batch (feats[i], n_fct[i]) into out[:, i]: the rows
+    reward, value, fct_mean, fct_p90_max."""
+    for i in range(feats.shape[0]):
+        r, v, m, p = step_kernel(feats[i], n_fct[i], col, code, shape, higher_is_better, ideal)
+        out[0, i] = r
+        out[1, i] = v
+        out[2, i] = m
+        out[3, i] = p
 
 
 @_kernel

@@ -62,6 +62,15 @@ def episode_steps(scenario: Scenario) -> int:
     return intervals - 1
 
 
+def episode_engine(scenario: Scenario, np_random: np.random.Generator) -> Engine:
+    """A new episode's engine: the scenario with a seed drawn from the env's generator
+    (the single and the vector env draw it the same way)."""
+    episode_seed = int(np_random.integers(0, 2**31 - 1))
+    # The scenario is validated already and the seed is valid: skip Scenario.replace's
+    # round trip through from_dict (same result, in a fraction of the time).
+    return Engine(dataclasses.replace(scenario, seed=episode_seed))
+
+
 def writable_state(state: dict[str, Any]) -> dict[str, Any]:
     """An unpickled env's __dict__ with its own copy of each read-only array: unpickling
     from shared memory (Ray's object store, pickle protocol 5 with out-of-band buffers)
@@ -185,10 +194,7 @@ class LoadBalanceEnv(gym.Env[np.ndarray, np.ndarray]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        episode_seed = int(self.np_random.integers(0, 2**31 - 1))
-        # The scenario is validated already and the seed is valid: skip Scenario.replace's
-        # round trip through from_dict (same result, in a fraction of the time).
-        self._engine = Engine(dataclasses.replace(self.scenario, seed=episode_seed))
+        self._engine = episode_engine(self.scenario, self.np_random)
         # This LB's FCT sample counts of the latest frame (a view that Engine.advance refills).
         self._n_fct = self._engine.fct_counts(self.lb)
         self._weights = self.capacities.copy()

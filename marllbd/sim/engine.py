@@ -487,6 +487,58 @@ def _interval(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
         )  # fmt: skip
 
 
+@numba.njit(inline="always")
+def _interval_of(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    i, t_end, ts_ns, interval, rtt, states, weights, wlb, truth, totals, n_fct, tau, feats,
+    first_lb,
+):  # fmt: skip
+    """Engine i's part of _intervals."""
+    st = states[i]
+    if wlb >= 0:
+        st[9][wlb, :] = weights[i]  # lb_w
+    _interval(
+        t_end[i], ts_ns[i], interval, rtt,
+        st[0], st[1], st[2], st[3], st[4], st[5], st[6], st[7], st[8], st[9], st[10], st[11],
+        st[12], st[13], st[14], st[15], st[16], st[17], st[18], st[19], st[20], st[21],
+        st[22], st[23],
+        truth[i], tau, feats[i], first_lb,
+    )  # fmt: skip
+    totals[i, 0] = st[20][_C_COMPLETED]  # counters
+    totals[i, 1] = st[20][_C_REJECTED]
+    n = truth.shape[2]
+    n_fct[i, :] = st[16][_R_N, 1, first_lb * n : (first_lb + 1) * n]  # rc
+
+
+@numba.njit(cache=True)
+def _intervals(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    t_end, ts_ns, interval, rtt, states, weights, wlb, truth, totals, n_fct, tau, feats, first_lb
+):
+    """_interval for each engine i of a batch, in one call: states is a typed list of
+    the engines' state tuples (Engine._state); weights[i] becomes the weights of LB
+    node wlb first (none if wlb < 0); truth[i] and feats[i] are engine i's, totals[i]
+    its (completed, rejected) after the interval and n_fct[i] LB node first_lb's FCT
+    sample counts of the frame (Engine.fct_counts)."""
+    for i in range(t_end.shape[0]):
+        _interval_of(
+            i, t_end, ts_ns, interval, rtt, states, weights, wlb, truth, totals, n_fct, tau,
+            feats, first_lb,
+        )  # fmt: skip
+
+
+@numba.njit(cache=True, parallel=True)
+def _intervals_parallel(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    t_end, ts_ns, interval, rtt, states, weights, wlb, truth, totals, n_fct, tau, feats, first_lb
+):
+    """_intervals on numba's threads: the engines share nothing, so the results are the
+    same.  (A function of its own: numba's cache keys a function by its name, not by
+    its compile options.)"""
+    for j in numba.prange(t_end.shape[0]):
+        _interval_of(
+            np.int64(j), t_end, ts_ns, interval, rtt, states, weights, wlb, truth, totals,
+            n_fct, tau, feats, first_lb,
+        )  # fmt: skip
+
+
 def _arg_key(a: Any) -> Any:
     """What numba's type of an argument depends on: an array's dtype, dimensions,
     layout, writability and alignment; a scalar's Python type."""
@@ -895,6 +947,110 @@ class Engine:
         """Completion time of every flow that has finished or was rejected, in arrival order."""
         done = ~np.isnan(self.f_fct)
         return self.f_fct[done]
+
+
+class EngineBatch:
+    """Engines of one scenario layout (server and LB counts, control interval, RTT),
+    advanced one control interval each in one compiled call (the vector environments'
+    hot path), on all cores with parallel=True (numba's threads; the engines share
+    nothing, so the results are the same).  Engine i's arrays stay its own: the batch
+    holds their state tuples in one typed list, so a call unboxes one object, not each
+    engine's 24 arrays."""
+
+    def __init__(self, engines: Sequence[Engine], *, parallel: bool = True):
+        if not engines:
+            raise ValueError("engines: expected at least one engine")
+        first = engines[0]
+        self.num_servers, self.num_lbs = first.num_servers, first.num_lbs
+        self.interval, self.rtt = first.interval, first._rtt
+        self.engines = list(engines)
+        self.parallel = parallel
+        for e in self.engines:
+            self._check(e)
+        self._states: Any = None  # numba.typed.List of the engines' state tuples
+        self._t_end = np.empty(len(self.engines))
+        self._ts_ns = np.empty(len(self.engines), dtype=np.int64)
+
+    def _check(self, e: Engine) -> None:
+        layout = (e.num_servers, e.num_lbs, e.interval, e._rtt)
+        if layout != (self.num_servers, self.num_lbs, self.interval, self.rtt):
+            raise ValueError(
+                "engines: expected one layout (servers, LB nodes, control interval, RTT) "
+                f"{(self.num_servers, self.num_lbs, self.interval, self.rtt)}, got {layout}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.engines)
+
+    def __setitem__(self, i: int, engine: Engine) -> None:
+        """Engine i is now `engine` (a new episode)."""
+        self._check(engine)
+        self.engines[i] = engine
+        if self._states is not None:
+            self._states[i] = engine._state
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_states"] = None  # a typed list does not pickle: rebuilt from the engines
+        return state
+
+    def _typed_states(self) -> Any:
+        if self._states is None:
+            states = numba.typed.List.empty_list(numba.typeof(self.engines[0]._state))
+            for e in self.engines:
+                states.append(e._state)
+            self._states = states
+        return self._states
+
+    def advance(
+        self,
+        feats: np.ndarray,
+        weights: np.ndarray | None = None,
+        *,
+        lb: int = 0,
+        first_lb: int = 0,
+        tau: float = features.DEFAULT_TAU,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every engine's `Engine.advance(feats[i], first_lb=first_lb, tau=tau)`, after
+        `set_weights(lb, weights[i], checked=False)` if weights are given, in one call:
+        the same results bit for bit.  feats is C-contiguous float64 (N, m, n, 12);
+        returns truth (N, 2, n), totals (N, 2): (completed, rejected) per engine, and
+        n_fct (N, n): LB node first_lb's `fct_counts`."""
+        n, count = self.num_servers, len(self.engines)
+        if not (
+            type(feats) is np.ndarray and feats.dtype == _F64 and feats.flags.c_contiguous
+            and feats.ndim == 4 and feats.shape[0] == count
+        ):  # fmt: skip
+            raise ValueError(f"feats: expected a C-contiguous float64 ({count}, m, {n}, 12) array")
+        features.check_tau(tau)
+        wlb = -1
+        if weights is not None:
+            if weights.shape != (count, n) or weights.dtype != _F64:
+                raise ValueError(f"weights: expected float64 ({count}, {n}), got {weights.shape}")
+            if any(e._rules[lb] == "wcmp" for e in self.engines):  # its alias tables
+                for e, w in zip(self.engines, weights, strict=True):
+                    e.set_weights(lb, w, checked=False)
+            else:
+                wlb = lb
+        for i, e in enumerate(self.engines):
+            t_end = e.t + self.interval
+            self._t_end[i] = t_end
+            self._ts_ns[i] = round(t_end * 1e9)
+        truth = np.empty((count, 2, n))
+        totals = np.empty((count, 2), dtype=np.int64)
+        n_fct = np.empty((count, n), dtype=np.int64)
+        if not 0 <= first_lb < self.num_lbs:
+            raise ValueError(f"first_lb: expected 0..{self.num_lbs - 1}, got {first_lb}")
+        kernel = _intervals_parallel if self.parallel and count > 1 else _intervals
+        kernel(
+            self._t_end, self._ts_ns, self.interval, self.rtt, self._typed_states(),
+            weights if weights is not None else np.empty((count, n)), wlb, truth, totals,
+            n_fct, float(tau), feats, int(first_lb),
+        )  # fmt: skip
+        for i, e in enumerate(self.engines):
+            e.t = float(self._t_end[i])
+            e.frame_no += 1
+        return truth, totals, n_fct
 
 
 def compile_kernels() -> None:

@@ -73,3 +73,10 @@ def test_env_step_quick() -> None:
     check(res, "env_step", "steps/s", "engine_step")
     # seed-16: 32 workers at load 0.9, work 0.1 s, 0.25 s steps: about 72 flows a step.
     assert 60 < res.extra["flows_per_step"] < 85
+
+
+def test_vector_env_step_quick() -> None:
+    assert registry()["vector_env_step"] is bench.vector_env_step
+    (res,) = bench.vector_env_step(True)
+    check(res, "vector_env_step", "steps/s", "sync_vector_env")
+    assert (res.extra["num_envs"], res.extra["servers"]) == (16, 16)
