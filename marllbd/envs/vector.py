@@ -7,9 +7,12 @@ Each step advances every sub-env's engine one control interval in one call
 the rewards in one more; sub-env i with seed s gives the observations, rewards, FCTs
 and infos of `LoadBalanceEnv` reset with seed s, bit for bit (tests/envs/test_vector.py).
 
-Autoreset: Gymnasium's next-step mode (`metadata["autoreset_mode"]`): the step after a
-sub-env's episode ends resets it, ignoring its action, and returns its first
-observation with reward 0 and terminated = truncated = False.  reset(seed=s) seeds
+Autoreset (`metadata["autoreset_mode"]`): Gymnasium's next-step mode by default: the
+step after a sub-env's episode ends resets it, ignoring its action, and returns its
+first observation with reward 0 and terminated = truncated = False.  With
+autoreset_mode="Disabled" the caller resets ended sub-envs itself, with
+`reset(options={"reset_mask": mask})` (the trainers do: their replay wants the last
+observation of an episode and the first of the next apart).  reset(seed=s) seeds
 sub-env i with s + i (a list gives each its own); without a seed each keeps its
 generator, and a never-seeded one draws fresh entropy, as `gymnasium.Env.reset` does.
 """
@@ -57,6 +60,7 @@ class LoadBalanceVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         scenario: str | Scenario | None = None,
         *,
         max_episode_steps: int | None = None,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         parallel: bool = True,
         render_mode: str | None = None,
         **env_kwargs: Any,
@@ -69,6 +73,14 @@ class LoadBalanceVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
             raise ValueError(
                 f"max_episode_steps: expected a positive integer or None, got {max_episode_steps!r}"
             )
+        modes = (AutoresetMode.NEXT_STEP, AutoresetMode.DISABLED)
+        mode = next((m for m in modes if autoreset_mode in (m, m.value)), None)
+        if mode is None:
+            raise ValueError(
+                f"autoreset_mode: expected {' or '.join(m.value for m in modes)}, "
+                f"got {autoreset_mode!r}"
+            )
+        self.autoreset_mode = mode
         self.render_mode = check_render_mode(render_mode)
         # The single env validates the arguments and holds the definitions: the scenario,
         # the action and reward specs, the spaces.  It never steps.
@@ -80,7 +92,11 @@ class LoadBalanceVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         self.capacities = t.capacities
         self.max_episode_steps = max_episode_steps
         self.parallel = parallel
-        self.metadata = {**type(self).metadata, "render_fps": t.metadata["render_fps"]}
+        self.metadata = {
+            **type(self).metadata,
+            "render_fps": t.metadata["render_fps"],
+            "autoreset_mode": mode,
+        }
         self.single_observation_space = t.observation_space
         self.single_action_space = t.action_space
         self.observation_space = batch_space(t.observation_space, num_envs)
@@ -109,8 +125,12 @@ class LoadBalanceVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         seed: int | Sequence[int | None] | None = None,
         options: dict[str, Any] | None = None,
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Every sub-env's first interval; seed s seeds sub-env i with s + i."""
+        """Every sub-env's first interval; seed s seeds sub-env i with s + i.  With
+        options={"reset_mask": mask} (a bool (num_envs,) array) only the masked sub-envs
+        start a new episode; the others' observations are their latest, and the info's
+        "_key" masks are the reset mask."""
         count = self.num_envs
+        mask = (options or {}).get("reset_mask")
         if seed is None:
             seeds: list[int | None] = [None] * count
         elif isinstance(seed, bool):
@@ -123,6 +143,8 @@ class LoadBalanceVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
                 raise ValueError(
                     f"seed: expected {count} seeds (one per sub-env), got {len(seeds)}"
                 )
+        if mask is not None:
+            return self._reset_some(mask, seeds)
         for i, s in enumerate(seeds):
             if s is not None or self._rngs[i] is None:
                 self._rngs[i] = seeding.np_random(s)[0]
@@ -131,6 +153,23 @@ class LoadBalanceVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         self._elapsed[:] = 0
         self._autoreset[:] = False
         obs, _, _, _, info = self._advance(np.tile(self.capacities, (count, 1)), None)
+        return obs, info
+
+    def _reset_some(self, mask: Any, seeds: list[int | None]) -> tuple[np.ndarray, dict[str, Any]]:
+        count = self.num_envs
+        if not (isinstance(mask, np.ndarray) and mask.dtype == np.bool_ and mask.shape == (count,)):
+            raise ValueError(f"reset_mask: expected a bool numpy array of shape ({count},)")
+        if self._batch is None:
+            raise RuntimeError("reset_mask: call reset() without a mask first")
+        for i in np.flatnonzero(mask).tolist():
+            if seeds[i] is not None:
+                self._rngs[i] = seeding.np_random(seeds[i])[0]
+            self._batch[i] = episode_engine(self.scenario, self._generators()[i])
+        self._elapsed[mask] = 0
+        weights = self._weights.copy()
+        weights[mask] = self.capacities
+        obs, _, _, _, info = self._advance(weights, None, only=mask)
+        info.update({f"_{k}": mask.copy() for k in _INFO_KEYS})
         return obs, info
 
     def step(
@@ -145,6 +184,12 @@ class LoadBalanceVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         weights = self.template.action_spec.weights(a.reshape(count * n), self._tiled_caps)
         weights = weights.reshape(count, n)
         resetting = None
+        if self.autoreset_mode is AutoresetMode.DISABLED and self._autoreset.any():
+            ended = np.flatnonzero(self._autoreset).tolist()
+            raise RuntimeError(
+                f"sub-envs {ended}: their episodes ended; reset them first "
+                "(reset(options={'reset_mask': mask}): autoreset is disabled)"
+            )
         if self._autoreset.any():
             resetting = self._autoreset.copy()
             for i in np.flatnonzero(resetting).tolist():
@@ -165,17 +210,18 @@ class LoadBalanceVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         return rngs  # type: ignore[return-value]
 
     def _advance(
-        self, weights: np.ndarray, resetting: np.ndarray | None
+        self, weights: np.ndarray, resetting: np.ndarray | None, only: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         batch = self._batch
         assert batch is not None
         truth, totals, n_fct = batch.advance(
-            self._feats, weights, lb=self.lb, first_lb=self.lb, tau=self.tau
+            self._feats, weights, lb=self.lb, first_lb=self.lb, tau=self.tau, only=only
         )
+        self._weights = weights
         feats = self._feats[:, 0]
         active = [e.active for e in batch.engines] if self.template.reward_spec.fn else []
         rewards, fct_mean, fct_p90 = self.template.reward_spec.batch_step(feats, n_fct, active)
-        self._elapsed += 1
+        self._elapsed += 1 if only is None else only
         truncated = np.array([e.done for e in batch.engines])
         if self.max_episode_steps is not None:
             truncated |= self._elapsed > self.max_episode_steps

@@ -511,32 +511,36 @@ def _interval_of(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
 
 @numba.njit(cache=True)
 def _intervals(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
-    t_end, ts_ns, interval, rtt, states, weights, wlb, truth, totals, n_fct, tau, feats, first_lb
-):
+    t_end, ts_ns, interval, rtt, states, weights, wlb, truth, totals, n_fct, tau, feats, first_lb,
+    only,
+):  # fmt: skip
     """_interval for each engine i of a batch, in one call: states is a typed list of
     the engines' state tuples (Engine._state); weights[i] becomes the weights of LB
     node wlb first (none if wlb < 0); truth[i] and feats[i] are engine i's, totals[i]
     its (completed, rejected) after the interval and n_fct[i] LB node first_lb's FCT
-    sample counts of the frame (Engine.fct_counts)."""
+    sample counts of the frame (Engine.fct_counts); only the engines i with only[i]."""
     for i in range(t_end.shape[0]):
-        _interval_of(
-            i, t_end, ts_ns, interval, rtt, states, weights, wlb, truth, totals, n_fct, tau,
-            feats, first_lb,
-        )  # fmt: skip
+        if only[i]:
+            _interval_of(
+                i, t_end, ts_ns, interval, rtt, states, weights, wlb, truth, totals, n_fct,
+                tau, feats, first_lb,
+            )  # fmt: skip
 
 
 @numba.njit(cache=True, parallel=True)
 def _intervals_parallel(  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
-    t_end, ts_ns, interval, rtt, states, weights, wlb, truth, totals, n_fct, tau, feats, first_lb
-):
+    t_end, ts_ns, interval, rtt, states, weights, wlb, truth, totals, n_fct, tau, feats, first_lb,
+    only,
+):  # fmt: skip
     """_intervals on numba's threads: the engines share nothing, so the results are the
     same.  (A function of its own: numba's cache keys a function by its name, not by
     its compile options.)"""
     for j in numba.prange(t_end.shape[0]):
-        _interval_of(
-            np.int64(j), t_end, ts_ns, interval, rtt, states, weights, wlb, truth, totals,
-            n_fct, tau, feats, first_lb,
-        )  # fmt: skip
+        if only[j]:
+            _interval_of(
+                np.int64(j), t_end, ts_ns, interval, rtt, states, weights, wlb, truth,
+                totals, n_fct, tau, feats, first_lb,
+            )  # fmt: skip
 
 
 def _arg_key(a: Any) -> Any:
@@ -970,6 +974,7 @@ class EngineBatch:
         self._states: Any = None  # numba.typed.List of the engines' state tuples
         self._t_end = np.empty(len(self.engines))
         self._ts_ns = np.empty(len(self.engines), dtype=np.int64)
+        self._all = np.ones(len(self.engines), dtype=np.bool_)
 
     def _check(self, e: Engine) -> None:
         layout = (e.num_servers, e.num_lbs, e.interval, e._rtt)
@@ -1010,12 +1015,15 @@ class EngineBatch:
         lb: int = 0,
         first_lb: int = 0,
         tau: float = features.DEFAULT_TAU,
+        only: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every engine's `Engine.advance(feats[i], first_lb=first_lb, tau=tau)`, after
         `set_weights(lb, weights[i], checked=False)` if weights are given, in one call:
         the same results bit for bit.  feats is C-contiguous float64 (N, m, n, 12);
         returns truth (N, 2, n), totals (N, 2): (completed, rejected) per engine, and
-        n_fct (N, n): LB node first_lb's `fct_counts`."""
+        n_fct (N, n): LB node first_lb's `fct_counts`.  With `only`, a bool (N,) mask,
+        just those engines advance (the others' rows of truth are undefined, of totals and
+        n_fct zero, and their feats and state stay as they were)."""
         n, count = self.num_servers, len(self.engines)
         if not (
             type(feats) is np.ndarray and feats.dtype == _F64 and feats.flags.c_contiguous
@@ -1037,19 +1045,26 @@ class EngineBatch:
             self._t_end[i] = t_end
             self._ts_ns[i] = round(t_end * 1e9)
         truth = np.empty((count, 2, n))
-        totals = np.empty((count, 2), dtype=np.int64)
-        n_fct = np.empty((count, n), dtype=np.int64)
+        totals = np.zeros((count, 2), dtype=np.int64)  # (zero for engines not in `only`)
+        n_fct = np.zeros((count, n), dtype=np.int64)
         if not 0 <= first_lb < self.num_lbs:
             raise ValueError(f"first_lb: expected 0..{self.num_lbs - 1}, got {first_lb}")
+        if only is None:
+            only = self._all
+        elif only.shape != (count,) or only.dtype != np.bool_:
+            raise ValueError(
+                f"only: expected a bool ({count},) mask, got {only.dtype} {only.shape}"
+            )
         kernel = _intervals_parallel if self.parallel and count > 1 else _intervals
         kernel(
             self._t_end, self._ts_ns, self.interval, self.rtt, self._typed_states(),
             weights if weights is not None else np.empty((count, n)), wlb, truth, totals,
-            n_fct, float(tau), feats, int(first_lb),
+            n_fct, float(tau), feats, int(first_lb), only,
         )  # fmt: skip
         for i, e in enumerate(self.engines):
-            e.t = float(self._t_end[i])
-            e.frame_no += 1
+            if only[i]:
+                e.t = float(self._t_end[i])
+                e.frame_no += 1
         return truth, totals, n_fct
 
 

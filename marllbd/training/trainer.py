@@ -94,6 +94,11 @@ class TrainConfig:
             raise TrainingError(f"workers: expected an integer >= 0, got {self.workers!r}")
         if self.ray_address is not None and self.workers == 0:
             raise TrainingError("ray_address: rollouts run on Ray only with workers >= 1")
+        if self.workers and self.rollout_steps % self.envs:
+            raise TrainingError(
+                f"rollout_steps: expected a multiple of envs ({self.envs}), got "
+                f"{self.rollout_steps} (a worker steps all its envs at once)"
+            )
         if not self.eval_seeds:
             raise TrainingError("eval_seeds: expected at least one held-out seed")
         if self.eval_baseline is not None:

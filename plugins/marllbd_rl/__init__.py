@@ -1,12 +1,12 @@
 """Learned load-balancing policies for marllbd (SAC-GRU, QMIX): the only code that imports torch.
 
 Installed with the `rl` extra.  By role:
-- sac_gru.py, qmix.py: one algorithm each (hyperparameters, networks, loss,
+- sac_gru.py, qmix.py: one algorithm each (SAC-GRU's rollouts step one
+  marllbd.envs.LoadBalanceVectorEnv) (hyperparameters, networks, loss,
   update, and the `Algorithm` the training loop in marllbd.training drives);
 - replay.py: the recurrent replays (sequence windows, episode windows);
 - norm.py: the one running input normaliser; torchio.py: torch state ↔
   checkpoint arrays;
-- rollout.py: simulators stepped in lockstep;
 - agents.py: the original description's per-transition APIs
   (`SAC_GRU_Agent`, `QMIXAgent`, also importable from this package).
 

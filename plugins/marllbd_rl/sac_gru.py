@@ -35,13 +35,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
+import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.vector import AutoresetMode
 from torch import nn
 from torch.nn import functional as F
 
 from marllbd.distributed.rollouts import Tap
-from marllbd.envs import LoadBalanceEnv
+from marllbd.envs import LoadBalanceVectorEnv
 from marllbd.envs.reward import (
     DEFAULT_REWARD_FIELD,
     DEFAULT_REWARD_METRIC,
@@ -57,7 +59,6 @@ from marllbd.training.trainer import Collected, Hooks, TrainConfig
 from marllbd_rl.base import LearnerAlgorithm
 from marllbd_rl.norm import RunningNorm
 from marllbd_rl.replay import SequenceBatch, SequenceReplay
-from marllbd_rl.rollout import EnvVector
 from marllbd_rl.torchio import load_arrays, to_arrays
 
 ALGORITHM = "sac-gru"
@@ -441,15 +442,29 @@ class Learner:
 # -- the algorithm the training loop drives ------------------------------------------------
 
 
-def make_env(
-    scenario: Scenario, cfg: SacGruConfig, reward_fn: Callable[..., float] | None = None
-) -> LoadBalanceEnv:
-    """The rollout env: the scenario with this run's action and reward settings."""
+def rollout_envs(
+    scenario: Scenario,
+    cfg: SacGruConfig,
+    count: int,
+    hooks: Hooks,
+) -> gym.vector.VectorEnv:
+    """The rollout envs: `count` episodes of the scenario with this run's action and
+    reward settings, as one LoadBalanceVectorEnv (a user's env_factory: gymnasium's
+    SyncVectorEnv over its envs); autoreset disabled, collect resets ended episodes."""
+    if count < 1:
+        raise TrainingError(f"envs: expected at least one simulator instance, got {count}")
+    if hooks.env_factory is not None:
+        factory = hooks.env_factory
+        return gym.vector.SyncVectorEnv(
+            [lambda: factory(scenario)] * count, autoreset_mode=AutoresetMode.DISABLED
+        )
     reward: dict[str, Any] = {"reward_metric": cfg.reward_metric}
-    if reward_fn is not None:
-        reward = {"reward_metric": "custom", "reward_fn": reward_fn}
-    return LoadBalanceEnv(
+    if hooks.reward_fn is not None:
+        reward = {"reward_metric": "custom", "reward_fn": hooks.reward_fn}
+    return LoadBalanceVectorEnv(
+        count,
         scenario,
+        autoreset_mode=AutoresetMode.DISABLED,
         action_type=cfg.action_type,
         levels=tuple(cfg.levels),
         weight_base=cfg.weight_base,
@@ -486,12 +501,16 @@ class SacGru(LearnerAlgorithm[Learner]):
                 f"burn_in + seq_len + 1 = {cfg.window + 1}; lengthen them or shorten the sequences"
             )
         self.custom_reward = hooks.reward_fn is not None
-        make = hooks.env_factory or (lambda sc: make_env(sc, cfg, hooks.reward_fn))
-        self.envs = EnvVector(lambda: make(scenario), config.envs, config.seed)
+        self.envs = rollout_envs(scenario, cfg, config.envs, hooks)
+        # Each env's first seed; later episodes continue its generator.
+        self.env_seeds = [
+            int(s.generate_state(1)[0])
+            for s in np.random.SeedSequence(config.seed).spawn(config.envs)
+        ]
         self.n = len(scenario.servers)
         self.obs_dim = self.n * NUM_FEATURES
         self.learner = Learner(cfg, self.obs_dim, self.n, config.seed, hooks.network)
-        e = len(self.envs)
+        e = self.envs.num_envs
         self.replay = SequenceReplay(
             e, max(cfg.buffer_steps // e, cfg.window + 1), self.obs_dim, self.n, cfg.window,
             seed=config.seed,
@@ -502,8 +521,8 @@ class SacGru(LearnerAlgorithm[Learner]):
         self.obs: np.ndarray | None = None
 
     def _start(self) -> np.ndarray:
-        obs = self.envs.reset()
-        e = len(self.envs)
+        obs = np.asarray(self.envs.reset(seed=self.env_seeds)[0], dtype=np.float32)
+        e = self.envs.num_envs
         self.learner.norm.update(obs.reshape(e, -1))
         for i in range(e):
             self.replay.start(i, obs[i])
@@ -514,27 +533,28 @@ class SacGru(LearnerAlgorithm[Learner]):
         return obs
 
     def collect(self, budget: int) -> Collected:
-        """One step of every env (of the first `budget` if fewer are left)."""
+        """One step of every env; with fewer than that many steps of `budget` left (the
+        end of a run), the transitions of the first `budget` envs only: the others'
+        episodes restart."""
         if self.obs is None:
             self.obs = self._start()
-        e = min(len(self.envs), budget)
-        agent, obs = self.learner, self.obs
-        actions, hidden = agent.act(obs[:e].reshape(e, -1), self.hidden[:e])
-        self.hidden[:e] = hidden
-        res = self.envs.step(actions, count=e)
-        agent.norm.update(res.obs.reshape(e, -1))
-        agent.reward_norm.update(res.reward)
+        envs, agent, obs = self.envs.num_envs, self.learner, self.obs
+        e = min(envs, budget)
+        actions, self.hidden = agent.act(obs.reshape(envs, -1), self.hidden)
+        next_obs, reward, terminated, truncated, info = self.envs.step(actions)
+        next_obs = np.asarray(next_obs, dtype=np.float32)
+        agent.norm.update(next_obs[:e].reshape(e, -1))
+        agent.reward_norm.update(reward[:e])
+        fct_mean = info["fct_mean"]
+        ended = terminated | truncated
         finished = []
         for i in range(e):
-            self.replay.add(
-                i, actions[i], float(res.reward[i]), bool(res.terminated[i]), res.obs[i]
-            )
-            self.ret[i] += res.reward[i]
+            self.replay.add(i, actions[i], float(reward[i]), bool(terminated[i]), next_obs[i])
+            self.ret[i] += reward[i]
             self.length[i] += 1
-            if math.isfinite(res.infos[i]["fct_mean"]):
-                self.fct[i].append(res.infos[i]["fct_mean"])
-            obs[i] = res.obs[i]
-            if res.terminated[i] or res.truncated[i]:
+            if math.isfinite(fct_mean[i]):
+                self.fct[i].append(float(fct_mean[i]))
+            if ended[i]:
                 finished.append(
                     {
                         "episode/return": float(self.ret[i]),
@@ -544,8 +564,13 @@ class SacGru(LearnerAlgorithm[Learner]):
                         else math.nan,
                     }
                 )
+        restart = ended.copy()
+        restart[e:] = True  # stepped but not recorded: their streams start again
+        obs[:] = next_obs
+        if restart.any():
+            obs[:] = self.envs.reset(options={"reset_mask": restart})[0]
+            for i in np.flatnonzero(restart).tolist():
                 self.ret[i], self.length[i], self.fct[i] = 0.0, 0, []
-                obs[i] = self.envs.reset_one(i)
                 self.replay.start(i, obs[i])
                 agent.norm.update(obs[i].reshape(1, -1))
                 self.hidden[i] = 0.0

@@ -75,3 +75,8 @@ def test_train_sac_ray_benchmark_times_a_ray_run(ray_cluster: ModuleType) -> Non
 
     assert registry()["train_sac_ray"] is train_sac_ray.train_sac_ray
     assert train_sac_ray._rate(1, 200) > 0  # chunks of 64 steps: timed from the first one
+
+
+def test_rollout_steps_must_be_a_multiple_of_envs(tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match=r"rollout_steps: expected a multiple of envs \(2\)"):
+        Trainer.make("sac-gru", "seed-16", out=tmp_path, workers=1, envs=2, rollout_steps=33)

@@ -169,3 +169,47 @@ def test_bad_actions_and_stepping_before_reset_are_named(faulty_scenario: Scenar
         vec.step(np.zeros(6))
     with pytest.raises(ValueError, match=r"action: expected finite values in \[-1, 1\]"):
         vec.step(np.full((2, 6), np.nan))
+
+
+def test_disabled_autoreset_resets_only_the_masked_sub_envs(faulty_scenario: Scenario) -> None:
+    vec = LoadBalanceVectorEnv(3, faulty_scenario, autoreset_mode="Disabled")
+    assert vec.metadata["autoreset_mode"] is AutoresetMode.DISABLED
+    singles = [LoadBalanceEnv(faulty_scenario) for _ in range(3)]
+    seeds = [11, 4, 8]
+    obs, _ = vec.reset(seed=seeds)
+    for env, s, o in zip(singles, seeds, obs, strict=True):
+        assert np.array_equal(env.reset(seed=s)[0], o)
+    action = np.zeros((3, 6), dtype=np.float32)
+    for _ in range(episode_steps(faulty_scenario)):
+        obs, rewards, _, truncated, _ = vec.step(action)
+        for i, env in enumerate(singles):
+            o, r, _, tr, _ = env.step(action[i])
+            assert np.array_equal(obs[i], o) and rewards[i] == r and truncated[i] == tr
+    assert truncated.all()  # the last observation of the episode, not a reset one
+    with pytest.raises(RuntimeError, match=r"sub-envs \[0, 1, 2\]: their episodes ended"):
+        vec.step(action)
+    mask = np.array([True, False, True])
+    before = obs
+    obs, info = vec.reset(options={"reset_mask": mask})
+    assert np.array_equal(obs[1], before[1]) and list(info["_t"]) == [True, False, True]
+    for i in (0, 2):
+        assert np.array_equal(obs[i], singles[i].reset()[0]) and info["t"][i] == 0.25
+    with pytest.raises(RuntimeError, match="sub-envs \\[1\\]"):
+        vec.step(action)  # sub-env 1 still ended
+    obs, _ = vec.reset(seed=[None, 5, None], options={"reset_mask": ~mask})
+    assert np.array_equal(obs[1], singles[1].reset(seed=5)[0])
+    obs, rewards, *_ = vec.step(action)
+    for i, env in enumerate(singles):
+        o, r, *_ = env.step(action[i])
+        assert np.array_equal(obs[i], o) and rewards[i] == r
+
+
+def test_bad_autoreset_modes_and_masks_are_named(faulty_scenario: Scenario) -> None:
+    with pytest.raises(ValueError, match="autoreset_mode: expected NextStep or Disabled"):
+        LoadBalanceVectorEnv(2, faulty_scenario, autoreset_mode=AutoresetMode.SAME_STEP)
+    vec = LoadBalanceVectorEnv(2, faulty_scenario)
+    with pytest.raises(RuntimeError, match="without a mask first"):
+        vec.reset(options={"reset_mask": np.ones(2, dtype=bool)})
+    vec.reset(seed=0)
+    with pytest.raises(ValueError, match=r"reset_mask: expected a bool numpy array"):
+        vec.reset(options={"reset_mask": [True, False]})
