@@ -521,7 +521,8 @@ class SacGru(LearnerAlgorithm[Learner]):
         self.obs: np.ndarray | None = None
 
     def _start(self) -> np.ndarray:
-        obs = np.asarray(self.envs.reset(seed=self.env_seeds)[0], dtype=np.float32)
+        seeds: Any = self.env_seeds  # one per env (gymnasium's stubs say int only)
+        obs = np.asarray(self.envs.reset(seed=seeds)[0], dtype=np.float32)
         e = self.envs.num_envs
         self.learner.norm.update(obs.reshape(e, -1))
         for i in range(e):
