@@ -451,8 +451,6 @@ def rollout_envs(
     """The rollout envs: `count` episodes of the scenario with this run's action and
     reward settings, as one LoadBalanceVectorEnv (a user's env_factory: gymnasium's
     SyncVectorEnv over its envs); autoreset disabled, collect resets ended episodes."""
-    if count < 1:
-        raise TrainingError(f"envs: expected at least one simulator instance, got {count}")
     if hooks.env_factory is not None:
         factory = hooks.env_factory
         return gym.vector.SyncVectorEnv(
