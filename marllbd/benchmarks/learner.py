@@ -1,11 +1,13 @@
 """Gradient updates per second of SAC-GRU and QMIX at their default hyperparameters.
 
 value: updates/s of the current `Learner.update` (replay sampling included) on
-seed-16 (SAC-GRU: 16 servers, 32 windows of 8 + 16 steps; QMIX: 4 agents x 4
-servers, 16 windows of 8 + 24 steps), after filling the replay with rollouts of
-the untrained policy.  baseline: the pre-change update (marllbd_rl.reference)
-from a copy of the same learner on batches from a copy of the same replay, in the
-same run, alternated with the current one so both see the same machine load.
+seed-16 (SAC-GRU: 16 servers, 32 windows of 8 + 16 steps, the critics' heads on
+the actor's GRU, critic_trunk 'shared'; QMIX: 4 agents x 4 servers, 16 windows
+of 8 + 24 steps), after filling the replay with rollouts of the untrained
+policy.  baseline: the pre-change update (marllbd_rl.reference; for SAC-GRU a
+GRU per critic) from a learner of the same seed on batches from a copy of the
+same replay, in the same run, alternated with the current one so both see the
+same machine load.
 Median time per update; one torch thread (the default: these small networks run
 no faster on two, measured in docs/benchmarks.md).
 """
@@ -13,6 +15,7 @@ no faster on two, measured in docs/benchmarks.md).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import tempfile
 import time
 from collections.abc import Callable
@@ -78,7 +81,12 @@ def learner_update(quick: bool) -> list[BenchResult]:
                 sac.collect(2)
             torch.set_num_threads(1)  # SacGru set its torch_threads (1 by default)
             cfg = sac.cfg
-            old_learner, old_replay = copy.deepcopy(sac.learner), copy.deepcopy(sac.replay)
+            # The pre-change design: a GRU per critic, from the same seed and normalisers.
+            own = dataclasses.replace(cfg, critic_trunk="own")
+            old_learner = sac_gru.Learner(own, sac.obs_dim, sac.n, config.seed)
+            old_learner.norm = copy.deepcopy(sac.learner.norm)
+            old_learner.reward_norm = copy.deepcopy(sac.learner.reward_norm)
+            old_replay = copy.deepcopy(sac.replay)
             ref = reference.SacReference(old_learner)
             new_s, old_s = _race(
                 lambda: sac.learner.update(sac.replay.sample(cfg.batch_size, cfg.burn_in, False)),

@@ -17,10 +17,12 @@ from marllbd_rl.replay import EpisodeBatch, SequenceBatch
 
 
 class SacReference:
-    """The pre-change SAC-GRU update: full backward of the actor loss, per-parameter
-    Polyak averaging, for-each Adam."""
+    """The pre-change SAC-GRU update: a GRU per critic (critic_trunk 'own'), full backward
+    of the actor loss, per-parameter Polyak averaging, for-each Adam."""
 
     def __init__(self, learner: sac_gru.Learner) -> None:
+        if learner.cfg.critic_trunk != "own":
+            raise ValueError("SacReference: the pre-change update needs critic_trunk 'own'")
         self.learner = learner
         cfg = learner.cfg
         critics = [*learner.critic1.parameters(), *learner.critic2.parameters()]

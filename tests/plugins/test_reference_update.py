@@ -24,7 +24,8 @@ def assert_same_parameters(a: torch.nn.Module, b: torch.nn.Module, tol: float) -
 
 @pytest.mark.parametrize("action_type", ["continuous", "discrete"])
 def test_sac_update_matches_the_reference(action_type: str) -> None:
-    new, replay = filled_agent(action_type)
+    """The current update with a GRU per critic (critic_trunk 'own') is the old one."""
+    new, replay = filled_agent(action_type, critic_trunk="own")
     old = copy.deepcopy(new)
     ref = reference.SacReference(old)
     batches = [sample(new, replay) for _ in range(3)]
@@ -40,7 +41,7 @@ def test_sac_update_matches_the_reference(action_type: str) -> None:
         assert_same_parameters(getattr(new, name), getattr(old, name), 1e-6)
     assert abs(float(new.log_alpha.detach() - old.log_alpha.detach())) < 1e-6
     # They did move: the comparison is not between two untouched copies.
-    fresh, _ = filled_agent(action_type)
+    fresh, _ = filled_agent(action_type, critic_trunk="own")
     pairs = zip(new.actor.parameters(), fresh.actor.parameters(), strict=True)
     assert any(not torch.equal(p, q) for p, q in pairs)
 

@@ -84,10 +84,14 @@ def sample(agent: S.Learner, replay: SequenceReplay) -> SequenceBatch:
 # -- the original code's defect classes --------------------------------------------------------
 
 
+@pytest.mark.parametrize("critic_trunk", ["shared", "own"])
 @pytest.mark.parametrize("action_type", ["continuous", "discrete"])
-def test_one_update_gives_every_parameter_a_nonzero_gradient(action_type: str) -> None:
-    """Grads are read at each optimizer's step, so the actor's and critics' are their own."""
-    agent, replay = filled_agent(action_type)
+def test_one_update_gives_every_parameter_a_nonzero_gradient(
+    action_type: str, critic_trunk: str
+) -> None:
+    """Grads are read at each optimizer's step, so the actor's and critics' are their own:
+    with a shared trunk the actor's encoder and GRU learn from the critics' loss."""
+    agent, replay = filled_agent(action_type, critic_trunk=critic_trunk)
     seen: dict[str, dict[int, torch.Tensor]] = {}
     for name, opt in agent.optimizers().items():
         original = opt.step
@@ -103,11 +107,18 @@ def test_one_update_gives_every_parameter_a_nonzero_gradient(action_type: str) -
 
         opt.step = spy  # type: ignore[method-assign]
     agent.update(sample(agent, replay))
+    trunk = [
+        *agent.actor.encode.named_parameters(prefix="actor.encode"),
+        *agent.actor.gru.named_parameters(prefix="actor.gru"),
+    ]
+    critics = [*agent.critic1.named_parameters(), *agent.critic2.named_parameters()]
+    shared = critic_trunk == "shared"
     groups = {
-        "actor": agent.actor.named_parameters(),
-        "critic": [*agent.critic1.named_parameters(), *agent.critic2.named_parameters()],
+        "actor": [*agent.actor.head.named_parameters(), *([] if shared else trunk)],
+        "critic": [*critics, *(trunk if shared else [])],
         "alpha": [("log_alpha", agent.log_alpha)],
     }
+    assert len(critics) == (8 if shared else 20)  # heads only, or encoder + GRU + head
     for opt_name, params in groups.items():
         for pname, p in params:
             grad = seen[opt_name].get(id(p))
