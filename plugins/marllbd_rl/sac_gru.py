@@ -342,13 +342,12 @@ class Learner:
         self.log_alpha = torch.tensor(math.log(cfg.init_alpha), requires_grad=True)
         self.shared, self.pair = trunk == "shared", trunk == "pair"
         critics = [*self.critic1.parameters(), *self.critic2.parameters()]
-        targets = [*self.target1.parameters(), *self.target2.parameters()]
+        targets: list[torch.Tensor] = [*self.target1.parameters(), *self.target2.parameters()]
         if self.shared:
             # The actor's encoder and GRU belong to the critics' loss, with a Polyak target
             # of their own; the actor's loss trains its head.
-            trunk = [*self.actor.encode.parameters(), *self.actor.gru.parameters()]
             self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
-            critics += trunk
+            critics += [*self.actor.encode.parameters(), *self.actor.gru.parameters()]
             targets += [*self.target_actor.encode.parameters(), *self.target_actor.gru.parameters()]
             self.actor_params = list(self.actor.head.parameters())
         else:
