@@ -84,7 +84,7 @@ def sample(agent: S.Learner, replay: SequenceReplay) -> SequenceBatch:
 # -- the original code's defect classes --------------------------------------------------------
 
 
-@pytest.mark.parametrize("critic_trunk", ["shared", "own"])
+@pytest.mark.parametrize("critic_trunk", ["shared", "pair", "own"])
 @pytest.mark.parametrize("action_type", ["continuous", "discrete"])
 def test_one_update_gives_every_parameter_a_nonzero_gradient(
     action_type: str, critic_trunk: str
@@ -118,7 +118,8 @@ def test_one_update_gives_every_parameter_a_nonzero_gradient(
         "critic": [*critics, *(trunk if shared else [])],
         "alpha": [("log_alpha", agent.log_alpha)],
     }
-    assert len(critics) == (8 if shared else 20)  # heads only, or encoder + GRU + head
+    # heads only, critic1's encoder + GRU beside both heads, or an encoder + GRU + head each
+    assert len(critics) == {"shared": 8, "pair": 14, "own": 20}[critic_trunk]
     for opt_name, params in groups.items():
         for pname, p in params:
             grad = seen[opt_name].get(id(p))
