@@ -10,10 +10,17 @@ LoadBalanceVectorEnv (vectorization_mode "vector_entry_point", the default for t
 import gymnasium
 
 from marllbd.envs.multi import MultiAgentLoadBalanceEnv
+from marllbd.envs.multi_vector import MultiAgentVectorEnv
 from marllbd.envs.single import LoadBalanceEnv, episode_steps, resolve_scenario
 from marllbd.envs.vector import LoadBalanceVectorEnv
 
-__all__ = ["LoadBalanceEnv", "LoadBalanceVectorEnv", "MultiAgentLoadBalanceEnv", "episode_steps"]
+__all__ = [
+    "LoadBalanceEnv",
+    "LoadBalanceVectorEnv",
+    "MultiAgentLoadBalanceEnv",
+    "MultiAgentVectorEnv",
+    "episode_steps",
+]
 
 if "marllbd/LoadBalance-v0" not in gymnasium.registry:
     _steps = episode_steps(resolve_scenario(None, None))  # the envs' default scenario

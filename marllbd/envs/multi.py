@@ -41,7 +41,7 @@ from marllbd.envs.reward import (
     RewardSpec,
     fct_stats,
 )
-from marllbd.envs.single import resolve_scenario, step_info, writable_state
+from marllbd.envs.single import episode_engine, resolve_scenario, step_info, writable_state
 from marllbd.policies import GroundTruth
 from marllbd.sim.engine import Engine
 from marllbd.sim.scenario import Scenario
@@ -157,8 +157,7 @@ class MultiAgentLoadBalanceEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
     ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
         if seed is not None:
             self.np_random, _ = seeding.np_random(seed)
-        episode_seed = int(self.np_random.integers(0, 2**31 - 1))
-        self._engine = Engine(self.scenario.replace(seed=episode_seed))
+        self._engine = episode_engine(self.scenario, self.np_random)
         self._weights = np.tile(self.capacities, (self.scenario.lb_nodes, 1))
         self.agents = list(self.possible_agents)
         obs, _, _, _, infos = self._advance()

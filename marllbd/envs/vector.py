@@ -36,6 +36,21 @@ from marllbd.sim.scenario import Scenario
 _INFO_KEYS = ("t", "fct_mean", "fct_p90_max", "completed", "rejected", "utilization", "weights")
 
 
+def sub_env_seeds(seed: int | Sequence[int | None] | None, count: int) -> list[int | None]:
+    """The vector envs' reset(seed=...) per sub-env: an integer s gives sub-env i s + i,
+    a sequence one each, None none (each keeps its generator)."""
+    if seed is None:
+        return [None] * count
+    if isinstance(seed, bool):
+        raise ValueError(f"seed: expected an integer or {count} of them, got {seed!r}")
+    if isinstance(seed, int):
+        return [seed + i for i in range(count)]
+    seeds = list(seed)
+    if len(seeds) != count:
+        raise ValueError(f"seed: expected {count} seeds (one per sub-env), got {len(seeds)}")
+    return seeds
+
+
 class LoadBalanceVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
     """num_envs LoadBalanceEnv(scenario, **env_kwargs) in one batch.
 
@@ -131,18 +146,7 @@ class LoadBalanceVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         "_key" masks are the reset mask."""
         count = self.num_envs
         mask = (options or {}).get("reset_mask")
-        if seed is None:
-            seeds: list[int | None] = [None] * count
-        elif isinstance(seed, bool):
-            raise ValueError(f"seed: expected an integer or {count} of them, got {seed!r}")
-        elif isinstance(seed, int):
-            seeds = [seed + i for i in range(count)]
-        else:
-            seeds = list(seed)
-            if len(seeds) != count:
-                raise ValueError(
-                    f"seed: expected {count} seeds (one per sub-env), got {len(seeds)}"
-                )
+        seeds = sub_env_seeds(seed, count)
         if mask is not None:
             return self._reset_some(mask, seeds)
         for i, s in enumerate(seeds):

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -31,9 +31,6 @@ from marllbd.checkpoint import CheckpointError, take
 from marllbd.features import NUM_FEATURES
 from marllbd.policies.actions import ActionSpec
 from marllbd.policies.interface import GroundTruth, PolicyContext, PolicyError
-
-if TYPE_CHECKING:  # only for the annotation of Layout.of
-    from marllbd.envs.multi import MultiAgentLoadBalanceEnv
 
 SAC_GRU, QMIX = "sac-gru", "qmix"
 _F32 = np.float32
@@ -301,7 +298,9 @@ class Layout:
     num_servers: int
 
     @staticmethod
-    def of(env: MultiAgentLoadBalanceEnv) -> Layout:
+    def of(env: Any) -> Layout:
+        """The layout of a MultiAgentLoadBalanceEnv (or of its vector envs, which share
+        its possible_agents, members, groups and num_servers)."""
         return Layout(
             agents=tuple(env.possible_agents),
             lbs=tuple(lb for lb, _ in env.members),

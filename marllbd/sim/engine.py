@@ -972,9 +972,7 @@ class EngineBatch:
         for e in self.engines:
             self._check(e)
         self._states: Any = None  # numba.typed.List of the engines' state tuples
-        self._t_end = np.empty(len(self.engines))
-        self._ts_ns = np.empty(len(self.engines), dtype=np.int64)
-        self._all = np.ones(len(self.engines), dtype=np.bool_)
+        self._scratch()
 
     def _check(self, e: Engine) -> None:
         layout = (e.num_servers, e.num_lbs, e.interval, e._rtt)
@@ -994,10 +992,21 @@ class EngineBatch:
         if self._states is not None:
             self._states[i] = engine._state
 
+    def _scratch(self) -> None:
+        self._t_end = np.empty(len(self.engines))
+        self._ts_ns = np.empty(len(self.engines), dtype=np.int64)
+        self._all = np.ones(len(self.engines), dtype=np.bool_)
+
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_states"] = None  # a typed list does not pickle: rebuilt from the engines
+        for name in ("_t_end", "_ts_ns", "_all"):  # scratch: rebuilt (writable) on unpickling
+            del state[name]
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._scratch()
 
     def _typed_states(self) -> Any:
         if self._states is None:

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from marllbd.envs.multi import MultiAgentLoadBalanceEnv
+from marllbd.envs.multi_vector import MultiAgentSyncVectorEnv, MultiAgentVectorEnv
 from marllbd.envs.reward import (
     DEFAULT_REWARD_FIELD,
     DEFAULT_REWARD_METRIC,
@@ -366,8 +366,9 @@ class Learner:
 
 
 class Qmix(LearnerAlgorithm[Learner]):
-    """QMIX for `marllbd.training.Trainer`: `envs` multi-agent envs stepped in lockstep with
-    one batched agent-network call; whole episodes go to the replay when they end; one
+    """QMIX for `marllbd.training.Trainer`: `envs` multi-agent episodes stepped in lockstep
+    as one MultiAgentVectorEnv (a user's env_factory's envs: a MultiAgentSyncVectorEnv),
+    with one batched agent-network call; whole episodes go to the replay when they end; one
     update per `train_every` environment steps after `warmup_steps`.
 
     A run whose step budget ends inside an episode keeps that episode out of the replay
@@ -381,19 +382,23 @@ class Qmix(LearnerAlgorithm[Learner]):
         if hooks.reward_fn is not None:
             reward = {"reward_metric": "custom", "reward_fn": hooks.reward_fn}
 
-        def make(sc: Scenario) -> MultiAgentLoadBalanceEnv:
-            return MultiAgentLoadBalanceEnv(
-                sc,
+        self.custom_reward = hooks.reward_fn is not None
+        self.envs: MultiAgentVectorEnv | MultiAgentSyncVectorEnv
+        if hooks.env_factory is not None:
+            self.envs = MultiAgentSyncVectorEnv(
+                [hooks.env_factory(scenario) for _ in range(config.envs)]
+            )
+        else:
+            self.envs = MultiAgentVectorEnv(
+                config.envs,
+                scenario,
                 action_type="discrete",
                 levels=cfg.levels,
                 weight_base=cfg.weight_base,
                 reward_field=cfg.reward_field,
                 **reward,
             )
-
-        self.custom_reward = hooks.reward_fn is not None
-        self.envs = [(hooks.env_factory or make)(scenario) for _ in range(config.envs)]
-        env = self.envs[0]
+        env = self.envs
         self.layout = Layout.of(env)
         self.rows = env.group_size
         self.dims = Dims(
@@ -401,7 +406,7 @@ class Qmix(LearnerAlgorithm[Learner]):
             rows=self.rows,
             features=NUM_FEATURES,
             levels=len(cfg.levels),
-            state_dim=int(env.state_space.shape[0]),
+            state_dim=int(np.prod(env.state_space.shape or (0,))),
             hidden=cfg.hidden,
             mixing_embed=cfg.mixing_embed,
             hypernet_hidden=cfg.hypernet_hidden,
@@ -420,18 +425,18 @@ class Qmix(LearnerAlgorithm[Learner]):
             self.dims.state_dim,
             seed=int(streams[2].generate_state(1)[0]),
         )
-        self.ids = self.learner.ids.repeat(len(self.envs), 1)
+        self.ids = self.learner.ids.repeat(self.envs.num_envs, 1)
         self._steps = 0
         self._begun = (0, 0)
         self._episode: dict[str, list[np.ndarray]] | None = None
 
     def _reset(self) -> None:
-        seeds = self._env_rng.integers(0, 2**31 - 1, size=len(self.envs))
-        obs = [env.reset(seed=int(s))[0] for env, s in zip(self.envs, seeds, strict=True)]
-        self.h = torch.zeros(len(self.envs) * self.dims.n_agents, self.dims.hidden)
+        seeds = self._env_rng.integers(0, 2**31 - 1, size=self.envs.num_envs)
+        obs, _ = self.envs.reset(seed=[int(s) for s in seeds])
+        self.h = torch.zeros(self.envs.num_envs * self.dims.n_agents, self.dims.hidden)
         self._episode = {
-            "obs": [self._stack(obs)],
-            "state": [np.stack([env.state() for env in self.envs])],
+            "obs": [obs],
+            "state": [self.envs.state()],
             "actions": [],
             "reward": [],
             "terminated": [],
@@ -444,7 +449,7 @@ class Qmix(LearnerAlgorithm[Learner]):
             self._reset()
         ep = self._episode
         assert ep is not None
-        n, a = len(self.envs), self.dims.n_agents
+        n, a = self.envs.num_envs, self.dims.n_agents
         obs = ep["obs"][-1]
         eps = self.cfg.epsilon(self._steps)
         with torch.no_grad():
@@ -453,24 +458,20 @@ class Qmix(LearnerAlgorithm[Learner]):
             )
         actions = epsilon_greedy(q[:, 0], eps, self._act_rng).reshape(n, a, self.rows)
         count = min(n, budget)
-        steps = [
-            env.step(dict(zip(self.layout.agents, act, strict=True)))
-            for env, act in zip(self.envs[:count], actions[:count], strict=True)
-        ]
+        obs, rewards, terminated, truncated, info = self.envs.step(actions)
         self._steps += count
-        if count < n:  # the run ends inside this episode
+        if count < n:  # the run ends inside this episode: the last `count` steps count
             self._episode = None
             return Collected(steps=count)
-        first = self.layout.agents[0]
-        over = [any(s[2].values()) or any(s[3].values()) for s in steps]
-        if len(set(over)) != 1:
+        over = terminated | truncated
+        if over.any() and not over.all():
             raise RuntimeError("qmix: envs in lockstep ended their episodes at different steps")
-        ep["obs"].append(self._stack([s[0] for s in steps]))
-        ep["state"].append(np.stack([env.state() for env in self.envs]))
+        ep["obs"].append(obs)
+        ep["state"].append(self.envs.state())
         ep["actions"].append(actions)
-        ep["reward"].append(np.array([s[1][first] for s in steps], dtype=np.float32))
-        ep["terminated"].append(np.array([any(s[2].values()) for s in steps], dtype=np.float32))
-        fct = [i["fct_mean"] for s in steps for i in s[4].values()]
+        ep["reward"].append(rewards.astype(np.float32))
+        ep["terminated"].append(terminated.astype(np.float32))
+        fct = info["fct_mean"]
         ep["fct"].append(np.array([np.nanmean(fct) if not np.isnan(fct).all() else math.nan]))
         live = {"ret": float(np.sum(ep["reward"]) / n), "eps": eps}
         if not over[0]:
@@ -483,7 +484,7 @@ class Qmix(LearnerAlgorithm[Learner]):
         self.learner.observe(obs, state)
         acts, rews = np.stack(ep["actions"], 1), np.stack(ep["reward"], 1)
         terms = np.stack(ep["terminated"], 1)
-        for e in range(len(self.envs)):
+        for e in range(self.envs.num_envs):
             self.buffer.add(obs[e], state[e], acts[e], rews[e], terms[e])
         fct = np.concatenate(ep["fct"])
         mean_fct = float(np.nanmean(fct)) if not np.isnan(fct).all() else math.nan
@@ -494,7 +495,7 @@ class Qmix(LearnerAlgorithm[Learner]):
                 "episode/reward_mean": float(rews[e].mean()),
                 "episode/fct_mean": mean_fct,
             }
-            for e in range(len(self.envs))
+            for e in range(self.envs.num_envs)
         ]
 
     def update(self, steps: int) -> list[dict[str, float]]:
@@ -533,9 +534,6 @@ class Qmix(LearnerAlgorithm[Learner]):
         self._steps = steps
         if len(self.buffer) == 0:
             self._begun = (steps, self.learner.updates)
-
-    def _stack(self, obs: list[dict[str, np.ndarray]]) -> np.ndarray:
-        return np.stack([np.stack([o[name] for name in self.layout.agents]) for o in obs])
 
 
 def manifest(cfg: QMIXConfig, dims: Dims, layout: Layout | None) -> dict[str, Any]:

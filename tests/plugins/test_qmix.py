@@ -357,18 +357,18 @@ def test_policy_decides_like_the_training_rollout(tmp_path: Path) -> None:
     algo._episode = None  # the next collect starts a fresh episode, as a served run does
     path = trainer.save(tmp_path / "ckpt")
     policies = [load(f"qmix:{path}#lb={lb}") for lb in range(2)]
-    env = algo.envs[0]
+    env = algo.envs  # one sub-env: index 0 of its arrays
     for p in policies:
         assert isinstance(p, Policy) and p.dispatch == "sed"
         p.reset(PolicyContext(7, env.capacities))
     algo._reset()
     for _ in range(5):
         served = [
-            p.decide(env._features[lb], np.ones(7, bool), None) for lb, p in enumerate(policies)
+            p.decide(env._feats[0, lb], np.ones(7, bool), None) for lb, p in enumerate(policies)
         ]
         algo.collect(1)
         for lb in range(2):
-            np.testing.assert_array_equal(served[lb], env._weights[lb])
+            np.testing.assert_array_equal(served[lb], env._weights[0, lb])
 
 
 def test_seed_agent_refuses_a_checkpoint_of_other_dims(tmp_path: Path) -> None:
