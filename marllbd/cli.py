@@ -228,7 +228,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 steps=round(args.steps * (i + 1) / len(refs)),
                 seed=args.seed,
                 resume=resume,
-                envs=args.envs,
+                **_envs(args),
                 eval_every=args.eval_every,
                 eval_seeds=eval_seeds,
                 eval_baseline=_eval_baseline(args),
@@ -247,6 +247,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _envs(args: argparse.Namespace) -> dict[str, int]:
+    """--envs for TrainConfig: given, or TrainConfig's default."""
+    return {} if args.envs is None else {"envs": args.envs}
+
+
 def _train_options(args: argparse.Namespace) -> tuple[tuple[int, ...], tuple[tuple[str, Any], ...]]:
     """--eval-seeds and --hyper of `train` and `sweep`, checked: (eval seeds, hyper pairs)."""
     try:
@@ -255,7 +260,7 @@ def _train_options(args: argparse.Namespace) -> tuple[tuple[int, ...], tuple[tup
         raise UsageError(
             f"--eval-seeds: expected integers like 1001,1002, got {args.eval_seeds!r}"
         ) from None
-    if not eval_seeds or args.eval_every < 1 or args.envs < 1:
+    if not eval_seeds or args.eval_every < 1 or (args.envs is not None and args.envs < 1):
         raise UsageError(
             "--eval-seeds needs one seed or more; --eval-every and --envs must be >= 1"
         )
@@ -323,7 +328,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     try:
         config = TrainConfig(
             algo=args.algo, scenario=str(args.scenario), out=out, steps=args.steps,
-            seed=args.seed, envs=args.envs, eval_every=args.eval_every, eval_seeds=eval_seeds,
+            seed=args.seed, **_envs(args), eval_every=args.eval_every, eval_seeds=eval_seeds,
             eval_baseline=_eval_baseline(args), log_every=args.log_every, hyper=hyper,
         )  # fmt: skip
         sweep.check(config, space)
@@ -442,7 +447,10 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     """The training options `train` and `sweep` share."""
     parser.add_argument("--steps", type=int, default=20_000, help="environment steps")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--envs", type=int, default=2, help="simulator instances for rollouts")
+    parser.add_argument(
+        "--envs", type=int, metavar="N",
+        help="simulator instances for rollouts (default: TrainConfig.envs, 32)",
+    )  # fmt: skip
     parser.add_argument("--eval-every", type=int, default=2000, help="steps between evaluations")
     parser.add_argument("--eval-seeds", default="1001,1002", help="held-out seeds for evaluations")
     parser.add_argument(

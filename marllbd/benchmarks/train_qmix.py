@@ -89,7 +89,7 @@ def train_qmix(quick: bool) -> list[BenchResult]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        steps = 600 if quick else 4000
+        steps = 6400 if quick else 64_000  # (32 envs x 79 steps: episodes end together)
         result, value, policy = timed_training(
             "qmix",
             steps,

@@ -62,7 +62,7 @@ class TrainingPipeline:
         seed: int = 0,
         out: str | Path | None = None,
         *,
-        envs: int = 2,
+        envs: int = TrainConfig.envs,
         eval_every_episodes: int = 10,
         progress: bool = False,
         hyper: Mapping[str, Any] | None = None,

@@ -58,8 +58,11 @@ class TrainConfig:
     seed: int = 0
     resume: Path | None = None
     """A checkpoint directory to continue from."""
-    envs: int = 2
-    """Simulator instances stepped together for rollouts."""
+    envs: int = 32
+    """Simulator instances stepped together for rollouts (one LoadBalanceVectorEnv or
+    MultiAgentVectorEnv).  32 by measurement: the batch steps them at ~80 k env steps/s,
+    and the algorithms' defaults learn from them at one update per 64 env steps
+    (docs/benchmarks.md, "Time to quality")."""
     eval_every: int = 2_000
     """Steps between evaluations (and best-by-evaluation checkpoints)."""
     eval_seeds: tuple[int, ...] = (1001, 1002)

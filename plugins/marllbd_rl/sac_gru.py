@@ -124,8 +124,13 @@ class SacGruConfig:
     """Replay capacity in transitions (split evenly over the simulators)."""
     learning_starts: int = 1_000
     """Environment steps collected before the first update."""
-    updates_per_step: float = 0.25
-    """Gradient updates per environment step (transition)."""
+    updates_per_step: float = 1 / 64
+    """Gradient updates per environment step (transition): one per 64, i.e. one per two
+    steps of the default 32 rollout envs.  Chosen by measurement on drift-7 (prior_weight
+    1, held-out seeds 2001-2010, paired ratio to SED): 32 envs at 1/64 reached mean FCT
+    0.865-0.894x SED in 108 s at 3 560 env steps/s, where 2 envs at 0.25 (the old
+    default) reached 0.965x in 24 000 steps and 90+ s (docs/benchmarks.md, "Time to
+    quality").  More, more diverse episodes per update beat more updates per episode."""
     prior_weight: float | None = None
     """Weight of the actor's distance from the neutral action (Actor.distance_from_neutral)
     in its loss: the policy leaves the heuristic it starts as (SED with capacity weights)

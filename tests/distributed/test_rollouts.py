@@ -15,7 +15,7 @@ from marllbd.training.errors import TrainingError
 
 pytest.importorskip("marllbd_rl")
 
-HYPER = {"learning_starts": 64, "batch_size": 8, "hidden": 16}
+HYPER = {"learning_starts": 64, "batch_size": 8, "hidden": 16, "updates_per_step": 0.25}
 
 
 def _train(out: Path) -> Trainer:

@@ -250,8 +250,8 @@ def test_hidden_state_resets_at_episode_start() -> None:
 
 
 def tiny_config(scenario: Path, out: Path, **kw: object) -> TrainConfig:
-    hyper = {"hidden": 16, "warmup_steps": 40, "batch_size": 4, "seq_len": 6, "burn_in": 2,
-             "eps_anneal_steps": 100, **kw.pop("hyper", {})}  # type: ignore[dict-item]  # fmt: skip
+    hyper = {"hidden": 16, "warmup_steps": 40, "train_every": 4, "batch_size": 4,
+             "seq_len": 6, "burn_in": 2, "eps_anneal_steps": 100, **kw.pop("hyper", {})}  # type: ignore[dict-item]  # fmt: skip
     base: dict[str, object] = {
         "algo": "qmix", "scenario": str(scenario), "out": out, "steps": 160, "seed": 3,
         "envs": 2, "eval_every": 80, "eval_seeds": (11,), "episode_seconds": 5.0,

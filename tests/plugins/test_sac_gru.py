@@ -493,6 +493,7 @@ LEARN_HYPER = {
     "burn_in": 4,
     "seq_len": 8,
     "learning_starts": 200,
+    "updates_per_step": 0.25,  # 2 envs for 1 600 steps: learn from each step more often
 }
 
 

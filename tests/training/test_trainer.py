@@ -27,7 +27,14 @@ kind = "poisson"
 load = 0.8
 mean_work = 0.05
 """
-SMALL = {"hidden": 8, "burn_in": 2, "seq_len": 4, "batch_size": 4, "learning_starts": 10}
+SMALL = {
+    "hidden": 8,
+    "burn_in": 2,
+    "seq_len": 4,
+    "batch_size": 4,
+    "learning_starts": 10,
+    "updates_per_step": 0.25,
+}
 
 
 @pytest.fixture
