@@ -228,7 +228,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 steps=round(args.steps * (i + 1) / len(refs)),
                 seed=args.seed,
                 resume=resume,
-                **_envs(args),
+                envs=_envs(args),
                 eval_every=args.eval_every,
                 eval_seeds=eval_seeds,
                 eval_baseline=_eval_baseline(args),
@@ -247,9 +247,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _envs(args: argparse.Namespace) -> dict[str, int]:
-    """--envs for TrainConfig: given, or TrainConfig's default."""
-    return {} if args.envs is None else {"envs": args.envs}
+def _envs(args: argparse.Namespace) -> int:
+    """--envs: given, or TrainConfig's default."""
+    from marllbd.training import TrainConfig
+
+    return TrainConfig.envs if args.envs is None else int(args.envs)
 
 
 def _train_options(args: argparse.Namespace) -> tuple[tuple[int, ...], tuple[tuple[str, Any], ...]]:
@@ -328,7 +330,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     try:
         config = TrainConfig(
             algo=args.algo, scenario=str(args.scenario), out=out, steps=args.steps,
-            seed=args.seed, **_envs(args), eval_every=args.eval_every, eval_seeds=eval_seeds,
+            seed=args.seed, envs=_envs(args), eval_every=args.eval_every, eval_seeds=eval_seeds,
             eval_baseline=_eval_baseline(args), log_every=args.log_every, hyper=hyper,
         )  # fmt: skip
         sweep.check(config, space)
