@@ -30,9 +30,7 @@ class SimBackend:
             )
         self.scenario = scenario
         self.region_name = region_names(config.region, scenario.lb_nodes)[config.lb]
-        self.capacities: np.ndarray | None = np.array(
-            [s.workers for s in scenario.servers], dtype=np.float64
-        )
+        self.capacities: np.ndarray | None = scenario.capacities
         self.child_restarts = 0
         self.spawn_failures = 0
         self._proc: asyncio.subprocess.Process | None = None

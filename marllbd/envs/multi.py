@@ -107,7 +107,7 @@ class MultiAgentLoadBalanceEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
         self.agents: list[str] = []
         self.group_size = max(len(g) for g in self.groups)
         self.num_servers = len(sc.servers)
-        self.capacities = np.array([s.workers for s in sc.servers], dtype=np.float64)
+        self.capacities = sc.capacities
         low, high = feature_bounds(sc, self.action_spec)
         shape = (self.group_size, features.NUM_FEATURES)
         self._obs_space = spaces.Box(

@@ -161,7 +161,7 @@ class LoadBalanceEnv(gym.Env[np.ndarray, np.ndarray]):
         self.reward_spec = RewardSpec(reward_metric, reward_field, reward_shaping, reward_fn)
         n = len(sc.servers)
         self.num_servers = n
-        self.capacities = np.array([s.workers for s in sc.servers], dtype=np.float64)
+        self.capacities = sc.capacities
         # One interval per frame, for the renderers that pace themselves.
         self.metadata = {**type(self).metadata, "render_fps": 1.0 / sc.control_interval}
         low, high = feature_bounds(sc, self.action_spec)

@@ -266,13 +266,179 @@ class SacGruPolicy(_Recurrent):
         return self._spec.weights(level, self._capacities)
 
 
-def sac_gru_from_checkpoint(path: str | Path) -> SacGruPolicy:
+def capacity_token(capacities: np.ndarray) -> np.ndarray:
+    """Each server's capacity token for the equivariant networks: the log of its configured
+    capacity over the cluster's mean (float32), which does not change when every capacity
+    scales or the servers are renumbered."""
+    caps = np.asarray(capacities, dtype=np.float64)
+    return np.log(caps / caps.mean()).astype(_F32)
+
+
+def _relu(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, 0.0, out=x)
+
+
+def _with_mean(z: np.ndarray) -> np.ndarray:
+    """Each server's row beside the mean row: (n, 2H), as sac_gru.with_mean."""
+    return np.concatenate([z, np.broadcast_to(z.mean(0, dtype=_F32), z.shape)], axis=1)
+
+
+class SetSacGruPolicy(_Recurrent):
+    """The equivariant SAC-GRU actor (hyper.arch 'equivariant') as a Policy, for any number
+    of servers: plugins/marllbd_rl/sac_gru.py SetActor.step in float32.
+
+    Per server, a token: its 12 features (log1p, standardised with the shared statistics,
+    clipped) and its capacity token; e = relu(W_enc t + b); u = relu(W_mix [e, ē] + b)
+    (ē the mean over servers); h = GRU(u, h) per server (or u without recurrence); the
+    head relu(W_1 [h, h̄] + b) → W_2 · + b gives the server's action parameters.  Permuting
+    the servers permutes the weights.
+    """
+
+    name = SAC_GRU
+    dispatch = "sed"
+    needs_ground_truth = False
+    bounded = True
+    """A dozen array operations over (n, H) matrices: the daemon may call it on its loop."""
+
+    def __init__(
+        self, layers: Mapping[str, np.ndarray], *, num_levels: int, clip: float, action: ActionSpec
+    ) -> None:
+        """`layers`: enc_w/b, mix_w/b, (w_ih, w_hh, b_ih, b_hh: absent without recurrence),
+        h1_w/b, h2_w/b, shift, scale (float32; `from_arrays` checks their shapes)."""
+        self._k, self._spec, self._clip = num_levels, action, clip
+        self._layers = dict(layers)
+        self._gru = (
+            tuple(layers[k] for k in ("w_ih", "w_hh", "b_ih", "b_hh")) if "w_ih" in layers else None
+        )
+        self.hidden = int(layers["enc_b"].shape[0])
+        self.num_servers = 0
+        """The server count of the last reset (any count works)."""
+        self._h = np.zeros((0, self.hidden), dtype=_F32)
+        self._capacities: np.ndarray | None = None
+        self._token = np.zeros(0, dtype=_F32)
+        _compile_action(action, 2)
+
+    @classmethod
+    def from_arrays(
+        cls,
+        arrays: Mapping[str, np.ndarray],
+        manifest: Mapping[str, Any],
+        *,
+        where: Path | None = None,
+    ) -> SetSacGruPolicy:
+        """From checkpoint-named arrays ("actor.trunk.*", "actor.head.*", "norm.*") and the
+        manifest's dims (token_dim, hidden, num_levels), hyper (recurrence, feature_clip)
+        and action; CheckpointError names what does not fit."""
+        at, arrays_at = _places(where)
+        dims = _manifest_field(manifest, at, "dims")
+        tok, hid, k = (_dim(at, dims, key) for key in ("token_dim", "hidden", "num_levels"))
+        if tok != NUM_FEATURES + 1 or hid < 1:
+            raise CheckpointError(
+                f"{at}: dims: expected token_dim = {NUM_FEATURES + 1} and hidden >= 1, "
+                f"got {dict(dims)}"
+            )
+        action = _action(at, manifest)
+        want_k = len(action.levels) if action.kind == "discrete" else 0
+        if k != want_k:
+            raise CheckpointError(
+                f"{at}: dims.num_levels: expected {want_k} for a {action.kind} action, got {k}"
+            )
+        clip = _positive(
+            at, "hyper.feature_clip", _manifest_field(manifest, at, "hyper", "feature_clip")
+        )
+        recurrence = _manifest_field(manifest, at, "hyper", "recurrence")
+        if recurrence not in ("server", "none"):
+            raise CheckpointError(
+                f"{at}: hyper.recurrence: expected 'server' or 'none', got {recurrence!r}"
+            )
+
+        def get(name: str, *shape: int) -> np.ndarray:
+            return _f32(take(arrays, name, shape, where=arrays_at))
+
+        shift, scale = norm_shift_scale(arrays, "norm", NUM_FEATURES, where=arrays_at)
+        out = k or 2
+        layers = {
+            "enc_w": get("actor.trunk.encode.weight", hid, tok),
+            "enc_b": get("actor.trunk.encode.bias", hid),
+            "mix_w": get("actor.trunk.mix.weight", hid, 2 * hid),
+            "mix_b": get("actor.trunk.mix.bias", hid),
+            "h1_w": get("actor.head.0.weight", hid, 2 * hid),
+            "h1_b": get("actor.head.0.bias", hid),
+            "h2_w": get("actor.head.2.weight", out, hid),
+            "h2_b": get("actor.head.2.bias", out),
+            "shift": shift,
+            "scale": scale,
+        }
+        if recurrence == "server":
+            layers |= {
+                "w_ih": get("actor.trunk.gru.weight_ih_l0", 3 * hid, hid),
+                "w_hh": get("actor.trunk.gru.weight_hh_l0", 3 * hid, hid),
+                "b_ih": get("actor.trunk.gru.bias_ih_l0", 3 * hid),
+                "b_hh": get("actor.trunk.gru.bias_hh_l0", 3 * hid),
+            }
+        return cls(layers, num_levels=k, clip=clip, action=action)
+
+    def reset(self, ctx: PolicyContext) -> None:
+        self.num_servers = ctx.num_servers
+        self._capacities = np.asarray(ctx.capacities, dtype=np.float64).copy()
+        self._token = capacity_token(self._capacities)
+        self._h = np.zeros((ctx.num_servers, self.hidden), dtype=_F32)
+
+    def step(self, features: np.ndarray) -> np.ndarray:
+        """Advance the per-server GRU states on one (n, 12) feature matrix; the head's
+        output (n, K or 2)."""
+        ly = self._layers
+        n = features.shape[0]
+        tokens = np.empty((n, NUM_FEATURES + 1), dtype=_F32)
+        x = tokens[:, :NUM_FEATURES]
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # NaN: refused later
+            np.log1p(features, out=x, casting="same_kind")
+            x -= ly["shift"]
+            x *= ly["scale"]
+            np.clip(x, -self._clip, self._clip, out=x)
+            tokens[:, NUM_FEATURES] = self._token
+            e = _relu(tokens @ ly["enc_w"].T + ly["enc_b"])
+            u = _relu(_with_mean(e) @ ly["mix_w"].T + ly["mix_b"])
+            self._h = u if self._gru is None else _gru_step(u, self._h, *self._gru)
+            z = _relu(_with_mean(self._h) @ ly["h1_w"].T + ly["h1_b"])
+            return z @ ly["h2_w"].T + ly["h2_b"]
+
+    def decide(
+        self, features: np.ndarray, active: np.ndarray, truth: GroundTruth | None
+    ) -> np.ndarray:
+        if self._capacities is None:
+            raise PolicyError("sac-gru policy: call reset(ctx) before decide()")
+        expected = (self.num_servers, NUM_FEATURES)
+        if features.shape != expected:
+            raise PolicyError(f"features: expected shape {expected}, got {features.shape}")
+        raw = self.step(features)
+        level = raw.argmax(-1) if self._k else np.tanh(raw[:, 0])
+        return self._spec.weights(level, self._capacities)
+
+
+def sac_gru_policy(
+    arrays: Mapping[str, np.ndarray], manifest: Mapping[str, Any], *, where: Path | None = None
+) -> SacGruPolicy | SetSacGruPolicy:
+    """The served actor of SAC-GRU arrays: flat or equivariant as hyper.arch says (a
+    checkpoint from before the option is flat)."""
+    hyper = _manifest_field(manifest, _places(where)[0], "hyper")
+    arch = hyper.get("arch", "flat") if isinstance(hyper, Mapping) else "flat"
+    if arch == "equivariant":
+        return SetSacGruPolicy.from_arrays(arrays, manifest, where=where)
+    if arch != "flat":
+        raise CheckpointError(
+            f"{_places(where)[0]}: hyper.arch: expected 'flat' or 'equivariant', got {arch!r}"
+        )
+    return SacGruPolicy.from_arrays(arrays, manifest, where=where)
+
+
+def sac_gru_from_checkpoint(path: str | Path) -> SacGruPolicy | SetSacGruPolicy:
     """The served SAC-GRU policy of a checkpoint directory; CheckpointError if it is unusable."""
     ckpt = checkpoint.load(path, algorithm=SAC_GRU)
-    return SacGruPolicy.from_arrays(ckpt.arrays, ckpt.manifest, where=ckpt.path)
+    return sac_gru_policy(ckpt.arrays, ckpt.manifest, where=ckpt.path)
 
 
-def load_sac_gru(arg: str | None) -> SacGruPolicy:
+def load_sac_gru(arg: str | None) -> SacGruPolicy | SetSacGruPolicy:
     """Entry point `sac-gru:<checkpoint directory>`; PolicyError says what is wrong."""
     if not arg:
         raise PolicyError(

@@ -679,7 +679,7 @@ class Engine:
         self.f_int[_F_SERVER] = -1
         self.f_lb, self.f_server = self.f_int[_F_LB], self.f_int[_F_SERVER]
 
-        workers = np.array([s.workers for s in sc.servers], dtype=np.float64)
+        workers = sc.capacities
         mp = np.array([s.mp_level for s in sc.servers], dtype=np.int64)
         bcap = np.array([s.backlog for s in sc.servers], dtype=np.int64)
         max_workers = workers.copy()

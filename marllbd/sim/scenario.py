@@ -211,6 +211,11 @@ class Scenario:
         """Total workers at the start of the run."""
         return sum(server.workers for server in self.servers)
 
+    @property
+    def capacities(self) -> np.ndarray:
+        """Each server's configured capacity (its workers), float64: the static weights."""
+        return np.array([server.workers for server in self.servers], dtype=np.float64)
+
     def to_dict(self) -> dict[str, Any]:
         """The scenario as plain data that `from_dict` accepts (default groups left out)."""
         out: dict[str, Any] = {

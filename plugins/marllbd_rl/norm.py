@@ -66,3 +66,25 @@ class RunningNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.log1p(x) if self.log1p else x
         return ((y - self.shift) * self.scale).clamp(-self.clip, self.clip)
+
+
+class TokenNorm(RunningNorm):
+    """The equivariant networks' normaliser: rows of per-server tokens (..., n * (F + 1)),
+    features then the capacity token (marllbd.policies.learned.capacity_token).  One set
+    of statistics over the F features of every server (so it means the same for any n);
+    the capacity token passes through.  The output is (..., n, F + 1)."""
+
+    def __init__(self, features: int, clip: float) -> None:
+        super().__init__(features, clip, log1p=True)
+
+    @property
+    def width(self) -> int:
+        return self.dim + 1
+
+    def update(self, x: np.ndarray | torch.Tensor) -> None:
+        rows = np.asarray(x, dtype=np.float64).reshape(-1, self.width)
+        super().update(rows[:, : self.dim])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = x.reshape(*x.shape[:-1], -1, self.width)
+        return torch.cat([super().forward(t[..., : self.dim]), t[..., self.dim :]], -1)

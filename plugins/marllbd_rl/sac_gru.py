@@ -55,13 +55,13 @@ from marllbd.envs.reward import (
 )
 from marllbd.features import NUM_FEATURES
 from marllbd.policies.actions import ActionSpec
-from marllbd.policies.learned import SacGruPolicy
+from marllbd.policies.learned import SacGruPolicy, SetSacGruPolicy, capacity_token, sac_gru_policy
 from marllbd.sim.scenario import Scenario
 from marllbd.training import hyper
 from marllbd.training.errors import TrainingError
 from marllbd.training.trainer import Collected, Hooks, TrainConfig
 from marllbd_rl.base import LearnerAlgorithm
-from marllbd_rl.norm import RunningNorm
+from marllbd_rl.norm import RunningNorm, TokenNorm
 from marllbd_rl.replay import SequenceBatch, SequenceReplay
 from marllbd_rl.torchio import load_arrays, to_arrays
 
@@ -94,6 +94,13 @@ class SacGruConfig:
     targets start near the critics' initial zero whatever the reward metric's range."""
     hidden: int = 64
     """Width of every layer and of the GRU state."""
+    arch: str = "flat"
+    """'flat': networks over the n × 12 features flattened (tied to one server count and
+    order); 'equivariant': one token per server, shared per-server layers with a pooled
+    cluster context (`SetActor`), so one checkpoint serves any server count and permuting
+    the servers permutes the weights."""
+    recurrence: str = "server"
+    """With arch 'equivariant': 'server' (a GRU per server, shared weights) or 'none'."""
     critic_trunk: str = "own"
     """'own': each critic runs its own GRU; 'pair': critic1's GRU feeds both critics' heads;
     'shared': the critics' heads read the actor's GRU features, which the critic loss trains
@@ -147,6 +154,18 @@ class SacGruConfig:
 
     def __post_init__(self) -> None:
         ActionSpec(kind=self.action_type, levels=tuple(self.levels), base=self.weight_base)
+        if self.arch not in ("flat", "equivariant"):
+            raise ValueError(f"hyper.arch: expected 'flat' or 'equivariant', got {self.arch!r}")
+        if self.recurrence not in ("server", "none"):
+            raise ValueError(
+                f"hyper.recurrence: expected 'server' or 'none', got {self.recurrence!r}"
+            )
+        if self.arch == "equivariant" and self.critic_trunk != "own":
+            raise ValueError(
+                f"hyper.critic_trunk: arch 'equivariant' needs 'own', got {self.critic_trunk!r}"
+            )
+        if self.arch == "flat" and self.recurrence != "server":
+            raise ValueError("hyper.recurrence: 'none' needs arch 'equivariant'")
         if self.critic_trunk not in ("own", "pair", "shared"):
             raise ValueError(
                 f"hyper.critic_trunk: expected 'own', 'pair' or 'shared', got {self.critic_trunk!r}"
@@ -201,14 +220,80 @@ class SacGruConfig:
 # -- networks -------------------------------------------------------------------------------
 
 
-class Actor(nn.Module):
+class Sampling:
+    """Actions from an actor's raw output (..., n * (K or 2)): means then pre-squash log
+    stds per server (continuous) or n × K logits (discrete); n follows from the shape."""
+
+    num_levels: int
+    neutral: int
+    """The discrete level closest to 1.0."""
+
+    def servers(self, raw: torch.Tensor) -> int:
+        return raw.shape[-1] // (self.num_levels or 2)
+
+    def mode(self, raw: torch.Tensor) -> torch.Tensor:
+        """The deterministic action: tanh(mean), or the most likely level per server."""
+        n = self.servers(raw)
+        if self.num_levels:
+            return raw.view(*raw.shape[:-1], n, self.num_levels).argmax(-1)
+        return torch.tanh(raw[..., :n])
+
+    def sample(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A sampled action and its mean per-server log-probability (reparameterised)."""
+        n = self.servers(raw)
+        if self.num_levels:
+            logits = raw.view(*raw.shape[:-1], n, self.num_levels)
+            a = torch.distributions.Categorical(logits=logits).sample()
+            logp = torch.log_softmax(logits, -1).gather(-1, a.unsqueeze(-1)).squeeze(-1)
+            return a, logp.mean(-1)
+        mean, log_std = raw[..., :n], squash_log_std(raw[..., n:])
+        u = mean + log_std.exp() * torch.randn_like(mean)
+        logp = -0.5 * ((u - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
+        # log(1 - tanh(u)^2) in a form that stays finite for large |u|.
+        logp = logp - 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
+        return torch.tanh(u), logp.mean(-1)
+
+    def log_probs(self, raw: torch.Tensor) -> torch.Tensor:
+        """Discrete only: log π_i(a) for every server and level, (..., n, K)."""
+        n = self.servers(raw)
+        return torch.log_softmax(raw.view(*raw.shape[:-1], n, self.num_levels), -1)
+
+    def distance_from_neutral(self, raw: torch.Tensor) -> torch.Tensor:
+        """Mean per server of the squared pre-tanh mean, or of −log π(neutral level)."""
+        if self.num_levels:
+            return -self.log_probs(raw)[..., self.neutral].mean(-1)
+        return raw[..., : self.servers(raw)].pow(2).mean(-1)
+
+
+def neutral_level(cfg: SacGruConfig) -> int:
+    return int(np.argmin(np.abs(np.asarray(cfg.levels) - 1.0)))
+
+
+def log_std_bias(cfg: SacGruConfig) -> float:
+    """The pre-squash bias whose log std is cfg.init_log_std (within the squash's range)."""
+    frac = (cfg.init_log_std - LOG_STD_MIN) / (LOG_STD_MAX - LOG_STD_MIN)
+    return math.atanh(2.0 * min(max(frac, 0.01), 0.99) - 1.0)
+
+
+def gru_cell(gru: nn.GRU, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """One step of `gru`'s equations for inputs x (..., I) and states h (..., H): the same
+    numbers as `gru` over a one-step window at a fraction of nn.GRU's per-call overhead."""
+    w_ih, w_hh, b_ih, b_hh = (cast(torch.Tensor, p) for p in gru.all_weights[0])
+    gi = F.linear(x, w_ih, b_ih)
+    gh = F.linear(h, w_hh, b_hh)
+    hid = h.shape[-1]
+    rz = torch.sigmoid(gi[..., : 2 * hid] + gh[..., : 2 * hid])
+    n = torch.tanh(torch.addcmul(gi[..., 2 * hid :], rz[..., :hid], gh[..., 2 * hid :]))
+    return torch.lerp(n, h, rz[..., hid:])  # (1 - z) * n + z * h
+
+
+class Actor(Sampling, nn.Module):
     """Normalised observations (B, T, D) → per-step action parameters, carrying a GRU state."""
 
     def __init__(self, obs_dim: int, num_servers: int, cfg: SacGruConfig) -> None:
         super().__init__()
         self.n, self.num_levels = num_servers, cfg.num_levels
-        self.neutral = int(np.argmin(np.abs(np.asarray(cfg.levels) - 1.0)))
-        """The discrete level closest to 1.0."""
+        self.neutral = neutral_level(cfg)
         self.encode = nn.Linear(obs_dim, cfg.hidden)
         self.gru = nn.GRU(cfg.hidden, cfg.hidden, batch_first=True)
         self.head = nn.Linear(cfg.hidden, num_servers * (self.num_levels or 2))
@@ -220,11 +305,10 @@ class Actor(nn.Module):
             if self.num_levels:
                 bias[:, self.neutral] = 1.0
             else:
-                frac = (cfg.init_log_std - LOG_STD_MIN) / (LOG_STD_MAX - LOG_STD_MIN)
-                bias[num_servers:] = math.atanh(2.0 * min(max(frac, 0.01), 0.99) - 1.0)
+                bias[num_servers:] = log_std_bias(cfg)
 
-    def forward(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """A whole sequence (B, T, D) from state h (1, B, H): (B, T, out) and the last state."""
+    def forward(self, x: torch.Tensor, h: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A whole sequence (B, T, D) from state h (1, B, H) or zero: (B, T, out), last state."""
         z, h = self.gru(F.relu(self.encode(x)), h)
         return self.head(z), h
 
@@ -234,46 +318,9 @@ class Actor(nn.Module):
         return cast(torch.Tensor, self.gru(F.relu(self.encode(x)))[0])
 
     def step(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One step (B, D) from state h (B, H): the GRU equations written out in few ops,
-        the same numbers as `forward` at a fraction of nn.GRU's per-call overhead."""
-        w_ih, w_hh, b_ih, b_hh = (cast(torch.Tensor, p) for p in self.gru.all_weights[0])
-        gi = F.linear(F.relu(self.encode(x)), w_ih, b_ih)
-        gh = F.linear(h, w_hh, b_hh)
-        hid = h.shape[-1]
-        rz = torch.sigmoid(gi[..., : 2 * hid] + gh[..., : 2 * hid])
-        n = torch.tanh(torch.addcmul(gi[..., 2 * hid :], rz[..., :hid], gh[..., 2 * hid :]))
-        h = torch.lerp(n, h, rz[..., hid:])  # (1 - z) * n + z * h
+        """One step (B, D) from state h (B, H), the same numbers as `forward`."""
+        h = gru_cell(self.gru, F.relu(self.encode(x)), h)
         return self.head(h), h
-
-    def mode(self, raw: torch.Tensor) -> torch.Tensor:
-        """The deterministic action: tanh(mean), or the most likely level per server."""
-        if self.num_levels:
-            return raw.view(*raw.shape[:-1], self.n, self.num_levels).argmax(-1)
-        return torch.tanh(raw[..., : self.n])
-
-    def sample(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """A sampled action and its mean per-server log-probability (reparameterised)."""
-        if self.num_levels:
-            logits = raw.view(*raw.shape[:-1], self.n, self.num_levels)
-            a = torch.distributions.Categorical(logits=logits).sample()
-            logp = torch.log_softmax(logits, -1).gather(-1, a.unsqueeze(-1)).squeeze(-1)
-            return a, logp.mean(-1)
-        mean, log_std = raw[..., : self.n], squash_log_std(raw[..., self.n :])
-        u = mean + log_std.exp() * torch.randn_like(mean)
-        logp = -0.5 * ((u - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
-        # log(1 - tanh(u)^2) in a form that stays finite for large |u|.
-        logp = logp - 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
-        return torch.tanh(u), logp.mean(-1)
-
-    def log_probs(self, raw: torch.Tensor) -> torch.Tensor:
-        """Discrete only: log π_i(a) for every server and level, (..., n, K)."""
-        return torch.log_softmax(raw.view(*raw.shape[:-1], self.n, self.num_levels), -1)
-
-    def distance_from_neutral(self, raw: torch.Tensor) -> torch.Tensor:
-        """Mean per server of the squared pre-tanh mean, or of −log π(neutral level)."""
-        if self.num_levels:
-            return -self.log_probs(raw)[..., self.neutral].mean(-1)
-        return raw[..., : self.n].pow(2).mean(-1)
 
 
 def squash_log_std(raw: torch.Tensor) -> torch.Tensor:
@@ -314,6 +361,117 @@ class Critic(nn.Module):
         return self.head(torch.cat([h, a], -1)).squeeze(-1)
 
 
+# The equivariant networks (arch 'equivariant').  Each server is a token: its 12
+# features, standardised by one normaliser shared by all servers (TokenNorm), and
+# its capacity token (log of its configured capacity over the cluster's mean,
+# marllbd.policies.learned.capacity_token).  A shared encoder, a mixing layer that
+# adds the cluster context (the mean over servers), a GRU per server (shared
+# weights, one state each; recurrence 'none' drops it), and per-server heads that
+# read each server's state beside the mean state: permuting the servers permutes
+# the outputs.  The actor's head starts at the neutral action (static SED with
+# weight_base 'capacity'); the critics pool to one Q.  Window states are
+# (1, B·n, H) as nn.GRU takes them, step states (B, n, H).
+
+
+def with_mean(z: torch.Tensor) -> torch.Tensor:
+    """Each server's vector beside the mean over servers (dim -2): (..., n, 2H)."""
+    return torch.cat([z, z.mean(-2, keepdim=True).expand_as(z)], -1)
+
+
+class ServerTrunk(nn.Module):
+    """Tokens → per-server features: shared encoder, mean-context mixing, a GRU per server."""
+
+    def __init__(self, hidden: int, recurrent: bool) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.encode = nn.Linear(NUM_FEATURES + 1, hidden)
+        self.mix = nn.Linear(2 * hidden, hidden)
+        self.gru = nn.GRU(hidden, hidden, batch_first=True) if recurrent else None
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.mix(with_mean(F.relu(self.encode(x)))))
+
+    def forward(
+        self, x: torch.Tensor, h: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A window x (B, T, n, D) from states h (1, B·n, H) or zero: (B, T, n, H), last state."""
+        u = self.embed(x)
+        if self.gru is None:
+            return u, h
+        b, t, n, k = u.shape
+        z, h = self.gru(u.transpose(1, 2).reshape(b * n, t, k), h)
+        return z.view(b, n, t, k).transpose(1, 2), h
+
+    def step(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """One step x (B, n, D), states h (B, n, H) → the new per-server features/states."""
+        u = self.embed(x)
+        return u if self.gru is None else gru_cell(self.gru, u, h)
+
+
+def _head(hidden: int, out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, out))
+
+
+class SetActor(Sampling, nn.Module):
+    """The equivariant actor (arch 'equivariant'): tokens (B, T, n, D) → the flat actor's
+    raw layout over the n servers, so `Sampling` applies."""
+
+    def __init__(self, cfg: SacGruConfig) -> None:
+        super().__init__()
+        self.num_levels = cfg.num_levels
+        self.neutral = neutral_level(cfg)
+        self.trunk = ServerTrunk(cfg.hidden, cfg.recurrence == "server")
+        self.head = _head(cfg.hidden, self.num_levels or 2)
+        last = cast(nn.Linear, self.head[-1])
+        nn.init.uniform_(last.weight, -1e-3, 1e-3)
+        with torch.no_grad():
+            last.bias.zero_()
+            if self.num_levels:
+                last.bias[self.neutral] = 1.0
+            else:
+                last.bias[1] = log_std_bias(cfg)
+
+    def _raw(self, z: torch.Tensor) -> torch.Tensor:
+        out = self.head(with_mean(z))  # (..., n, K or 2)
+        return out.flatten(-2) if self.num_levels else out.transpose(-1, -2).flatten(-2)
+
+    def forward(
+        self, x: torch.Tensor, h: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        z, h = self.trunk(x, h)
+        return self._raw(z), h
+
+    def step(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.trunk.step(x, h)
+        return self._raw(h), h
+
+
+class SetCritic(nn.Module):
+    """The equivariant critic: `features` (B, T, n, H), then `q` pooled over the servers."""
+
+    def __init__(self, cfg: SacGruConfig) -> None:
+        super().__init__()
+        self.num_levels = cfg.num_levels
+        self.trunk = ServerTrunk(cfg.hidden, cfg.recurrence == "server")
+        k = cfg.hidden
+        if self.num_levels:
+            self.head = _head(k, self.num_levels)
+        else:
+            self.head = nn.Sequential(nn.Linear(2 * k + 2, k), nn.ReLU(), nn.Linear(k, 1))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk(x)[0]
+
+    def q(self, h: torch.Tensor, a: torch.Tensor | None = None) -> torch.Tensor:
+        if self.num_levels:
+            return self.head(with_mean(h))  # (..., n, K)
+        if a is None:
+            raise ValueError("a continuous critic needs the action")
+        act = a.unsqueeze(-1)
+        x = torch.cat([with_mean(h), with_mean(act)], -1)
+        return self.head(x).squeeze(-1).mean(-1)
+
+
 # -- the learner ----------------------------------------------------------------------------
 
 
@@ -332,13 +490,22 @@ class Learner:
         offer Critic's `features` and `q`)."""
         torch.manual_seed(seed)
         self.cfg, self.obs_dim, self.n = cfg, obs_dim, num_servers
-        self.norm = RunningNorm(obs_dim, cfg.feature_clip, log1p=True)
         self.reward_norm = RunningNorm(1, math.inf)
-        self.actor = Actor(obs_dim, num_servers, cfg)
         trunk = cfg.critic_trunk
+        self.norm: RunningNorm
+        self.actor: Actor | SetActor
+        if cfg.arch == "equivariant":
+            self.norm = TokenNorm(NUM_FEATURES, cfg.feature_clip)
+            self.actor = SetActor(cfg)
+        else:
+            self.norm = RunningNorm(obs_dim, cfg.feature_clip, log1p=True)
+            self.actor = Actor(obs_dim, num_servers, cfg)
         if critic is not None:
             self.critic1 = cast(Critic, critic(obs_dim, num_servers, cfg))
             self.critic2 = cast(Critic, critic(obs_dim, num_servers, cfg))
+        elif cfg.arch == "equivariant":
+            self.critic1 = cast(Critic, SetCritic(cfg))
+            self.critic2 = cast(Critic, SetCritic(cfg))
         else:  # GRUs: one per critic ('own'), critic1's for both ('pair'), the actor's
             self.critic1 = Critic(obs_dim, num_servers, cfg, trunk=trunk != "shared")
             self.critic2 = Critic(obs_dim, num_servers, cfg, trunk=trunk == "own")
@@ -351,10 +518,11 @@ class Learner:
         if self.shared:
             # The actor's encoder and GRU belong to the critics' loss, with a Polyak target
             # of their own; the actor's loss trains its head.
-            self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
-            critics += [*self.actor.encode.parameters(), *self.actor.gru.parameters()]
+            flat = cast(Actor, self.actor)  # 'shared' needs arch 'flat'
+            self.target_actor = copy.deepcopy(flat).requires_grad_(False)
+            critics += [*flat.encode.parameters(), *flat.gru.parameters()]
             targets += [*self.target_actor.encode.parameters(), *self.target_actor.gru.parameters()]
-            self.actor_params = list(self.actor.head.parameters())
+            self.actor_params = list(flat.head.parameters())
         else:
             self.actor_params = list(self.actor.parameters())
         self.critic_params = critics
@@ -370,7 +538,10 @@ class Learner:
         self.updates = 0
 
     def initial_state(self, batch: int) -> torch.Tensor:
-        """Zero GRU states for `batch` sequences, (1, batch, H) as nn.GRU takes them."""
+        """Zero GRU states for `batch` sequences: (1, batch, H) as nn.GRU takes them, or
+        (1, batch, n, H) for the equivariant actor (a state per server)."""
+        if self.cfg.arch == "equivariant":
+            return torch.zeros(1, batch, self.n, self.cfg.hidden)
         return torch.zeros(1, batch, self.cfg.hidden)
 
     @torch.no_grad()
@@ -391,10 +562,11 @@ class Learner:
         denom = mask.sum()
         alpha = self.log_alpha.exp().detach()
         if self.shared:
-            z = self.actor.features(x)
-            raw = self.actor.head(z.detach())
+            flat = cast(Actor, self.actor)
+            z = flat.features(x)
+            raw = flat.head(z.detach())
         else:
-            raw, _ = self.actor(x, self.initial_state(x.shape[0]))
+            raw, _ = self.actor(x, None)
         reward = cfg.reward_scale * self.reward_norm(batch.reward.unsqueeze(-1)).squeeze(-1)
         not_done = 1.0 - batch.terminated
 
@@ -564,7 +736,9 @@ class SacGru(LearnerAlgorithm[Learner]):
             for s in np.random.SeedSequence(config.seed).spawn(config.envs)
         ]
         self.n = len(scenario.servers)
-        self.obs_dim = self.n * NUM_FEATURES
+        self.equivariant = cfg.arch == "equivariant"
+        self.obs_dim = self.n * (NUM_FEATURES + self.equivariant)
+        self.capacity_token = capacity_token(scenario.capacities)
         self.learner = Learner(cfg, self.obs_dim, self.n, config.seed, hooks.network)
         e = self.envs.num_envs
         self.replay = SequenceReplay(
@@ -576,9 +750,18 @@ class SacGru(LearnerAlgorithm[Learner]):
         self._credit = 0.0
         self.obs: np.ndarray | None = None
 
+    def tokens(self, obs: Any) -> np.ndarray:
+        """What the networks read of env observations (..., n, 12): the same (float32), or,
+        for the equivariant networks, each server's row with its capacity token appended."""
+        x = np.asarray(obs, dtype=np.float32)
+        if not self.equivariant:
+            return x
+        cap = np.broadcast_to(self.capacity_token[:, None], (*x.shape[:-1], 1))
+        return np.concatenate([x, cap], axis=-1)
+
     def _start(self) -> np.ndarray:
         seeds: Any = self.env_seeds  # one per env (gymnasium's stubs say int only)
-        obs = np.asarray(self.envs.reset(seed=seeds)[0], dtype=np.float32)
+        obs = self.tokens(self.envs.reset(seed=seeds)[0])
         e = self.envs.num_envs
         self.learner.norm.update(obs.reshape(e, -1))
         for i in range(e):
@@ -599,7 +782,7 @@ class SacGru(LearnerAlgorithm[Learner]):
         e = min(envs, budget)
         actions, self.hidden = agent.act(obs.reshape(envs, -1), self.hidden)
         next_obs, reward, terminated, truncated, info = self.envs.step(actions)
-        next_obs = np.asarray(next_obs, dtype=np.float32)
+        next_obs = self.tokens(next_obs)
         agent.norm.update(next_obs[:e].reshape(e, -1))
         agent.reward_norm.update(reward[:e])
         fct_mean = info["fct_mean"]
@@ -625,7 +808,7 @@ class SacGru(LearnerAlgorithm[Learner]):
         restart[e:] = True  # stepped but not recorded: their streams start again
         obs[:] = next_obs
         if restart.any():
-            obs[:] = self.envs.reset(options={"reset_mask": restart})[0]
+            obs[:] = self.tokens(self.envs.reset(options={"reset_mask": restart})[0])
             for i in np.flatnonzero(restart).tolist():
                 self.ret[i], self.length[i], self.fct[i] = 0.0, 0, []
                 self.replay.start(i, obs[i])
@@ -659,16 +842,16 @@ class SacGru(LearnerAlgorithm[Learner]):
     def networks_manifest(self) -> dict[str, Any]:
         return manifest(self.cfg, self.obs_dim, self.n)
 
-    def policy(self, lb: int = 0) -> SacGruPolicy:
+    def policy(self, lb: int = 0) -> SacGruPolicy | SetSacGruPolicy:
         """The serving policy of the current actor (any LB node runs the same one)."""
         served = to_arrays({"actor": self.learner.actor, "norm": self.learner.norm})
-        return SacGruPolicy.from_arrays(served, self.manifest())
+        return sac_gru_policy(served, self.manifest())
 
     def predict(
         self, obs: Any, state: Any = None, deterministic: bool = True
     ) -> tuple[np.ndarray, torch.Tensor]:
         """The env action for one observation (or a batch) and the next GRU state."""
-        x = np.asarray(obs, dtype=np.float32).reshape(-1, self.obs_dim)
+        x = self.tokens(obs).reshape(-1, self.obs_dim)
         h = self.learner.initial_state(x.shape[0])[0] if state is None else state
         a, h = self.learner.act(x, h, deterministic)
         return (a[0] if np.ndim(obs) <= 2 else a), h
@@ -682,14 +865,15 @@ class SacGru(LearnerAlgorithm[Learner]):
 
 
 def manifest(cfg: SacGruConfig, obs_dim: int, num_servers: int) -> dict[str, Any]:
-    """What a checkpoint's manifest says of the networks (and serving reads back)."""
+    """What a checkpoint's manifest says of the networks (and serving reads back).  The
+    equivariant networks are not tied to a server count: dims say 0 servers, with the
+    token size instead, and "accepts" says any count."""
+    dims = {"obs_dim": obs_dim, "num_servers": num_servers}
+    if cfg.arch == "equivariant":
+        dims = {"obs_dim": 0, "num_servers": 0, "token_dim": NUM_FEATURES + 1}
     return {
-        "dims": {  # what a resume checks
-            "obs_dim": obs_dim,
-            "num_servers": num_servers,
-            "hidden": cfg.hidden,
-            "num_levels": cfg.num_levels,
-        },
+        "dims": {**dims, "hidden": cfg.hidden, "num_levels": cfg.num_levels},  # a resume checks
+        "accepts": {"num_servers": "any" if cfg.arch == "equivariant" else num_servers},
         "hyper": asdict(cfg),
         "action": cfg.action_spec().as_dict(),
         "reward": {

@@ -1,0 +1,176 @@
+"""The equivariant SAC-GRU (hyper.arch 'equivariant'): one checkpoint for any server count,
+permuting the servers permutes its weights, it starts as static SED, the numpy serving
+path matches the torch actor, and every parameter learns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from marllbd_rl import sac_gru as S  # noqa: E402
+from marllbd_rl.replay import SequenceReplay  # noqa: E402
+
+from marllbd import checkpoint  # noqa: E402
+from marllbd.features import NUM_FEATURES  # noqa: E402
+from marllbd.policies import PolicyContext, load  # noqa: E402
+from marllbd.policies.learned import SetSacGruPolicy, capacity_token, sac_gru_policy  # noqa: E402
+from marllbd.sim.family import scenario_toml  # noqa: E402
+from marllbd.sim.scenario import synthetic  # noqa: E402
+from marllbd.training import TrainConfig, Trainer, evaluate  # noqa: E402
+
+SMALL = {"hidden": 16, "burn_in": 3, "seq_len": 5, "batch_size": 8, "arch": "equivariant"}
+TOKEN = NUM_FEATURES + 1
+
+
+def learner(action_type: str = "continuous", n: int = 5, **hyper: Any) -> S.Learner:
+    cfg = S.SacGruConfig(action_type=action_type, **{**SMALL, **hyper})
+    agent = S.Learner(cfg, n * TOKEN, n, seed=0)
+    agent.norm.update(np.random.default_rng(1).gamma(1.0, 1.0, (16, n * TOKEN)))
+    return agent
+
+
+def trained_like(agent: S.Learner) -> S.Learner:
+    """Perturb every parameter so the test does not pass on the near-constant initial head."""
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in agent.actor.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=gen))
+    return agent
+
+
+def served(agent: S.Learner) -> SetSacGruPolicy:
+    policy = sac_gru_policy(agent.arrays(), S.manifest(agent.cfg, agent.obs_dim, agent.n))
+    assert isinstance(policy, SetSacGruPolicy)
+    return policy
+
+
+def run_policy(policy: SetSacGruPolicy, feats: np.ndarray, caps: np.ndarray) -> np.ndarray:
+    """The weights of `steps` consecutive decisions (the GRU state carried)."""
+    n = caps.shape[0]
+    policy.reset(PolicyContext(num_servers=n, capacities=caps))
+    return np.stack([policy.decide(f, np.ones(n, bool), None) for f in feats])
+
+
+@pytest.mark.parametrize("action_type", ["continuous", "discrete"])
+@pytest.mark.parametrize("recurrence", ["server", "none"])
+def test_permuting_the_servers_permutes_the_weights(action_type: str, recurrence: str) -> None:
+    policy = served(trained_like(learner(action_type, recurrence=recurrence)))
+    rng = np.random.default_rng(0)
+    for n in (2, 5, 13, 40):
+        feats = rng.gamma(1.0, 0.2, (6, n, NUM_FEATURES))
+        caps = rng.integers(1, 6, n).astype(float)
+        base = run_policy(policy, feats, caps)
+        for _ in range(3):
+            perm = rng.permutation(n)
+            moved = run_policy(policy, feats[:, perm], caps[perm])
+            np.testing.assert_allclose(moved, base[:, perm], rtol=1e-5)
+        if action_type == "continuous":  # the test can fail: the weights differ by server
+            assert np.ptp(base[-1] / caps) > 1e-3
+
+
+@pytest.mark.parametrize("action_type", ["continuous", "discrete"])
+def test_numpy_serving_matches_the_torch_actor_step_by_step(action_type: str) -> None:
+    agent = trained_like(learner(action_type, n=7))
+    policy = served(agent)
+    rng = np.random.default_rng(4)
+    caps = rng.integers(1, 5, 7).astype(float)
+    policy.reset(PolicyContext(num_servers=7, capacities=caps))
+    tok = np.broadcast_to(capacity_token(caps)[:, None], (7, 1))
+    h = agent.initial_state(1)[0]
+    for _ in range(5):
+        f = rng.gamma(1.0, 0.2, (7, NUM_FEATURES)).astype(np.float32)
+        a, h = agent.act(np.concatenate([f, tok], 1).reshape(1, -1), h, deterministic=True)
+        raw = policy.step(f)
+        if action_type == "continuous":
+            np.testing.assert_allclose(np.tanh(raw[:, 0]), a[0], atol=2e-6)
+        else:
+            np.testing.assert_array_equal(raw.argmax(-1), a[0])
+
+
+def test_window_forward_matches_the_stepped_actor() -> None:
+    agent = trained_like(learner(n=4))
+    x = agent.norm(torch.as_tensor(np.random.default_rng(5).gamma(1.0, 1.0, (3, 6, 4 * TOKEN))))
+    x = x.float()
+    with torch.no_grad():
+        seq, _ = agent.actor(x, None)
+        h = agent.initial_state(3)[0]
+        for t in range(6):
+            out, h = agent.actor.step(x[:, t], h)
+            torch.testing.assert_close(out, seq[:, t], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("action_type", ["continuous", "discrete"])
+def test_the_untrained_policy_is_static_sed_on_any_server_count(action_type: str) -> None:
+    policy = served(learner(action_type))
+    rng = np.random.default_rng(2)
+    for n in (2, 9, 64):
+        caps = rng.integers(1, 8, n).astype(float)
+        w = run_policy(policy, rng.gamma(1.0, 0.2, (3, n, NUM_FEATURES)), caps)
+        np.testing.assert_allclose(w / w[:, :1], np.tile(caps / caps[0], (3, 1)), rtol=0.01)
+
+
+def test_critic_q_is_invariant_to_a_permutation_of_the_servers() -> None:
+    agent = learner(n=6)
+    x = agent.norm(torch.as_tensor(np.random.default_rng(6).gamma(1.0, 1.0, (2, 4, 6 * TOKEN))))
+    a = torch.rand(2, 4, 6) * 2 - 1
+    perm = torch.randperm(6, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        q = agent.critic1.q(agent.critic1.features(x.float()), a)
+        qp = agent.critic1.q(agent.critic1.features(x.float()[:, :, perm]), a[..., perm])
+    torch.testing.assert_close(q, qp, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("action_type", ["continuous", "discrete"])
+def test_one_update_reaches_every_parameter(action_type: str) -> None:
+    agent = learner(action_type, n=3)
+    cfg = agent.cfg
+    replay = SequenceReplay(2, 100, 3 * TOKEN, 3, cfg.window, seed=0)
+    rng = np.random.default_rng(0)
+    for s in range(2):
+        replay.start(s, rng.gamma(1.0, 1.0, 3 * TOKEN))
+        for _ in range(30):
+            a = rng.uniform(-1, 1, 3) if action_type == "continuous" else rng.integers(0, 3, 3)
+            replay.add(s, a.astype(float), float(rng.random()), False, rng.gamma(1, 1, 3 * TOKEN))
+    before = {k: v.copy() for k, v in agent.arrays().items()}
+    agent.update(replay.sample(cfg.batch_size, cfg.burn_in, bool(cfg.num_levels)))
+    after = agent.arrays()
+    for name, module in (("actor", agent.actor), ("critic1", agent.critic1)):
+        for pname, _ in module.named_parameters():
+            key = f"{name}.{pname}"
+            assert not np.array_equal(before[key], after[key]), f"{key} did not move"
+
+
+def test_bad_architecture_settings_are_named() -> None:
+    with pytest.raises(ValueError, match=r"hyper\.arch: .*'graph'"):
+        S.SacGruConfig(arch="graph")
+    with pytest.raises(ValueError, match=r"hyper\.recurrence"):
+        S.SacGruConfig(recurrence="none")
+    with pytest.raises(ValueError, match=r"hyper\.critic_trunk: arch 'equivariant'"):
+        S.SacGruConfig(arch="equivariant", critic_trunk="shared")
+
+
+def test_one_checkpoint_runs_on_2_7_16_24_and_64_servers(tmp_path: Path) -> None:
+    scenario = tmp_path / "five.toml"
+    scenario.write_text(scenario_toml(synthetic(5, duration=6.0)))
+    cfg = TrainConfig(
+        algo="sac-gru", scenario=str(scenario), out=tmp_path / "run", steps=120, envs=2,
+        eval_every=10_000, eval_seeds=(7,), progress=False,
+        hyper=tuple({**SMALL, "learning_starts": 20, "updates_per_step": 0.5}.items()),
+    )  # fmt: skip
+    last = Trainer(cfg).learn().last
+    m = checkpoint.load(last, algorithm="sac-gru").manifest
+    assert m["accepts"] == {"num_servers": "any"} and m["dims"]["num_servers"] == 0
+    assert m["progress"]["updates"] > 0
+    spec = f"sac-gru:{last}"
+    for n in (2, 7, 16, 24, 64):
+        result = evaluate.run(synthetic(n, duration=2.0), spec, seed=1)
+        assert result.flows > 0 and np.isfinite(result.mean_fct)
+    policy = load(spec)
+    policy.reset(PolicyContext(num_servers=3, capacities=np.array([1.0, 2.0, 4.0])))
+    w = policy.decide(np.ones((3, NUM_FEATURES)), np.ones(3, bool), None)
+    assert w.shape == (3,) and np.isfinite(w).all()
