@@ -182,6 +182,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from marllbd.training import TrainConfig, TrainingError, train
 
     scenarios = _scenarios(args)
+    eval_seeds, hyper = _train_options(args)
+    # Networks for any server count train on the family itself: each group of rollout
+    # envs draws a fresh sample per episode; the evaluations run sample --family-seed.
+    mixed = args.family is not None and dict(hyper).get("arch") == "equivariant"
+    if mixed and len(scenarios) > 1:
+        raise UsageError(
+            "--samples: with --hyper arch=equivariant the rollouts draw fresh samples of "
+            "the family; the evaluations run one sample (--family-seed), so drop --samples"
+        )
     layouts = {(len(sc.servers), sc.groups, sc.lb_nodes): sc for sc in scenarios}
     if len(layouts) > 1:
         a, b = list(layouts.values())[:2]
@@ -198,7 +207,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
         )
     if args.resume is not None and not Path(args.resume).exists():
         raise UsageError(f"--resume: {args.resume} does not exist")
-    eval_seeds, hyper = _train_options(args)
     out = Path(args.out)
     if args.family is None:
         refs = [(str(args.scenario), out)]
@@ -233,6 +241,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 eval_seeds=eval_seeds,
                 eval_baseline=_eval_baseline(args),
                 log_every=args.log_every,
+                family=args.family if mixed else None,
                 **_rollout_workers(args),
             )
             result = train(config)

@@ -72,6 +72,11 @@ class TrainConfig:
     over it, paired by seed (eval/ratio_*: the time-to-quality curve).  None: no ratio."""
     episode_seconds: float | None = None
     """Override the scenario's duration for training episodes."""
+    family: str | None = None
+    """A scenario family (a shipped name or TOML file) the rollouts draw their episodes
+    from, a fresh sample per group of envs when its episodes end (SAC-GRU with arch
+    'equivariant': the samples' server counts differ); `scenario` is then the one the
+    evaluations run."""
     progress: bool = True
     log_every: int = 500
     """Steps between train/ rows (mean losses since the last row) in the logs."""

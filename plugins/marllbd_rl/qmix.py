@@ -43,6 +43,7 @@ from marllbd.policies.actions import ActionSpec
 from marllbd.policies.learned import Layout, QMIXPolicy
 from marllbd.sim.scenario import Scenario
 from marllbd.training import hyper
+from marllbd.training.errors import TrainingError
 from marllbd.training.trainer import Collected, Hooks, TrainConfig
 from marllbd_rl.base import LearnerAlgorithm
 from marllbd_rl.norm import RunningNorm
@@ -384,6 +385,11 @@ class Qmix(LearnerAlgorithm[Learner]):
 
     def __init__(self, config: TrainConfig, scenario: Scenario, hooks: Hooks) -> None:
         cfg = self.cfg = QMIXConfig.from_pairs(config.hyper)
+        if config.family is not None:
+            raise TrainingError(
+                "family: QMIX's networks are sized by one layout; train it on a scenario "
+                "(or on several samples in turn with marllbd train --family --samples)"
+            )
         reward: dict[str, Any] = {}
         if hooks.reward_fn is not None:
             reward = {"reward_metric": "custom", "reward_fn": hooks.reward_fn}

@@ -35,7 +35,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
@@ -56,6 +56,7 @@ from marllbd.envs.reward import (
 from marllbd.features import NUM_FEATURES
 from marllbd.policies.actions import ActionSpec
 from marllbd.policies.learned import SacGruPolicy, SetSacGruPolicy, capacity_token, sac_gru_policy
+from marllbd.sim.family import Family, FamilyError, load_family
 from marllbd.sim.scenario import Scenario
 from marllbd.training import hyper
 from marllbd.training.errors import TrainingError
@@ -151,6 +152,9 @@ class SacGruConfig:
     """Standardised features are clipped to ±this."""
     torch_threads: int = 1
     """CPU threads torch may use (small networks run fastest on one)."""
+    family_groups: int = 4
+    """Training on a family (TrainConfig.family): the rollout envs split into this many
+    groups, each stepping one sample at a time (a fresh one when its episodes end)."""
 
     def __post_init__(self) -> None:
         ActionSpec(kind=self.action_type, levels=tuple(self.levels), base=self.weight_base)
@@ -171,7 +175,14 @@ class SacGruConfig:
                 f"hyper.critic_trunk: expected 'own', 'pair' or 'shared', got {self.critic_trunk!r}"
             )
         positive = ("reward_scale", "hidden", "actor_lr", "critic_lr", "alpha_lr", "init_alpha")
-        for name in (*positive, "batch_size", "seq_len", "buffer_steps", "torch_threads"):
+        for name in (
+            *positive,
+            "batch_size",
+            "seq_len",
+            "buffer_steps",
+            "torch_threads",
+            "family_groups",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"hyper.{name}: expected a value > 0, got {getattr(self, name)}")
         if not 0.0 <= self.gamma < 1.0 or not 0.0 < self.polyak <= 1.0:
@@ -702,6 +713,25 @@ def rollout_envs(
     )
 
 
+@dataclass(eq=False)
+class _Group:
+    """Rollout envs on one scenario (with a family: one sample at a time) and the episode
+    state of each: streams first .. first + count - 1 of the replay."""
+
+    first: int
+    scenario: Scenario
+    envs: gym.vector.VectorEnv | None
+    obs: np.ndarray | None = None
+    hidden: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+    ret: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    length: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    fct: list[list[float]] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.ret)
+
+
 class SacGru(LearnerAlgorithm[Learner]):
     """SAC-GRU for `marllbd.training.Trainer`: batched stochastic rollouts into the replay,
     `updates_per_step` gradient updates per environment step after `learning_starts`.
@@ -722,111 +752,221 @@ class SacGru(LearnerAlgorithm[Learner]):
     def __init__(self, config: TrainConfig, scenario: Scenario, hooks: Hooks) -> None:
         cfg = self.cfg = SacGruConfig.from_pairs(config.hyper)
         torch.set_num_threads(cfg.torch_threads)
-        episode_rows = round(scenario.duration / scenario.control_interval)
-        if episode_rows < cfg.window + 1:
-            raise TrainingError(
-                f"episode_seconds: episodes of {episode_rows} intervals are shorter than "
-                f"burn_in + seq_len + 1 = {cfg.window + 1}; lengthen them or shorten the sequences"
-            )
+        self.check_episodes(scenario)
         self.custom_reward = hooks.reward_fn is not None
-        self.envs = rollout_envs(scenario, cfg, config.envs, hooks)
+        self.hooks, self.episode_seconds = hooks, config.episode_seconds
+        self.family = self._family(config, hooks)
+        self.n = len(scenario.servers)
+        self.equivariant = cfg.arch == "equivariant"
+        self.obs_dim = self.n * (NUM_FEATURES + self.equivariant)
+        self.learner = Learner(cfg, self.obs_dim, self.n, config.seed, hooks.network)
+        self.seed = config.seed
+        self.streams = config.envs
+        self.replay = self._new_replay(self.n, config.envs)
+        self.replays = {self.n: self.replay}
+        """With a family: a replay per server count (a batch has one count)."""
+        self._rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0x5A11]))
+        """Draws the family samples and their episodes' seeds."""
+        sizes = [config.envs]
+        if self.family is not None:
+            groups = min(cfg.family_groups, config.envs)
+            sizes = [len(c) for c in np.array_split(np.arange(config.envs), groups)]
+        self.groups = [
+            _Group(
+                first=sum(sizes[:g]),
+                scenario=scenario if self.family is None else self._draw(),
+                envs=rollout_envs(scenario, cfg, size, hooks) if self.family is None else None,
+            )
+            for g, size in enumerate(sizes)
+        ]
+        self._sizes = sizes
         # Each env's first seed; later episodes continue its generator.
         self.env_seeds = [
             int(s.generate_state(1)[0])
             for s in np.random.SeedSequence(config.seed).spawn(config.envs)
         ]
-        self.n = len(scenario.servers)
-        self.equivariant = cfg.arch == "equivariant"
-        self.obs_dim = self.n * (NUM_FEATURES + self.equivariant)
-        self.capacity_token = capacity_token(scenario.capacities)
-        self.learner = Learner(cfg, self.obs_dim, self.n, config.seed, hooks.network)
-        e = self.envs.num_envs
-        self.replay = SequenceReplay(
-            e, max(cfg.buffer_steps // e, cfg.window + 1), self.obs_dim, self.n, cfg.window,
-            seed=config.seed,
-        )  # fmt: skip
-        self.seed = config.seed
         self._seen = self._begun = 0
         self._credit = 0.0
-        self.obs: np.ndarray | None = None
+        self.started = False
 
-    def tokens(self, obs: Any) -> np.ndarray:
+    def check_episodes(self, scenario: Scenario) -> None:
+        episode_rows = round(scenario.duration / scenario.control_interval)
+        if episode_rows < self.cfg.window + 1:
+            raise TrainingError(
+                f"episode_seconds: episodes of {episode_rows} intervals of {scenario.name} are "
+                f"shorter than burn_in + seq_len + 1 = {self.cfg.window + 1}; lengthen them or "
+                "shorten the sequences"
+            )
+
+    def _family(self, config: TrainConfig, hooks: Hooks) -> Family | None:
+        """config.family, loaded and checked against what family rollouts need."""
+        if config.family is None:
+            return None
+        if self.cfg.arch != "equivariant":
+            raise TrainingError(
+                "family: its samples have different server counts; training on them needs "
+                "the networks for any count (--hyper arch=equivariant)"
+            )
+        if config.workers or hooks.env_factory is not None:
+            raise TrainingError("family: not with Ray rollout workers or an env_factory (yet)")
+        try:
+            return load_family(config.family)
+        except (FamilyError, OSError) as exc:
+            raise TrainingError(f"family: {exc}") from None
+
+    def _draw(self) -> Scenario:
+        """A fresh sample of the family (its seed from this run's generator); samples with
+        several LB nodes are drawn again (SAC-GRU trains one LB)."""
+        assert self.family is not None
+        for _ in range(100):
+            sc = self.family.sample(int(self._rng.integers(2**31)))
+            if sc.lb_nodes == 1:
+                break
+        else:
+            raise TrainingError(
+                f"family: {self.family.name} drew 100 samples with several LB nodes; SAC-GRU "
+                "trains one LB (use a family with lb_nodes = 1)"
+            )
+        if self.episode_seconds is not None:
+            sc = sc.replace(duration=self.episode_seconds)
+        self.check_episodes(sc)
+        return sc
+
+    def _new_replay(self, n: int, streams: int) -> SequenceReplay:
+        cfg = self.cfg
+        return SequenceReplay(
+            streams, max(cfg.buffer_steps // streams, cfg.window + 1),
+            n * (NUM_FEATURES + self.equivariant), n, cfg.window, seed=self.seed + n,
+        )  # fmt: skip
+
+    def _replay(self, n: int) -> SequenceReplay:
+        """Where transitions over n servers go: the replay (or, with a family, n's)."""
+        if self.family is None:
+            return self.replay
+        if n not in self.replays:
+            self.replays[n] = self._new_replay(n, self.streams)
+        return self.replays[n]
+
+    def tokens(self, obs: Any, scenario: Scenario | None = None) -> np.ndarray:
         """What the networks read of env observations (..., n, 12): the same (float32), or,
-        for the equivariant networks, each server's row with its capacity token appended."""
+        for the equivariant networks, each server's row with its capacity token appended
+        (of `scenario`, default the group's when there is one group)."""
         x = np.asarray(obs, dtype=np.float32)
         if not self.equivariant:
             return x
-        cap = np.broadcast_to(self.capacity_token[:, None], (*x.shape[:-1], 1))
-        return np.concatenate([x, cap], axis=-1)
+        sc = self.groups[0].scenario if scenario is None else scenario
+        token = capacity_token(sc.capacities)
+        return np.concatenate([x, np.broadcast_to(token[:, None], (*x.shape[:-1], 1))], -1)
 
-    def _start(self) -> np.ndarray:
-        seeds: Any = self.env_seeds  # one per env (gymnasium's stubs say int only)
-        obs = self.tokens(self.envs.reset(seed=seeds)[0])
-        e = self.envs.num_envs
+    def _start(self, group: _Group, seeds: list[int]) -> None:
+        """Start every env of `group` (on a fresh sample with a family)."""
+        if self.family is not None:
+            if group.envs is not None:
+                group.scenario = self._draw()
+            group.envs = rollout_envs(group.scenario, self.cfg, len(seeds), self.hooks)
+        assert group.envs is not None
+        seeds_any: Any = seeds  # one per env (gymnasium's stubs say int only)
+        obs = self.tokens(group.envs.reset(seed=seeds_any)[0], group.scenario)
+        e = len(seeds)
         self.learner.norm.update(obs.reshape(e, -1))
+        replay = self._replay(len(group.scenario.servers))
         for i in range(e):
-            self.replay.start(i, obs[i])
-        self.hidden = self.learner.initial_state(e)[0]
-        self.ret = np.zeros(e)
-        self.length = np.zeros(e, dtype=np.int64)
-        self.fct: list[list[float]] = [[] for _ in range(e)]
-        return obs
+            replay.start(group.first + i, obs[i])
+        group.obs = obs
+        group.hidden = self.learner.initial_state(e)[0]
+        if self.equivariant:  # the group's own server count
+            group.hidden = torch.zeros(e, len(group.scenario.servers), self.cfg.hidden)
+        group.ret = np.zeros(e)
+        group.length = np.zeros(e, dtype=np.int64)
+        group.fct = [[] for _ in range(e)]
 
     def collect(self, budget: int) -> Collected:
         """One step of every env; with fewer than that many steps of `budget` left (the
         end of a run), the transitions of the first `budget` envs only: the others'
-        episodes restart."""
-        if self.obs is None:
-            self.obs = self._start()
-        envs, agent, obs = self.envs.num_envs, self.learner, self.obs
-        e = min(envs, budget)
-        actions, self.hidden = agent.act(obs.reshape(envs, -1), self.hidden)
-        next_obs, reward, terminated, truncated, info = self.envs.step(actions)
-        next_obs = self.tokens(next_obs)
+        episodes restart.  With a family, a group whose episodes all ended starts the
+        next ones on a fresh sample."""
+        if not self.started:
+            for group, size in zip(self.groups, self._sizes, strict=True):
+                self._start(group, self.env_seeds[group.first : group.first + size])
+            self.started = True
+        finished: list[dict[str, float]] = []
+        steps, live = 0, []
+        for group in self.groups:
+            e = min(max(budget - group.first, 0), group.count)
+            finished += self._collect(group, e)
+            steps += e
+            live.append(group.ret)
+        return Collected(steps=steps, episodes=finished, live={"ret": float(np.mean(live))})
+
+    def _collect(self, group: _Group, e: int) -> list[dict[str, float]]:
+        """Step the group's envs once; record the first e envs' transitions."""
+        agent, obs, envs = self.learner, group.obs, group.envs
+        assert obs is not None and envs is not None
+        count, replay = group.count, self._replay(len(group.scenario.servers))
+        actions, group.hidden = agent.act(obs.reshape(count, -1), group.hidden)
+        next_obs, reward, terminated, truncated, info = envs.step(actions)
+        next_obs = self.tokens(next_obs, group.scenario)
         agent.norm.update(next_obs[:e].reshape(e, -1))
         agent.reward_norm.update(reward[:e])
         fct_mean = info["fct_mean"]
         ended = terminated | truncated
         finished = []
         for i in range(e):
-            self.replay.add(i, actions[i], float(reward[i]), bool(terminated[i]), next_obs[i])
-            self.ret[i] += reward[i]
-            self.length[i] += 1
+            s = group.first + i
+            replay.add(s, actions[i], float(reward[i]), bool(terminated[i]), next_obs[i])
+            group.ret[i] += reward[i]
+            group.length[i] += 1
             if math.isfinite(fct_mean[i]):
-                self.fct[i].append(float(fct_mean[i]))
+                group.fct[i].append(float(fct_mean[i]))
             if ended[i]:
                 finished.append(
                     {
-                        "episode/return": float(self.ret[i]),
-                        "episode/reward_mean": float(self.ret[i] / max(self.length[i], 1)),
-                        "episode/fct_mean": float(np.mean(self.fct[i]))
-                        if self.fct[i]
+                        "episode/return": float(group.ret[i]),
+                        "episode/reward_mean": float(group.ret[i] / max(group.length[i], 1)),
+                        "episode/fct_mean": float(np.mean(group.fct[i]))
+                        if group.fct[i]
                         else math.nan,
                     }
                 )
         restart = ended.copy()
         restart[e:] = True  # stepped but not recorded: their streams start again
         obs[:] = next_obs
-        if restart.any():
-            obs[:] = self.tokens(self.envs.reset(options={"reset_mask": restart})[0])
+        if self.family is not None and ended.all():
+            self._start(group, [int(x) for x in self._rng.integers(2**31, size=count)])
+        elif restart.any():
+            obs[:] = self.tokens(envs.reset(options={"reset_mask": restart})[0], group.scenario)
             for i in np.flatnonzero(restart).tolist():
-                self.ret[i], self.length[i], self.fct[i] = 0.0, 0, []
-                self.replay.start(i, obs[i])
+                group.ret[i], group.length[i], group.fct[i] = 0.0, 0, []
+                replay.start(group.first + i, obs[i])
                 agent.norm.update(obs[i].reshape(1, -1))
-                self.hidden[i] = 0.0
-        live = {"ret": float(self.ret.mean())}
-        return Collected(steps=e, episodes=finished, live=live)
+                group.hidden[i] = 0.0
+        return finished
+
+    def _sampled(self) -> SequenceReplay | None:
+        """The replay the next batch comes from: the one replay, or with a family one of
+        those with a full window, in proportion to the rows they hold."""
+        ready = [r for r in self.replays.values() if r.can_sample]
+        if not ready:
+            return None
+        if len(ready) == 1:
+            return ready[0]
+        rows = np.array([np.minimum(r.rows, r.capacity).sum() for r in ready], dtype=np.float64)
+        return ready[int(self._rng.choice(len(ready), p=rows / rows.sum()))]
 
     def update(self, steps: int) -> list[dict[str, float]]:
         """`updates_per_step` updates per new environment step, once `learning_starts` are in."""
         new, self._seen = steps - self._seen, steps
         cfg, losses = self.cfg, list[dict[str, float]]()
-        if steps < self._begun + cfg.learning_starts or not self.replay.can_sample:
+        if self.family is None:
+            self.replays = {self.n: self.replay}  # a Ray learner's replay is replaced
+        if steps < self._begun + cfg.learning_starts or self._sampled() is None:
             return losses
         self._credit += new * cfg.updates_per_step
         while self._credit >= 1.0:
             self._credit -= 1.0
-            batch = self.replay.sample(cfg.batch_size, cfg.burn_in, bool(cfg.num_levels))
+            replay = self._sampled()
+            assert replay is not None
+            batch = replay.sample(cfg.batch_size, cfg.burn_in, bool(cfg.num_levels))
             losses.append(self.learner.update(batch))
         return losses
 
@@ -860,7 +1000,7 @@ class SacGru(LearnerAlgorithm[Learner]):
         """`learn` starts (or resumes, with an empty replay) at `steps`: updates wait for
         `learning_starts` more steps of fresh rollouts."""
         self._seen = steps
-        if not self.replay.rows.any():
+        if not any(r.rows.any() for r in self.replays.values()):
             self._begun = steps
 
 

@@ -21,7 +21,7 @@ from marllbd.policies import PolicyContext, load  # noqa: E402
 from marllbd.policies.learned import SetSacGruPolicy, capacity_token, sac_gru_policy  # noqa: E402
 from marllbd.sim.family import scenario_toml  # noqa: E402
 from marllbd.sim.scenario import synthetic  # noqa: E402
-from marllbd.training import TrainConfig, Trainer, evaluate  # noqa: E402
+from marllbd.training import TrainConfig, Trainer, TrainingError, evaluate  # noqa: E402
 
 SMALL = {"hidden": 16, "burn_in": 3, "seq_len": 5, "batch_size": 8, "arch": "equivariant"}
 TOKEN = NUM_FEATURES + 1
@@ -174,3 +174,81 @@ def test_one_checkpoint_runs_on_2_7_16_24_and_64_servers(tmp_path: Path) -> None
     policy.reset(PolicyContext(num_servers=3, capacities=np.array([1.0, 2.0, 4.0])))
     w = policy.decide(np.ones((3, NUM_FEATURES)), np.ones(3, bool), None)
     assert w.shape == (3,) and np.isfinite(w).all()
+
+
+SMALL_FAMILY = """\
+description = "2-6 servers, short runs, one capacity drift"
+duration = 4.0
+control_interval = 0.25
+lb_nodes = {choice = [1, 2]}
+
+[servers]
+count = {range = [2, 6]}
+workers = {range = [1, 4]}
+
+[trace]
+kind = "poisson"
+load = {range = [0.5, 0.8]}
+work = "exp"
+mean_work = 0.05
+
+[faults.drift]
+events = 1
+servers = 1
+workers = {range = [1, 4]}
+at = {range = [0.2, 0.8]}
+"""
+
+
+def family_config(tmp_path: Path, **kw: Any) -> TrainConfig:
+    family = tmp_path / "small.toml"
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    family.write_text(SMALL_FAMILY)
+    scenario = tmp_path / "eval.toml"
+    scenario.write_text(scenario_toml(synthetic(3, duration=4.0)))
+    hyper = {**SMALL, "learning_starts": 20, "updates_per_step": 0.25, "family_groups": 2}
+    base: dict[str, Any] = {
+        "algo": "sac-gru", "scenario": str(scenario), "out": tmp_path / "run", "steps": 400,
+        "envs": 4, "eval_every": 10_000, "eval_seeds": (7,), "progress": False,
+        "family": str(family), "hyper": tuple(kw.pop("hyper", hyper).items()),
+    }  # fmt: skip
+    return TrainConfig(**{**base, **kw})
+
+
+def test_family_training_draws_samples_of_several_server_counts(tmp_path: Path) -> None:
+    trainer = Trainer(family_config(tmp_path))
+    algo = trainer.algorithm
+    assert isinstance(algo, S.SacGru)
+    drawn: list[str] = []
+    draw = algo._draw
+
+    def spy() -> Any:
+        sc = draw()
+        drawn.append(sc.name)
+        assert sc.lb_nodes == 1  # samples with two LB nodes are drawn again
+        return sc
+
+    algo._draw = spy  # type: ignore[method-assign]
+    result = trainer.learn()
+    # 400 steps of 4 envs in 2 groups: 100 steps of each group, 16-step episodes, so each
+    # group ran 6 episodes, each on a fresh sample after the first
+    assert len(drawn) >= 10 and len(set(drawn)) >= 8
+    counts = {n for n, r in algo.replays.items() if r.rows.any()}
+    assert len(counts) >= 3, counts
+    assert all(r.rows.sum() <= 400 + 4 * 26 for r in algo.replays.values())
+    m = checkpoint.load(result.last, algorithm="sac-gru").manifest
+    assert m["progress"]["updates"] >= 80 and m["accepts"] == {"num_servers": "any"}
+    again = Trainer(family_config(tmp_path / "again")).learn()
+    a = checkpoint.load(result.last).arrays
+    b = checkpoint.load(again.last).arrays
+    for key in a:  # a fixed seed reproduces a family run bit for bit
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_family_training_needs_the_equivariant_networks(tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match=r"family: .*arch=equivariant"):
+        Trainer(family_config(tmp_path, hyper={**SMALL, "arch": "flat"}))
+    with pytest.raises(TrainingError, match=r"family: QMIX"):
+        Trainer(family_config(tmp_path, algo="qmix", hyper={}))
+    with pytest.raises(TrainingError, match=r"family: "):
+        Trainer(family_config(tmp_path, family=str(tmp_path / "missing.toml")))
