@@ -20,12 +20,13 @@ from marllbd.benchmarks import BenchResult, benchmark, ratio
 from marllbd.policies import Policy, PolicyContext
 from marllbd.policies import load as load_policy
 from marllbd.sim.engine import Engine, Observation
-from marllbd.sim.scenario import load_scenario
+from marllbd.sim.scenario import Scenario, load_scenario, synthetic
 
 
-def _frame_stream(count: int) -> tuple[list[Observation], np.ndarray]:
-    """`count` frames of LB 0 on seed-16 under its capacity weights, and the capacities."""
-    sc = load_scenario("seed-16")
+def _frame_stream(count: int, sc: Scenario | None = None) -> tuple[list[Observation], np.ndarray]:
+    """`count` frames of LB 0 on `sc` (default seed-16) under its capacity weights, and
+    the capacities."""
+    sc = load_scenario("seed-16") if sc is None else sc
     engine = Engine(sc)
     capacities = engine.capacities.copy()
     engine.set_weights(0, capacities)
@@ -59,41 +60,66 @@ def _latencies_us(
     return np.array(wall[skip:]) / 1e3, np.array(cpu[skip:]) / 1e3
 
 
-@benchmark("policy_infer")
-def policy_infer(quick: bool) -> list[BenchResult]:
-    """Median µs per decision (features + decide) of sac-gru on 16 servers against sed, on
-    the same frames, in the same run."""
+def _fresh_policy(arch: str, num_servers: int) -> Policy:
+    """A freshly initialised SAC-GRU actor of `arch`, saved and loaded as the daemon would
+    (`num_servers` 0: the equivariant network, for any count)."""
     from marllbd_rl import sac_gru
 
     from marllbd import checkpoint
 
-    stream, capacities = _frame_stream(500 if quick else 2000)
-    reps = 2 if quick else 5
+    cfg = sac_gru.SacGruConfig(arch=arch)
+    obs_dim = num_servers * features.NUM_FEATURES
+    agent = sac_gru.Learner(cfg, obs_dim, num_servers, seed=0)
+    manifest = {"algorithm": "sac-gru", "seed": 0, "scenario": ""}
+    manifest |= sac_gru.manifest(cfg, obs_dim, num_servers)
+    manifest["progress"] = {"steps": 0, "episodes": 0, "updates": 0, "best_fct": None}
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = sac_gru.SacGruConfig()
-        agent = sac_gru.Learner(cfg, 16 * 12, 16, seed=0)
-        manifest = {"algorithm": "sac-gru", "seed": 0, "scenario": "seed-16"}
-        manifest |= sac_gru.manifest(cfg, 16 * 12, 16)
         path = checkpoint.save(Path(tmp) / "ckpt", manifest, agent.arrays())
-        learned = load_policy(f"sac-gru:{path}")
+        return load_policy(f"sac-gru:{path}")
+
+
+@benchmark("policy_infer")
+def policy_infer(quick: bool) -> list[BenchResult]:
+    """Median µs per decision (features + decide) of sac-gru on 16 servers against sed, on
+    the same frames, in the same run."""
+    stream, capacities = _frame_stream(500 if quick else 2000)
+    learned = _fresh_policy(arch="flat", num_servers=16)
+    return [_result("policy_infer", learned, stream, capacities, 2 if quick else 5)]
+
+
+def _result(
+    name: str, learned: Policy, stream: list[Observation], capacities: np.ndarray, reps: int
+) -> BenchResult:
     sac_us, sac_cpu = _latencies_us(learned, stream, capacities, reps)
     sed_us, sed_cpu = _latencies_us(load_policy("sed"), stream, capacities, reps)
     med, base = float(np.median(sac_us)), float(np.median(sed_us))
-    return [
-        BenchResult(
-            name="policy_infer",
-            value=med,
-            unit="us",
-            baseline="sed",
-            baseline_value=base,
-            ratio=ratio(med, base),
-            extra={
-                "p99_us": float(np.percentile(sac_us, 99)),
-                "baseline_p99_us": float(np.percentile(sed_us, 99)),
-                "cpu_median_us": float(np.median(sac_cpu)),
-                "baseline_cpu_median_us": float(np.median(sed_cpu)),
-                "servers": 16,
-                "decisions": int(sac_us.size),
-            },
+    return BenchResult(
+        name=name,
+        value=med,
+        unit="us",
+        baseline="sed",
+        baseline_value=base,
+        ratio=ratio(med, base),
+        extra={
+            "p99_us": float(np.percentile(sac_us, 99)),
+            "baseline_p99_us": float(np.percentile(sed_us, 99)),
+            "cpu_median_us": float(np.median(sac_cpu)),
+            "baseline_cpu_median_us": float(np.median(sed_cpu)),
+            "servers": int(capacities.shape[0]),
+            "decisions": int(sac_us.size),
+        },
+    )
+
+
+@benchmark("policy_infer_equivariant")
+def policy_infer_equivariant(quick: bool) -> list[BenchResult]:
+    """Median µs per decision (features + decide) of the equivariant sac-gru (one
+    checkpoint) on 16 and 64 servers against sed, on the same frames, in the same run."""
+    learned = _fresh_policy(arch="equivariant", num_servers=0)
+    results = []
+    for n in (16, 64):
+        stream, capacities = _frame_stream(300 if quick else 1500, synthetic(n, duration=30.0))
+        results.append(
+            _result(f"policy_infer_equivariant_{n}", learned, stream, capacities, 2 if quick else 4)
         )
-    ]
+    return results

@@ -18,6 +18,7 @@ from marllbd.training import Trainer
 def test_registered() -> None:
     benches = registry()
     assert benches["policy_infer"] is policy_infer.policy_infer
+    assert benches["policy_infer_equivariant"] is policy_infer.policy_infer_equivariant
     assert benches["train_sac"] is train_sac.train_sac
     assert benches["train_qmix"] is train_qmix.train_qmix
 
@@ -29,6 +30,15 @@ def test_policy_infer_times_features_and_decide_on_real_frames() -> None:
     wall, cpu = policy_infer._latencies_us(load("sed"), stream, caps, reps=2)
     assert wall.shape == cpu.shape == (57,)  # 2 × 30 decisions, minus the 3 of the warm-up
     assert (wall > 0).all() and np.median(wall) < 1e5
+
+
+@pytest.mark.parametrize(("arch", "n"), [("flat", 16), ("equivariant", 0)])
+def test_the_benchmarked_policy_loads_as_the_daemon_loads_it(arch: str, n: int) -> None:
+    """A fresh actor saved as a complete checkpoint (the daemon's loader refuses less)."""
+    policy = policy_infer._fresh_policy(arch=arch, num_servers=n)
+    stream, caps = policy_infer._frame_stream(12)
+    wall, _ = policy_infer._latencies_us(policy, stream, caps, reps=1)
+    assert wall.size == 11 and np.median(wall) < 1e5
 
 
 def test_timed_training_reports_its_rate_and_keeps_the_checkpoint_until_then() -> None:
