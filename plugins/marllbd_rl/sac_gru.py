@@ -433,8 +433,11 @@ class SetActor(Sampling, nn.Module):
         self.neutral = neutral_level(cfg)
         self.trunk = ServerTrunk(cfg.hidden, cfg.recurrence == "server")
         self.head = _head(cfg.hidden, self.num_levels or 2)
+        # Zero output weights: the untrained actor's mode is exactly the neutral action
+        # (static SED's weights to the bit, not within 1e-3: near-ties between servers
+        # would otherwise break by noise), and the first update moves them off zero.
         last = cast(nn.Linear, self.head[-1])
-        nn.init.uniform_(last.weight, -1e-3, 1e-3)
+        nn.init.zeros_(last.weight)
         with torch.no_grad():
             last.bias.zero_()
             if self.num_levels:
