@@ -19,6 +19,7 @@ The forward passes are the training networks' equations written out in float32:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from marllbd import checkpoint
 from marllbd.checkpoint import CheckpointError, take
 from marllbd.features import NUM_FEATURES
 from marllbd.policies.actions import ActionSpec
+from marllbd.policies.adaptive import AdaptiveSed
 from marllbd.policies.interface import GroundTruth, PolicyContext, PolicyError
 
 SAC_GRU, QMIX = "sac-gru", "qmix"
@@ -274,6 +276,39 @@ def capacity_token(capacities: np.ndarray) -> np.ndarray:
     return np.log(caps / caps.mean()).astype(_F32)
 
 
+class ServerTokens:
+    """What the equivariant SAC-GRU reads of one LB's servers each interval, raw (the
+    network standardises the features): per server its 12 features, its capacity token
+    and, with hint 'adaptive', the log of its capacity as adaptive-sed estimates it from
+    the features so far over its configured capacity.  Stateful (the estimator's window):
+    `reset` at the start of every run; training keeps one per rollout env."""
+
+    def __init__(self, hint: str = "none") -> None:
+        self.hint = hint
+        self.width = NUM_FEATURES + 1 + (hint == "adaptive")
+        self._estimator = AdaptiveSed() if hint == "adaptive" else None
+        self._caps = np.ones(0)
+        self._token = np.zeros(0, dtype=_F32)
+
+    def reset(self, capacities: np.ndarray) -> None:
+        self._caps = np.asarray(capacities, dtype=np.float64).copy()
+        self._token = capacity_token(self._caps)
+        if self._estimator is not None:
+            self._estimator.reset(PolicyContext(num_servers=len(self._caps), capacities=self._caps))
+
+    def __call__(self, features: np.ndarray, active: np.ndarray | None = None) -> np.ndarray:
+        """The (n, width) float32 tokens of one interval's (n, 12) features."""
+        n = features.shape[0]
+        out = np.empty((n, self.width), dtype=_F32)
+        out[:, :NUM_FEATURES] = features
+        out[:, NUM_FEATURES] = self._token
+        if self._estimator is not None:
+            on = np.ones(n, dtype=bool) if active is None else active
+            self._estimator.decide(np.asarray(features, dtype=np.float64), on, None)
+            out[:, NUM_FEATURES + 1] = np.log(self._estimator.capacities / self._caps)
+        return out
+
+
 def _relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, 0.0, out=x)
 
@@ -301,7 +336,13 @@ class SetSacGruPolicy(_Recurrent):
     """A dozen array operations over (n, H) matrices: the daemon may call it on its loop."""
 
     def __init__(
-        self, layers: Mapping[str, np.ndarray], *, num_levels: int, clip: float, action: ActionSpec
+        self,
+        layers: Mapping[str, np.ndarray],
+        *,
+        num_levels: int,
+        clip: float,
+        action: ActionSpec,
+        hint: str = "none",
     ) -> None:
         """`layers`: enc_w/b, mix_w/b, (w_ih, w_hh, b_ih, b_hh: absent without recurrence),
         h1_w/b, h2_w/b, shift, scale (float32; `from_arrays` checks their shapes)."""
@@ -315,7 +356,7 @@ class SetSacGruPolicy(_Recurrent):
         """The server count of the last reset (any count works)."""
         self._h = np.zeros((0, self.hidden), dtype=_F32)
         self._capacities: np.ndarray | None = None
-        self._token = np.zeros(0, dtype=_F32)
+        self._tokens = ServerTokens(hint)
         _compile_action(action, 2)
 
     @classmethod
@@ -332,9 +373,14 @@ class SetSacGruPolicy(_Recurrent):
         at, arrays_at = _places(where)
         dims = _manifest_field(manifest, at, "dims")
         tok, hid, k = (_dim(at, dims, key) for key in ("token_dim", "hidden", "num_levels"))
-        if tok != NUM_FEATURES + 1 or hid < 1:
+        hyper = _manifest_field(manifest, at, "hyper")
+        hint = hyper.get("hint", "none") if isinstance(hyper, Mapping) else "none"
+        if hint not in ("none", "adaptive"):
+            raise CheckpointError(f"{at}: hyper.hint: expected 'none' or 'adaptive', got {hint!r}")
+        want_tok = ServerTokens(hint).width
+        if tok != want_tok or hid < 1:
             raise CheckpointError(
-                f"{at}: dims: expected token_dim = {NUM_FEATURES + 1} and hidden >= 1, "
+                f"{at}: dims: expected token_dim = {want_tok} (hint {hint!r}) and hidden >= 1, "
                 f"got {dict(dims)}"
             )
         action = _action(at, manifest)
@@ -376,32 +422,38 @@ class SetSacGruPolicy(_Recurrent):
                 "b_ih": get("actor.trunk.gru.bias_ih_l0", 3 * hid),
                 "b_hh": get("actor.trunk.gru.bias_hh_l0", 3 * hid),
             }
-        return cls(layers, num_levels=k, clip=clip, action=action)
+        return cls(layers, num_levels=k, clip=clip, action=action, hint=hint)
 
     def reset(self, ctx: PolicyContext) -> None:
         self.num_servers = ctx.num_servers
         self._capacities = np.asarray(ctx.capacities, dtype=np.float64).copy()
-        self._token = capacity_token(self._capacities)
+        self._tokens.reset(self._capacities)
         self._h = np.zeros((ctx.num_servers, self.hidden), dtype=_F32)
 
-    def step(self, features: np.ndarray) -> np.ndarray:
-        """Advance the per-server GRU states on one (n, 12) feature matrix; the head's
-        output (n, K or 2)."""
+    def step(self, features: np.ndarray, active: np.ndarray | None = None) -> np.ndarray:
+        """Advance the per-server GRU states (and the hint's estimator) on one (n, 12)
+        feature matrix; the head's output (n, K or 2)."""
         ly = self._layers
-        n = features.shape[0]
-        tokens = np.empty((n, NUM_FEATURES + 1), dtype=_F32)
-        x = tokens[:, :NUM_FEATURES]
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # NaN: refused later
-            np.log1p(features, out=x, casting="same_kind")
+            tokens = self._tokens(features, active)
+            x = tokens[:, :NUM_FEATURES]
+            np.log1p(x, out=x)
             x -= ly["shift"]
             x *= ly["scale"]
             np.clip(x, -self._clip, self._clip, out=x)
-            tokens[:, NUM_FEATURES] = self._token
             e = _relu(tokens @ ly["enc_w"].T + ly["enc_b"])
             u = _relu(_with_mean(e) @ ly["mix_w"].T + ly["mix_b"])
             self._h = u if self._gru is None else _gru_step(u, self._h, *self._gru)
             z = _relu(_with_mean(self._h) @ ly["h1_w"].T + ly["h1_b"])
             return z @ ly["h2_w"].T + ly["h2_b"]
+
+    def warm(self, features: np.ndarray, active: np.ndarray) -> np.ndarray:
+        """`decide` with the GRU states and the hint's estimator put back afterwards."""
+        tokens = copy.deepcopy(self._tokens)
+        try:
+            return super().warm(features, active)
+        finally:
+            self._tokens = tokens
 
     def decide(
         self, features: np.ndarray, active: np.ndarray, truth: GroundTruth | None
@@ -411,7 +463,7 @@ class SetSacGruPolicy(_Recurrent):
         expected = (self.num_servers, NUM_FEATURES)
         if features.shape != expected:
             raise PolicyError(f"features: expected shape {expected}, got {features.shape}")
-        raw = self.step(features)
+        raw = self.step(features, active)
         level = raw.argmax(-1) if self._k else np.tanh(raw[:, 0])
         return self._spec.weights(level, self._capacities)
 

@@ -69,17 +69,15 @@ class RunningNorm(nn.Module):
 
 
 class TokenNorm(RunningNorm):
-    """The equivariant networks' normaliser: rows of per-server tokens (..., n * (F + 1)),
-    features then the capacity token (marllbd.policies.learned.capacity_token).  One set
-    of statistics over the F features of every server (so it means the same for any n);
-    the capacity token passes through.  The output is (..., n, F + 1)."""
+    """The equivariant networks' normaliser: rows of per-server tokens (..., n * width),
+    the F features then `width - F` columns that pass through (the capacity token, and
+    the capacity hint if any: marllbd.policies.learned.server_tokens).  One set of
+    statistics over the F features of every server, so it means the same for any n.
+    The output is (..., n, width)."""
 
-    def __init__(self, features: int, clip: float) -> None:
+    def __init__(self, features: int, width: int, clip: float) -> None:
         super().__init__(features, clip, log1p=True)
-
-    @property
-    def width(self) -> int:
-        return self.dim + 1
+        self.width = width
 
     def update(self, x: np.ndarray | torch.Tensor) -> None:
         rows = np.asarray(x, dtype=np.float64).reshape(-1, self.width)

@@ -55,7 +55,7 @@ from marllbd.envs.reward import (
 )
 from marllbd.features import NUM_FEATURES
 from marllbd.policies.actions import ActionSpec
-from marllbd.policies.learned import SacGruPolicy, SetSacGruPolicy, capacity_token, sac_gru_policy
+from marllbd.policies.learned import SacGruPolicy, ServerTokens, SetSacGruPolicy, sac_gru_policy
 from marllbd.sim.family import Family, FamilyError, load_family
 from marllbd.sim.scenario import Scenario
 from marllbd.training import hyper
@@ -102,6 +102,10 @@ class SacGruConfig:
     the servers permutes the weights."""
     recurrence: str = "server"
     """With arch 'equivariant': 'server' (a GRU per server, shared weights) or 'none'."""
+    hint: str = "none"
+    """With arch 'equivariant': 'adaptive' adds to each server's token the log of its
+    capacity as adaptive-sed estimates it (from the same reservoir features, no ground
+    truth) over its configured capacity; the action stays a residual on static SED."""
     critic_trunk: str = "own"
     """'own': each critic runs its own GRU; 'pair': critic1's GRU feeds both critics' heads;
     'shared': the critics' heads read the actor's GRU features, which the critic loss trains
@@ -170,6 +174,10 @@ class SacGruConfig:
             )
         if self.arch == "flat" and self.recurrence != "server":
             raise ValueError("hyper.recurrence: 'none' needs arch 'equivariant'")
+        if self.hint not in ("none", "adaptive"):
+            raise ValueError(f"hyper.hint: expected 'none' or 'adaptive', got {self.hint!r}")
+        if self.arch == "flat" and self.hint != "none":
+            raise ValueError("hyper.hint: 'adaptive' needs arch 'equivariant'")
         if self.critic_trunk not in ("own", "pair", "shared"):
             raise ValueError(
                 f"hyper.critic_trunk: expected 'own', 'pair' or 'shared', got {self.critic_trunk!r}"
@@ -200,6 +208,14 @@ class SacGruConfig:
     def window(self) -> int:
         """Transitions per stored sequence."""
         return self.burn_in + self.seq_len
+
+    @property
+    def token_dim(self) -> int:
+        """Values per server in what the networks read: its features, and with arch
+        'equivariant' its capacity token and (hint 'adaptive') its capacity hint."""
+        if self.arch == "flat":
+            return NUM_FEATURES
+        return NUM_FEATURES + 1 + (self.hint == "adaptive")
 
     @property
     def num_levels(self) -> int:
@@ -392,10 +408,10 @@ def with_mean(z: torch.Tensor) -> torch.Tensor:
 class ServerTrunk(nn.Module):
     """Tokens → per-server features: shared encoder, mean-context mixing, a GRU per server."""
 
-    def __init__(self, hidden: int, recurrent: bool) -> None:
+    def __init__(self, token_dim: int, hidden: int, recurrent: bool) -> None:
         super().__init__()
         self.hidden = hidden
-        self.encode = nn.Linear(NUM_FEATURES + 1, hidden)
+        self.encode = nn.Linear(token_dim, hidden)
         self.mix = nn.Linear(2 * hidden, hidden)
         self.gru = nn.GRU(hidden, hidden, batch_first=True) if recurrent else None
 
@@ -431,7 +447,7 @@ class SetActor(Sampling, nn.Module):
         super().__init__()
         self.num_levels = cfg.num_levels
         self.neutral = neutral_level(cfg)
-        self.trunk = ServerTrunk(cfg.hidden, cfg.recurrence == "server")
+        self.trunk = ServerTrunk(cfg.token_dim, cfg.hidden, cfg.recurrence == "server")
         self.head = _head(cfg.hidden, self.num_levels or 2)
         # Zero output weights: the untrained actor's mode is exactly the neutral action
         # (static SED's weights to the bit, not within 1e-3: near-ties between servers
@@ -466,7 +482,7 @@ class SetCritic(nn.Module):
     def __init__(self, cfg: SacGruConfig) -> None:
         super().__init__()
         self.num_levels = cfg.num_levels
-        self.trunk = ServerTrunk(cfg.hidden, cfg.recurrence == "server")
+        self.trunk = ServerTrunk(cfg.token_dim, cfg.hidden, cfg.recurrence == "server")
         k = cfg.hidden
         if self.num_levels:
             self.head = _head(k, self.num_levels)
@@ -509,7 +525,7 @@ class Learner:
         self.norm: RunningNorm
         self.actor: Actor | SetActor
         if cfg.arch == "equivariant":
-            self.norm = TokenNorm(NUM_FEATURES, cfg.feature_clip)
+            self.norm = TokenNorm(NUM_FEATURES, cfg.token_dim, cfg.feature_clip)
             self.actor = SetActor(cfg)
         else:
             self.norm = RunningNorm(obs_dim, cfg.feature_clip, log1p=True)
@@ -729,6 +745,8 @@ class _Group:
     ret: np.ndarray = field(default_factory=lambda: np.zeros(0))
     length: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     fct: list[list[float]] = field(default_factory=list)
+    tokens: list[ServerTokens] = field(default_factory=list)
+    """Each env's ServerTokens (the equivariant networks' input)."""
 
     @property
     def count(self) -> int:
@@ -759,9 +777,9 @@ class SacGru(LearnerAlgorithm[Learner]):
         self.custom_reward = hooks.reward_fn is not None
         self.hooks, self.episode_seconds = hooks, config.episode_seconds
         self.family = self._family(config, hooks)
-        self.n = len(scenario.servers)
+        self.n, self.scenario = len(scenario.servers), scenario
         self.equivariant = cfg.arch == "equivariant"
-        self.obs_dim = self.n * (NUM_FEATURES + self.equivariant)
+        self.obs_dim = self.n * cfg.token_dim
         self.learner = Learner(cfg, self.obs_dim, self.n, config.seed, hooks.network)
         self.seed = config.seed
         self.streams = config.envs
@@ -839,7 +857,7 @@ class SacGru(LearnerAlgorithm[Learner]):
         cfg = self.cfg
         return SequenceReplay(
             streams, max(cfg.buffer_steps // streams, cfg.window + 1),
-            n * (NUM_FEATURES + self.equivariant), n, cfg.window, seed=self.seed + n,
+            n * cfg.token_dim, n, cfg.window, seed=self.seed + n,
         )  # fmt: skip
 
     def _replay(self, n: int) -> SequenceReplay:
@@ -850,16 +868,15 @@ class SacGru(LearnerAlgorithm[Learner]):
             self.replays[n] = self._new_replay(n, self.streams)
         return self.replays[n]
 
-    def tokens(self, obs: Any, scenario: Scenario | None = None) -> np.ndarray:
-        """What the networks read of env observations (..., n, 12): the same (float32), or,
-        for the equivariant networks, each server's row with its capacity token appended
-        (of `scenario`, default the group's when there is one group)."""
+    def tokens(self, obs: Any, group: _Group, rows: Any = None) -> np.ndarray:
+        """What the networks read of the group's env observations (E, n, 12): the same
+        (float32), or, for the equivariant networks, each env's ServerTokens (advancing
+        their estimators: call once per interval, for the envs in `rows`, default all)."""
         x = np.asarray(obs, dtype=np.float32)
         if not self.equivariant:
-            return x
-        sc = self.groups[0].scenario if scenario is None else scenario
-        token = capacity_token(sc.capacities)
-        return np.concatenate([x, np.broadcast_to(token[:, None], (*x.shape[:-1], 1))], -1)
+            return x if rows is None else x[rows]
+        rows = range(len(x)) if rows is None else rows
+        return np.stack([group.tokens[i](x[i]) for i in rows])
 
     def _start(self, group: _Group, seeds: list[int]) -> None:
         """Start every env of `group` (on a fresh sample with a family)."""
@@ -869,7 +886,10 @@ class SacGru(LearnerAlgorithm[Learner]):
             group.envs = rollout_envs(group.scenario, self.cfg, len(seeds), self.hooks)
         assert group.envs is not None
         seeds_any: Any = seeds  # one per env (gymnasium's stubs say int only)
-        obs = self.tokens(group.envs.reset(seed=seeds_any)[0], group.scenario)
+        group.tokens = [ServerTokens(self.cfg.hint) for _ in seeds]
+        for t in group.tokens:
+            t.reset(group.scenario.capacities)
+        obs = self.tokens(group.envs.reset(seed=seeds_any)[0], group)
         e = len(seeds)
         self.learner.norm.update(obs.reshape(e, -1))
         replay = self._replay(len(group.scenario.servers))
@@ -908,7 +928,7 @@ class SacGru(LearnerAlgorithm[Learner]):
         count, replay = group.count, self._replay(len(group.scenario.servers))
         actions, group.hidden = agent.act(obs.reshape(count, -1), group.hidden)
         next_obs, reward, terminated, truncated, info = envs.step(actions)
-        next_obs = self.tokens(next_obs, group.scenario)
+        next_obs = self.tokens(next_obs, group)
         agent.norm.update(next_obs[:e].reshape(e, -1))
         agent.reward_norm.update(reward[:e])
         fct_mean = info["fct_mean"]
@@ -937,8 +957,12 @@ class SacGru(LearnerAlgorithm[Learner]):
         if self.family is not None and ended.all():
             self._start(group, [int(x) for x in self._rng.integers(2**31, size=count)])
         elif restart.any():
-            obs[:] = self.tokens(envs.reset(options={"reset_mask": restart})[0], group.scenario)
-            for i in np.flatnonzero(restart).tolist():
+            fresh = envs.reset(options={"reset_mask": restart})[0]
+            again = np.flatnonzero(restart).tolist()
+            for i in again:
+                group.tokens[i].reset(group.scenario.capacities)
+            obs[again] = self.tokens(fresh, group, again)
+            for i in again:
                 group.ret[i], group.length[i], group.fct[i] = 0.0, 0, []
                 replay.start(group.first + i, obs[i])
                 agent.norm.update(obs[i].reshape(1, -1))
@@ -992,12 +1016,24 @@ class SacGru(LearnerAlgorithm[Learner]):
 
     def predict(
         self, obs: Any, state: Any = None, deterministic: bool = True
-    ) -> tuple[np.ndarray, torch.Tensor]:
-        """The env action for one observation (or a batch) and the next GRU state."""
-        x = self.tokens(obs).reshape(-1, self.obs_dim)
-        h = self.learner.initial_state(x.shape[0])[0] if state is None else state
-        a, h = self.learner.act(x, h, deterministic)
-        return (a[0] if np.ndim(obs) <= 2 else a), h
+    ) -> tuple[np.ndarray, Any]:
+        """The env action for one observation (or a batch) of the run's scenario and the
+        state to pass next (the GRU state; with the equivariant networks, beside each
+        observation's ServerTokens)."""
+        x = np.asarray(obs, dtype=np.float32).reshape(-1, self.n, NUM_FEATURES)
+        if not self.equivariant:
+            h = self.learner.initial_state(x.shape[0])[0] if state is None else state
+            a, h = self.learner.act(x.reshape(len(x), -1), h, deterministic)
+            return (a[0] if np.ndim(obs) <= 2 else a), h
+        if state is None:
+            tokens = [ServerTokens(self.cfg.hint) for _ in range(len(x))]
+            for t in tokens:
+                t.reset(self.scenario.capacities)
+            state = (self.learner.initial_state(len(x))[0], tokens)
+        h, tokens = state
+        rows = np.stack([t(f) for t, f in zip(tokens, x, strict=True)])
+        a, h = self.learner.act(rows.reshape(len(x), -1), h, deterministic)
+        return (a[0] if np.ndim(obs) <= 2 else a), (h, tokens)
 
     def begin(self, steps: int) -> None:
         """`learn` starts (or resumes, with an empty replay) at `steps`: updates wait for
@@ -1013,7 +1049,7 @@ def manifest(cfg: SacGruConfig, obs_dim: int, num_servers: int) -> dict[str, Any
     token size instead, and "accepts" says any count."""
     dims = {"obs_dim": obs_dim, "num_servers": num_servers}
     if cfg.arch == "equivariant":
-        dims = {"obs_dim": 0, "num_servers": 0, "token_dim": NUM_FEATURES + 1}
+        dims = {"obs_dim": 0, "num_servers": 0, "token_dim": cfg.token_dim}
     return {
         "dims": {**dims, "hidden": cfg.hidden, "num_levels": cfg.num_levels},  # a resume checks
         "accepts": {"num_servers": "any" if cfg.arch == "equivariant" else num_servers},

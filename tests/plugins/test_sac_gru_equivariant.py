@@ -18,8 +18,13 @@ from marllbd_rl.replay import SequenceReplay  # noqa: E402
 from marllbd import checkpoint  # noqa: E402
 from marllbd.features import NUM_FEATURES  # noqa: E402
 from marllbd.policies import PolicyContext, load  # noqa: E402
-from marllbd.policies.learned import SetSacGruPolicy, capacity_token, sac_gru_policy  # noqa: E402
-from marllbd.sim.family import scenario_toml  # noqa: E402
+from marllbd.policies.learned import (  # noqa: E402
+    ServerTokens,
+    SetSacGruPolicy,
+    capacity_token,
+    sac_gru_policy,
+)
+from marllbd.sim.family import load_family, scenario_toml  # noqa: E402
 from marllbd.sim.scenario import synthetic  # noqa: E402
 from marllbd.training import TrainConfig, Trainer, TrainingError, evaluate  # noqa: E402
 
@@ -29,8 +34,8 @@ TOKEN = NUM_FEATURES + 1
 
 def learner(action_type: str = "continuous", n: int = 5, **hyper: Any) -> S.Learner:
     cfg = S.SacGruConfig(action_type=action_type, **{**SMALL, **hyper})
-    agent = S.Learner(cfg, n * TOKEN, n, seed=0)
-    agent.norm.update(np.random.default_rng(1).gamma(1.0, 1.0, (16, n * TOKEN)))
+    agent = S.Learner(cfg, n * cfg.token_dim, n, seed=0)
+    agent.norm.update(np.random.default_rng(1).gamma(1.0, 1.0, (16, n * cfg.token_dim)))
     return agent
 
 
@@ -255,3 +260,54 @@ def test_family_training_needs_the_equivariant_networks(tmp_path: Path) -> None:
         Trainer(family_config(tmp_path, algo="qmix", hyper={}))
     with pytest.raises(TrainingError, match=r"family: "):
         Trainer(family_config(tmp_path, family=str(tmp_path / "missing.toml")))
+
+
+def test_the_capacity_hint_is_adaptive_seds_estimate_and_serving_matches_torch() -> None:
+    """hint 'adaptive': the token's last column is log(adaptive-sed's capacity estimate /
+    configured capacity) after the same features; the numpy policy still matches the
+    torch actor, and `warm` leaves the estimator as it was."""
+    from marllbd import features as F
+    from marllbd.policies.adaptive import AdaptiveSed
+    from marllbd.sim.engine import Engine
+
+    sc = load_family("drift").sample(1)  # capacities change mid-run
+    n = len(sc.servers)
+    agent = trained_like(learner(n=n, hint="adaptive"))
+    assert agent.cfg.token_dim == NUM_FEATURES + 2
+    policy = served(agent)
+    caps = sc.capacities
+    policy.reset(PolicyContext(num_servers=n, capacities=caps))
+    reference = AdaptiveSed()
+    reference.reset(PolicyContext(num_servers=n, capacities=caps))
+    tokens = ServerTokens("adaptive")
+    tokens.reset(caps)
+    engine = Engine(sc)
+    h = agent.initial_state(1)[0]
+    weights = caps.copy()
+    hints = []
+    on = np.ones(n, bool)
+    while not engine.done:
+        obs = engine.step(copy=True).observations[0]
+        feats = F.compute(obs, weights)
+        reference.decide(feats, on, None)
+        row = tokens(feats.astype(np.float32))
+        np.testing.assert_allclose(row[:, -1], np.log(reference.capacities / caps), atol=1e-6)
+        hints.append(row[:, -1].copy())
+        policy.warm(feats, on)  # no trace: the next decide matches torch
+        a, h = agent.act(row.reshape(1, -1), h, deterministic=True)
+        weights = policy.decide(feats, on, None)
+        np.testing.assert_allclose(weights, agent.cfg.action_spec().weights(a[0], caps), rtol=1e-5)
+    assert np.ptp(np.array(hints)) > 0.0  # the estimate moved: the column is not constant
+
+
+def test_predict_carries_the_gru_states_and_the_hint_between_calls(tmp_path: Path) -> None:
+    cfg = family_config(tmp_path, family=None, hyper={**SMALL, "hint": "adaptive"})
+    algo = Trainer(cfg).algorithm
+    obs = np.random.default_rng(0).gamma(1.0, 0.1, (3, NUM_FEATURES))
+    a1, state = algo.predict(obs)
+    a2, state2 = algo.predict(obs, state)
+    assert a1.shape == a2.shape == (3,) and np.isfinite(a2).all()
+    h, tokens = state2
+    assert h.shape == (1, 3, 16) and len(tokens) == 1 and tokens[0].width == NUM_FEATURES + 2
+    batch, _ = algo.predict(np.stack([obs, obs]))
+    assert batch.shape == (2, 3)
