@@ -29,7 +29,7 @@ from marllbd.envs.multi import MultiAgentLoadBalanceEnv
 from marllbd.envs.render import ansi_table
 from marllbd.envs.reward import fct_stats
 from marllbd.envs.single import episode_engine, writable_state
-from marllbd.envs.vector import sub_env_seeds
+from marllbd.envs.vector import checked_reset_mask, sub_env_seeds
 from marllbd.sim.engine import EngineBatch
 from marllbd.sim.scenario import Scenario
 
@@ -118,12 +118,8 @@ class MultiAgentVectorEnv:
         mask = (options or {}).get("reset_mask")
         if mask is None:
             mask = np.ones(count, dtype=bool)
-        elif not (
-            isinstance(mask, np.ndarray) and mask.dtype == np.bool_ and mask.shape == (count,)
-        ):
-            raise ValueError(f"reset_mask: expected a bool numpy array of shape ({count},)")
-        elif self._batch is None:
-            raise RuntimeError("reset_mask: call reset() without a mask first")
+        else:
+            mask = checked_reset_mask(mask, count, self._batch is not None)
         for i in np.flatnonzero(mask).tolist():
             if seeds[i] is not None or self._rngs[i] is None:
                 self._rngs[i] = seeding.np_random(seeds[i])[0]

@@ -36,6 +36,16 @@ from marllbd.sim.scenario import Scenario
 _INFO_KEYS = ("t", "fct_mean", "fct_p90_max", "completed", "rejected", "utilization", "weights")
 
 
+def checked_reset_mask(mask: Any, count: int, started: bool) -> np.ndarray:
+    """A vector env's reset(options={"reset_mask": mask}), checked: a bool (count,) numpy
+    array, on envs that have been reset without a mask before."""
+    if not (isinstance(mask, np.ndarray) and mask.dtype == np.bool_ and mask.shape == (count,)):
+        raise ValueError(f"reset_mask: expected a bool numpy array of shape ({count},)")
+    if not started:
+        raise RuntimeError("reset_mask: call reset() without a mask first")
+    return mask
+
+
 def sub_env_seeds(seed: int | Sequence[int | None] | None, count: int) -> list[int | None]:
     """The vector envs' reset(seed=...) per sub-env: an integer s gives sub-env i s + i,
     a sequence one each, None none (each keeps its generator)."""
@@ -161,10 +171,7 @@ class LoadBalanceVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
 
     def _reset_some(self, mask: Any, seeds: list[int | None]) -> tuple[np.ndarray, dict[str, Any]]:
         count = self.num_envs
-        if not (isinstance(mask, np.ndarray) and mask.dtype == np.bool_ and mask.shape == (count,)):
-            raise ValueError(f"reset_mask: expected a bool numpy array of shape ({count},)")
-        if self._batch is None:
-            raise RuntimeError("reset_mask: call reset() without a mask first")
+        mask = checked_reset_mask(mask, count, self._batch is not None)
         for i in np.flatnonzero(mask).tolist():
             if seeds[i] is not None:
                 self._rngs[i] = seeding.np_random(seeds[i])[0]
