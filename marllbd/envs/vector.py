@@ -172,10 +172,12 @@ class LoadBalanceVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
     def _reset_some(self, mask: Any, seeds: list[int | None]) -> tuple[np.ndarray, dict[str, Any]]:
         count = self.num_envs
         mask = checked_reset_mask(mask, count, self._batch is not None)
+        batch = self._batch
+        assert batch is not None  # checked
         for i in np.flatnonzero(mask).tolist():
             if seeds[i] is not None:
                 self._rngs[i] = seeding.np_random(seeds[i])[0]
-            self._batch[i] = episode_engine(self.scenario, self._generators()[i])
+            batch[i] = episode_engine(self.scenario, self._generators()[i])
         self._elapsed[mask] = 0
         weights = self._weights.copy()
         weights[mask] = self.capacities
