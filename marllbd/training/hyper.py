@@ -49,7 +49,8 @@ def convert(annotation: Any, value: Any, key: str) -> Any:
     if value is None or (isinstance(value, str) and value.lower() == "none"):
         if type(None) in options:
             return None
-        raise TrainingError(f"{key}: expected {_describe(options)}, got {value!r}")
+        if value is None or str not in options:  # "none" is a value of a text field
+            raise TrainingError(f"{key}: expected {_describe(options)}, got {value!r}")
     for option in (o for o in options if o is not type(None)):
         try:
             return _as(option, value)

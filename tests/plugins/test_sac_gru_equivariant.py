@@ -311,3 +311,13 @@ def test_predict_carries_the_gru_states_and_the_hint_between_calls(tmp_path: Pat
     assert h.shape == (1, 3, 16) and len(tokens) == 1 and tokens[0].width == NUM_FEATURES + 2
     batch, _ = algo.predict(np.stack([obs, obs]))
     assert batch.shape == (2, 3)
+
+
+def test_none_is_a_value_of_the_text_hyperparameters() -> None:
+    """--hyper recurrence=none and a resumed manifest's hint "none" parse as text."""
+    cfg = S.SacGruConfig.from_pairs(
+        [("arch", "equivariant"), ("recurrence", "none"), ("hint", "none")]
+    )
+    assert (cfg.recurrence, cfg.hint) == ("none", "none")
+    with pytest.raises(TrainingError, match=r"hyper\.hidden"):
+        S.SacGruConfig.from_pairs([("hidden", "none")])
