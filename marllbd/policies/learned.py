@@ -127,6 +127,22 @@ def _action(where: str | Path, manifest: Mapping[str, Any]) -> ActionSpec:
 # -- SAC-GRU --------------------------------------------------------------------------------
 
 
+def _sac_action_clip(
+    at: str | Path, manifest: Mapping[str, Any], num_levels: int
+) -> tuple[ActionSpec, float]:
+    """A SAC-GRU manifest's action (checked against dims.num_levels) and feature clip."""
+    action = _action(at, manifest)
+    want_k = len(action.levels) if action.kind == "discrete" else 0
+    if num_levels != want_k:
+        raise CheckpointError(
+            f"{at}: dims.num_levels: expected {want_k} for a {action.kind} action, got {num_levels}"
+        )
+    clip = _positive(
+        at, "hyper.feature_clip", _manifest_field(manifest, at, "hyper", "feature_clip")
+    )
+    return action, clip
+
+
 class _Recurrent:
     """What both served networks share: a GRU state `_h` that `decide` rebinds (never
     writes into), so `warm` can run a decision and put the state back."""
@@ -204,15 +220,7 @@ class SacGruPolicy(_Recurrent):
                 f"{at}: dims: expected num_servers >= 1, hidden >= 1 and obs_dim = "
                 f"num_servers * {NUM_FEATURES}, got {dict(dims)}"
             )
-        action = _action(at, manifest)
-        want_k = len(action.levels) if action.kind == "discrete" else 0
-        if k != want_k:
-            raise CheckpointError(
-                f"{at}: dims.num_levels: expected {want_k} for a {action.kind} action, got {k}"
-            )
-        clip = _positive(
-            at, "hyper.feature_clip", _manifest_field(manifest, at, "hyper", "feature_clip")
-        )
+        action, clip = _sac_action_clip(at, manifest, k)
 
         def get(name: str, *shape: int) -> np.ndarray:
             return take(arrays, name, shape, where=arrays_at)
@@ -383,15 +391,7 @@ class SetSacGruPolicy(_Recurrent):
                 f"{at}: dims: expected token_dim = {want_tok} (hint {hint!r}) and hidden >= 1, "
                 f"got {dict(dims)}"
             )
-        action = _action(at, manifest)
-        want_k = len(action.levels) if action.kind == "discrete" else 0
-        if k != want_k:
-            raise CheckpointError(
-                f"{at}: dims.num_levels: expected {want_k} for a {action.kind} action, got {k}"
-            )
-        clip = _positive(
-            at, "hyper.feature_clip", _manifest_field(manifest, at, "hyper", "feature_clip")
-        )
+        action, clip = _sac_action_clip(at, manifest, k)
         recurrence = _manifest_field(manifest, at, "hyper", "recurrence")
         if recurrence not in ("server", "none"):
             raise CheckpointError(

@@ -857,7 +857,8 @@ class SacGru(LearnerAlgorithm[Learner]):
         cfg = self.cfg
         return SequenceReplay(
             streams, max(cfg.buffer_steps // streams, cfg.window + 1),
-            n * cfg.token_dim, n, cfg.window, seed=self.seed + n,
+            n * cfg.token_dim, n, cfg.window,
+            seed=self.seed if n == self.n else self.seed + n,  # a run's own: its seed
         )  # fmt: skip
 
     def _replay(self, n: int) -> SequenceReplay:
