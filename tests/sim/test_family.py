@@ -58,7 +58,7 @@ SIM_READY = (
 needs_sim = pytest.mark.skipif(
     not SIM_READY, reason="needs the speed fault and steps/mmpp traces (sim branch, issue 14)"
 )
-SHIPPED = ("bursty", "degraded", "drift", "mixed", "multi-lb", "stationary")
+SHIPPED = ("bursty", "degraded", "drift", "mixed", "multi-lb", "single-lb", "stationary")
 OLD_KINDS_ONLY = ("drift", "stationary")
 """Shipped families whose samples use only what the simulator has always had."""
 
@@ -374,9 +374,20 @@ def test_the_families_draw_what_their_names_promise() -> None:
 def test_mixed_draws_each_member_family() -> None:
     mixed = load_family("mixed")
     assert mixed.members is not None
-    assert {m.name for m in mixed.members.values} == set(SHIPPED) - {"mixed"}
+    assert {m.name for m in mixed.members.values} == set(SHIPPED) - {"mixed", "single-lb"}
     names = {mixed.sample_data(s)["name"] for s in range(5)}
     assert names == {f"mixed-{s}" for s in range(5)}
+
+
+def test_single_lb_draws_only_single_lb_families() -> None:
+    single = load_family("single-lb")
+    assert single.members is not None
+    assert {m.name for m in single.members.values} == {
+        "stationary",
+        "drift",
+        "degraded",
+        "bursty",
+    }
 
 
 # -- the TOML writer ---------------------------------------------------------------------
