@@ -317,6 +317,20 @@ class ServerTokens:
         return out
 
 
+RESIDUALS = ("static", "adaptive")
+"""What a zero action of the equivariant SAC-GRU serves: static SED (weights = configured
+capacities) or, with hint 'adaptive', adaptive-sed (weights = its capacity estimates)."""
+
+
+def on_estimate(action: np.ndarray, tokens: np.ndarray, spec: ActionSpec) -> np.ndarray:
+    """residual 'adaptive': the env action (continuous, capacity base) whose weights are
+    spec.spread ** action × adaptive-sed's capacity estimate, the tokens' last column being
+    log(estimate / configured capacity): action + that / log(spread), clipped to [-1, 1]
+    (weights stay within spread× the configured capacity).  Shapes (..., n) and (..., n, W)."""
+    shifted = action + tokens[..., NUM_FEATURES + 1] / np.log(spec.spread)
+    return np.clip(shifted, -1.0, 1.0).astype(action.dtype, copy=False)
+
+
 def _relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, 0.0, out=x)
 
@@ -351,10 +365,13 @@ class SetSacGruPolicy(_Recurrent):
         clip: float,
         action: ActionSpec,
         hint: str = "none",
+        residual: str = "static",
     ) -> None:
         """`layers`: enc_w/b, mix_w/b, (w_ih, w_hh, b_ih, b_hh: absent without recurrence),
         h1_w/b, h2_w/b, shift, scale (float32; `from_arrays` checks their shapes)."""
         self._k, self._spec, self._clip = num_levels, action, clip
+        self._on_estimate = residual == "adaptive"
+        self._last = np.zeros((0, NUM_FEATURES + 2), dtype=_F32)
         self._layers = dict(layers)
         self._gru = (
             tuple(layers[k] for k in ("w_ih", "w_hh", "b_ih", "b_hh")) if "w_ih" in layers else None
@@ -392,6 +409,14 @@ class SetSacGruPolicy(_Recurrent):
                 f"got {dict(dims)}"
             )
         action, clip = _sac_action_clip(at, manifest, k)
+        residual = hyper.get("residual", "static") if isinstance(hyper, Mapping) else "static"
+        if residual not in RESIDUALS or (
+            residual == "adaptive" and (hint != "adaptive" or k or action.base != "capacity")
+        ):
+            raise CheckpointError(
+                f"{at}: hyper.residual: expected 'static', or 'adaptive' with hint 'adaptive' "
+                f"and continuous capacity-based actions, got {residual!r}"
+            )
         recurrence = _manifest_field(manifest, at, "hyper", "recurrence")
         if recurrence not in ("server", "none"):
             raise CheckpointError(
@@ -422,7 +447,7 @@ class SetSacGruPolicy(_Recurrent):
                 "b_ih": get("actor.trunk.gru.bias_ih_l0", 3 * hid),
                 "b_hh": get("actor.trunk.gru.bias_hh_l0", 3 * hid),
             }
-        return cls(layers, num_levels=k, clip=clip, action=action, hint=hint)
+        return cls(layers, num_levels=k, clip=clip, action=action, hint=hint, residual=residual)
 
     def reset(self, ctx: PolicyContext) -> None:
         self.num_servers = ctx.num_servers
@@ -435,7 +460,7 @@ class SetSacGruPolicy(_Recurrent):
         feature matrix; the head's output (n, K or 2)."""
         ly = self._layers
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # NaN: refused later
-            tokens = self._tokens(features, active)
+            tokens = self._last = self._tokens(features, active)
             x = tokens[:, :NUM_FEATURES]
             np.log1p(x, out=x)
             x -= ly["shift"]
@@ -465,6 +490,8 @@ class SetSacGruPolicy(_Recurrent):
             raise PolicyError(f"features: expected shape {expected}, got {features.shape}")
         raw = self.step(features, active)
         level = raw.argmax(-1) if self._k else np.tanh(raw[:, 0])
+        if self._on_estimate:
+            level = on_estimate(level, self._last, self._spec)
         return self._spec.weights(level, self._capacities)
 
 

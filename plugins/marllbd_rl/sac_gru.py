@@ -55,7 +55,14 @@ from marllbd.envs.reward import (
 )
 from marllbd.features import NUM_FEATURES
 from marllbd.policies.actions import ActionSpec
-from marllbd.policies.learned import SacGruPolicy, ServerTokens, SetSacGruPolicy, sac_gru_policy
+from marllbd.policies.learned import (
+    RESIDUALS,
+    SacGruPolicy,
+    ServerTokens,
+    SetSacGruPolicy,
+    on_estimate,
+    sac_gru_policy,
+)
 from marllbd.sim.family import Family, FamilyError, load_family
 from marllbd.sim.scenario import Scenario
 from marllbd.training import hyper
@@ -105,7 +112,12 @@ class SacGruConfig:
     hint: str = "none"
     """With arch 'equivariant': 'adaptive' adds to each server's token the log of its
     capacity as adaptive-sed estimates it (from the same reservoir features, no ground
-    truth) over its configured capacity; the action stays a residual on static SED."""
+    truth) over its configured capacity."""
+    residual: str = "static"
+    """What a zero action serves: 'static' SED (weights = spread**a × configured capacity)
+    or, with hint 'adaptive' and continuous actions, 'adaptive' SED (spread**a × that
+    estimate, marllbd.policies.learned.on_estimate): the untrained policy is adaptive-sed
+    and prior_weight pulls towards it instead of towards static SED."""
     critic_trunk: str = "own"
     """'own': each critic runs its own GRU; 'pair': critic1's GRU feeds both critics' heads;
     'shared': the critics' heads read the actor's GRU features, which the critic loss trains
@@ -178,6 +190,19 @@ class SacGruConfig:
             raise ValueError(f"hyper.hint: expected 'none' or 'adaptive', got {self.hint!r}")
         if self.arch == "flat" and self.hint != "none":
             raise ValueError("hyper.hint: 'adaptive' needs arch 'equivariant'")
+        if self.residual not in RESIDUALS:
+            raise ValueError(
+                f"hyper.residual: expected 'static' or 'adaptive', got {self.residual!r}"
+            )
+        if self.residual == "adaptive" and (
+            self.hint != "adaptive"
+            or self.action_type != "continuous"
+            or self.weight_base != "capacity"
+        ):
+            raise ValueError(
+                "hyper.residual: 'adaptive' needs hint 'adaptive', action_type 'continuous' "
+                "and weight_base 'capacity'"
+            )
         if self.critic_trunk not in ("own", "pair", "shared"):
             raise ValueError(
                 f"hyper.critic_trunk: expected 'own', 'pair' or 'shared', got {self.critic_trunk!r}"
@@ -928,7 +953,7 @@ class SacGru(LearnerAlgorithm[Learner]):
         assert obs is not None and envs is not None
         count, replay = group.count, self._replay(len(group.scenario.servers))
         actions, group.hidden = agent.act(obs.reshape(count, -1), group.hidden)
-        next_obs, reward, terminated, truncated, info = envs.step(actions)
+        next_obs, reward, terminated, truncated, info = envs.step(self.env_action(actions, obs))
         next_obs = self.tokens(next_obs, group)
         agent.norm.update(next_obs[:e].reshape(e, -1))
         agent.reward_norm.update(reward[:e])
@@ -969,6 +994,14 @@ class SacGru(LearnerAlgorithm[Learner]):
                 agent.norm.update(obs[i].reshape(1, -1))
                 group.hidden[i] = 0.0
         return finished
+
+    def env_action(self, actions: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        """What the envs step with for the actor's actions (E, n) on tokens (E, n, W): the
+        same, or with residual 'adaptive' the actions on adaptive-sed's estimates.  The
+        replay keeps the actor's own actions (the critics' input)."""
+        if self.cfg.residual == "adaptive":
+            return on_estimate(actions, tokens, self.cfg.action_spec())
+        return actions
 
     def _sampled(self) -> SequenceReplay | None:
         """The replay the next batch comes from: the one replay, or with a family one of
@@ -1034,6 +1067,7 @@ class SacGru(LearnerAlgorithm[Learner]):
         h, tokens = state
         rows = np.stack([t(f) for t, f in zip(tokens, x, strict=True)])
         a, h = self.learner.act(rows.reshape(len(x), -1), h, deterministic)
+        a = self.env_action(a, rows)
         return (a[0] if np.ndim(obs) <= 2 else a), (h, tokens)
 
     def begin(self, steps: int) -> None:

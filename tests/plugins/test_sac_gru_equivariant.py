@@ -22,6 +22,7 @@ from marllbd.policies.learned import (  # noqa: E402
     ServerTokens,
     SetSacGruPolicy,
     capacity_token,
+    on_estimate,
     sac_gru_policy,
 )
 from marllbd.sim.family import load_family, scenario_toml  # noqa: E402
@@ -160,6 +161,11 @@ def test_bad_architecture_settings_are_named() -> None:
         S.SacGruConfig(recurrence="none")
     with pytest.raises(ValueError, match=r"hyper\.critic_trunk: arch 'equivariant'"):
         S.SacGruConfig(arch="equivariant", critic_trunk="shared")
+    with pytest.raises(ValueError, match=r"hyper\.residual: expected .*'learned'"):
+        S.SacGruConfig(arch="equivariant", hint="adaptive", residual="learned")
+    for bad in ({}, {"hint": "adaptive", "action_type": "discrete"}):
+        with pytest.raises(ValueError, match=r"hyper\.residual: 'adaptive' needs hint"):
+            S.SacGruConfig(arch="equivariant", residual="adaptive", **bad)
 
 
 def test_one_checkpoint_runs_on_2_7_16_24_and_64_servers(tmp_path: Path) -> None:
@@ -262,18 +268,23 @@ def test_family_training_needs_the_equivariant_networks(tmp_path: Path) -> None:
         Trainer(family_config(tmp_path, family=str(tmp_path / "missing.toml")))
 
 
-def test_the_capacity_hint_is_adaptive_seds_estimate_and_serving_matches_torch() -> None:
+@pytest.mark.parametrize("residual", ["static", "adaptive"])
+def test_the_capacity_hint_is_adaptive_seds_estimate_and_serving_matches_torch(
+    residual: str,
+) -> None:
     """hint 'adaptive': the token's last column is log(adaptive-sed's capacity estimate /
     configured capacity) after the same features; the numpy policy still matches the
-    torch actor, and `warm` leaves the estimator as it was."""
+    torch actor (with residual 'adaptive', its actions on the estimates), and `warm`
+    leaves the estimator as it was."""
     from marllbd import features as F
     from marllbd.policies.adaptive import AdaptiveSed
     from marllbd.sim.engine import Engine
 
     sc = load_family("drift").sample(1)  # capacities change mid-run
     n = len(sc.servers)
-    agent = trained_like(learner(n=n, hint="adaptive"))
+    agent = trained_like(learner(n=n, hint="adaptive", residual=residual))
     assert agent.cfg.token_dim == NUM_FEATURES + 2
+    spec = agent.cfg.action_spec()
     policy = served(agent)
     caps = sc.capacities
     policy.reset(PolicyContext(num_servers=n, capacities=caps))
@@ -296,8 +307,37 @@ def test_the_capacity_hint_is_adaptive_seds_estimate_and_serving_matches_torch()
         policy.warm(feats, on)  # no trace: the next decide matches torch
         a, h = agent.act(row.reshape(1, -1), h, deterministic=True)
         weights = policy.decide(feats, on, None)
-        np.testing.assert_allclose(weights, agent.cfg.action_spec().weights(a[0], caps), rtol=1e-5)
+        env = a[0] if residual == "static" else on_estimate(a[0], row, spec)
+        np.testing.assert_allclose(weights, spec.weights(env, caps), rtol=1e-5)
     assert np.ptp(np.array(hints)) > 0.0  # the estimate moved: the column is not constant
+
+
+def test_the_untrained_policy_on_the_estimates_is_adaptive_sed() -> None:
+    """residual 'adaptive' with zero output weights serves adaptive-sed's capacity
+    estimates (clipped to within the action spread of the configured capacities), on a
+    drift sample where they move away from the configured capacities."""
+    from marllbd import features as F
+    from marllbd.policies.adaptive import AdaptiveSed
+    from marllbd.sim.engine import Engine
+
+    sc = load_family("drift").sample(3)
+    n, caps, on = len(sc.servers), sc.capacities, np.ones(len(sc.servers), bool)
+    policy = served(learner(n=n, hint="adaptive", residual="adaptive"))
+    policy.reset(PolicyContext(num_servers=n, capacities=caps))
+    reference = AdaptiveSed()
+    reference.reset(PolicyContext(num_servers=n, capacities=caps))
+    engine, weights, moved, inside = Engine(sc), caps.copy(), 0.0, 0
+    while not engine.done:
+        feats = F.compute(engine.step(copy=True).observations[0], weights)
+        want = reference.decide(feats, on, None)
+        weights = policy.decide(feats, on, None)
+        ratio = reference.capacities / caps
+        np.testing.assert_allclose(weights, caps * np.clip(ratio, 1 / 3, 3), rtol=1e-5)
+        if np.all((ratio > 1 / 3) & (ratio < 3)):  # nothing clipped: adaptive-sed's weights
+            np.testing.assert_allclose(weights / weights.sum(), want / want.sum(), rtol=1e-5)
+            inside += 1
+        moved = max(moved, float(np.abs(np.log(ratio)).max()))
+    assert moved > 0.5 and inside > 100  # the estimates left the configured capacities
 
 
 def test_predict_carries_the_gru_states_and_the_hint_between_calls(tmp_path: Path) -> None:
@@ -321,3 +361,33 @@ def test_none_is_a_value_of_the_text_hyperparameters() -> None:
     assert (cfg.recurrence, cfg.hint) == ("none", "none")
     with pytest.raises(TrainingError, match=r"hyper\.hidden"):
         S.SacGruConfig.from_pairs([("hidden", "none")])
+
+
+def test_training_on_the_estimates_steps_the_envs_with_them(tmp_path: Path) -> None:
+    """residual 'adaptive': the envs step with the actor's actions on the estimates, the
+    replay keeps the actor's own, and the checkpoint serves on the estimates."""
+    hyper = {**SMALL, "learning_starts": 20, "updates_per_step": 0.25, "family_groups": 2}
+    cfg = family_config(
+        tmp_path, steps=120, hyper={**hyper, "hint": "adaptive", "residual": "adaptive"}
+    )
+    trainer = Trainer(cfg)
+    algo = trainer.algorithm
+    assert isinstance(algo, S.SacGru)
+    stepped: list[tuple[np.ndarray, np.ndarray]] = []
+    env_action = algo.env_action
+
+    def spy(actions: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        out = env_action(actions, tokens)
+        stepped.append((actions.copy(), out))
+        return out
+
+    algo.env_action = spy  # type: ignore[method-assign]
+    result = trainer.learn()
+    shifted = [not np.array_equal(a, b) for a, b in stepped]
+    assert any(shifted) and all(np.abs(b).max() <= 1.0 for _, b in stepped)
+    kept = set(np.concatenate([r.action[r.has_action].ravel() for r in algo.replays.values()]))
+    actor = set(np.concatenate([a.ravel() for a, _ in stepped]))
+    env = set(np.concatenate([b.ravel() for _, b in stepped]))
+    assert kept and kept <= actor and not kept <= env
+    policy = load(f"sac-gru:{result.last}")
+    assert isinstance(policy, SetSacGruPolicy) and policy._on_estimate
