@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 BenchFn = Callable[[bool], list["BenchResult"]]
 
 _REGISTRY: dict[str, BenchFn] = {}
@@ -58,6 +60,29 @@ def registry() -> dict[str, BenchFn]:
 def ratio(value: float, baseline_value: float) -> float:
     """value / baseline_value, or inf when the baseline is zero."""
     return value / baseline_value if baseline_value else float("inf")
+
+
+def latency_result(
+    name: str, us: np.ndarray, base_us: np.ndarray, baseline: str, **extra: Any
+) -> BenchResult:
+    """The JSON line of a latency benchmark: the median of `us` (microseconds per call)
+    beside the median of `base_us`, the baseline's measured in the same run, with both
+    p99s and the count of calls."""
+    med, base = float(np.median(us)), float(np.median(base_us))
+    return BenchResult(
+        name=name,
+        value=med,
+        unit="us",
+        baseline=baseline,
+        baseline_value=base,
+        ratio=ratio(med, base),
+        extra={
+            "p99_us": float(np.percentile(us, 99)),
+            "baseline_p99_us": float(np.percentile(base_us, 99)),
+            "decisions": int(np.size(us)),
+            **extra,
+        },
+    )
 
 
 def run_native(name: str, quick: bool, keys: tuple[str, ...]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from marllbd import features
-from marllbd.benchmarks import BenchResult, benchmark, ratio
+from marllbd.benchmarks import BenchResult, benchmark, latency_result
 from marllbd.policies import Policy, PolicyContext
 from marllbd.policies import load as load_policy
 from marllbd.sim.engine import Engine, Observation
@@ -92,22 +92,14 @@ def _result(
 ) -> BenchResult:
     sac_us, sac_cpu = _latencies_us(learned, stream, capacities, reps)
     sed_us, sed_cpu = _latencies_us(load_policy("sed"), stream, capacities, reps)
-    med, base = float(np.median(sac_us)), float(np.median(sed_us))
-    return BenchResult(
-        name=name,
-        value=med,
-        unit="us",
-        baseline="sed",
-        baseline_value=base,
-        ratio=ratio(med, base),
-        extra={
-            "p99_us": float(np.percentile(sac_us, 99)),
-            "baseline_p99_us": float(np.percentile(sed_us, 99)),
-            "cpu_median_us": float(np.median(sac_cpu)),
-            "baseline_cpu_median_us": float(np.median(sed_cpu)),
-            "servers": int(capacities.shape[0]),
-            "decisions": int(sac_us.size),
-        },
+    return latency_result(
+        name,
+        sac_us,
+        sed_us,
+        "sed",
+        cpu_median_us=float(np.median(sac_cpu)),
+        baseline_cpu_median_us=float(np.median(sed_cpu)),
+        servers=int(capacities.shape[0]),
     )
 
 

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from marllbd.benchmarks import BenchResult, benchmark, ratio
+from marllbd.benchmarks import BenchResult, benchmark, latency_result
 from marllbd.benchmarks.train_sac import ENVS, SCENARIO, timed_training, training_result
 from marllbd.envs import MultiAgentLoadBalanceEnv
 from marllbd.features import NUM_FEATURES
@@ -104,7 +104,6 @@ def train_qmix(quick: bool) -> list[BenchResult]:
         sed_us = _latencies_us(load_policy("sed"), stream, capacities, reps)
     finally:
         torch.set_num_threads(threads)
-    med, sed_med = float(np.median(qmix_us)), float(np.median(sed_us))
     cfg = qmix.QMIXConfig()
     return [
         training_result(
@@ -119,20 +118,13 @@ def train_qmix(quick: bool) -> list[BenchResult]:
                 "torch_threads": 1,
             },
         ),
-        BenchResult(
-            name="qmix_decide",
-            value=med,
-            unit="us",
-            baseline="sed",
-            baseline_value=sed_med,
-            ratio=ratio(med, sed_med),
-            extra={
-                "p99_us": float(np.percentile(qmix_us, 99)),
-                "baseline_p99_us": float(np.percentile(sed_us, 99)),
-                "servers": 16,
-                "agents": len(policy.agents),
-                "decisions": int(qmix_us.size),
-                "torch_threads": 1,
-            },
+        latency_result(
+            "qmix_decide",
+            qmix_us,
+            sed_us,
+            "sed",
+            servers=16,
+            agents=len(policy.agents),
+            torch_threads=1,
         ),
     ]

@@ -57,3 +57,18 @@ def test_timed_training_reports_its_rate_and_keeps_the_checkpoint_until_then() -
     line = train_sac.training_result("train_x", rate, 4 * rate, result.steps, {"k": 1})
     assert line.ratio == pytest.approx(0.25) and line.extra["learner_time_fraction"] == 0.75
     assert line.extra["k"] == 1 and line.extra["scenario"] == "seed-16"
+
+
+def test_a_latency_line_puts_the_median_beside_the_baselines_of_the_same_run() -> None:
+    from marllbd.benchmarks import latency_result
+
+    us, base = np.array([1.0, 2.0, 3.0, 40.0]), np.array([1.0, 1.0, 1.0, 2.0])
+    line = latency_result("x_decide", us, base, "sed", servers=16).to_json_dict()
+    assert (line["value"], line["baseline_value"], line["ratio"]) == (2.5, 1.0, 2.5)
+    assert line["p99_us"] == pytest.approx(np.percentile(us, 99)) and line["p99_us"] > 30
+    assert (line["unit"], line["baseline"], line["decisions"], line["servers"]) == (
+        "us",
+        "sed",
+        4,
+        16,
+    )
