@@ -181,9 +181,10 @@ def test_sac_gru_policy_of_live_networks_matches_the_torch_actor(action_type: st
     agent = S.Learner(cfg, 7 * NUM_FEATURES, 7, seed=3)
     feats = recorded_features("paper-7", 25)
     agent.norm.update(np.stack([f.reshape(-1) for f in feats]))
+    gen = torch.Generator().manual_seed(5)  # the same perturbation whatever ran before
     with torch.no_grad():
         for p in agent.actor.parameters():
-            p.normal_(0.0, 0.3)  # far from the neutral initialisation
+            p.normal_(0.0, 0.3, generator=gen)  # far from the neutral initialisation
     served = SacGruPolicy.from_arrays(agent.arrays(), S.manifest(cfg, agent.obs_dim, agent.n))
     weights = assert_sac_gru_agree(torch, agent, served, feats)
     caps = np.array([s.workers for s in load_scenario("paper-7").servers], dtype=np.float64)
@@ -204,7 +205,8 @@ def assert_sac_gru_agree(
             raw, h = agent.actor.step(agent.norm(torch.from_numpy(f.reshape(1, -1)).float()), h)
             expected = spec.weights(agent.actor.mode(raw)[0].numpy(), caps)
         got = served.decide(f, np.ones(n, bool), None)
-        np.testing.assert_allclose(served._h, h[0].numpy(), rtol=0, atol=1e-6)
+        # float32 in two operation orders over 25 steps: a few ulps apart (1.01e-6 seen)
+        np.testing.assert_allclose(served._h, h[0].numpy(), rtol=0, atol=3e-6)
         np.testing.assert_allclose(got, expected, rtol=1e-6, atol=0)
         weights.append(got)
     assert np.abs(h.numpy()).max() > 0.1  # the state did move
