@@ -9,7 +9,7 @@ ASAN := build/asan
 STAMP := $(VENV)/.setup-stamp
 JOBS ?= 2
 
-.PHONY: setup native tools run test test-c test-py lint bench fuzz soak pretrain yardstick clean \
+.PHONY: setup native tools run test test-c test-py lint bench fuzz soak pretrain pretrain-universal yardstick clean \
 	install install-venv install-files
 
 setup: $(STAMP) native
@@ -143,7 +143,7 @@ clean:
 # 0.894x SED's mean FCT, seed 1's 0.865x); the test seeds (2001-..., used by the tests and
 # docs) never choose.
 DRIFT_SEEDS ?= 0 1
-pretrain: setup
+pretrain: setup pretrain-universal
 	$(BIN)/marllbd train --algo sac-gru --scenario seed-16 --out runs/pretrain --steps 384000 \
 	    --seed 0 --eval-every 32000 --eval-seeds 1001,1002,1003
 	for s in $(DRIFT_SEEDS); do $(BIN)/marllbd train --algo sac-gru --scenario drift-7 \
@@ -156,3 +156,16 @@ pretrain: setup
 	    print(min(sys.argv[1:], key=lambda p: checkpoint.load(p).manifest["eval"]["fct_mean"]))' \
 	    $(foreach s,$(DRIFT_SEEDS),runs/pretrain-drift-7-seed$(s)/checkpoints/best)) && \
 	    echo "drift-7: shipping $$best" && cp -r $$best configs/policies/drift-7-sac-gru
+
+# The universal policy (configs/policies/sac-gru: one checkpoint for any server count):
+# the equivariant SAC-GRU on the drift family, a residual on adaptive-sed's capacity
+# estimates (hint and residual 'adaptive'), 400 000 steps, its best checkpoint by the
+# validation seeds on the family's sample 0 (2 779 s on 2 cores shared with a second run
+# and CI, 2026-12-07; docs/benchmarks.md "Universal policy").
+pretrain-universal: setup
+	$(BIN)/marllbd train --algo sac-gru --family drift --family-seed 0 --out runs/pretrain-universal \
+	    --steps 400000 --seed 0 --eval-every 50000 --eval-seeds 1001,1002,1003 \
+	    --hyper arch=equivariant --hyper prior_weight=1.0 --hyper hint=adaptive \
+	    --hyper residual=adaptive
+	rm -rf configs/policies/sac-gru
+	cp -r runs/pretrain-universal/checkpoints/best configs/policies/sac-gru
