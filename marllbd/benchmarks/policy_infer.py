@@ -60,14 +60,14 @@ def _latencies_us(
     return np.array(wall[skip:]) / 1e3, np.array(cpu[skip:]) / 1e3
 
 
-def _fresh_policy(arch: str, num_servers: int) -> Policy:
-    """A freshly initialised SAC-GRU actor of `arch`, saved and loaded as the daemon would
-    (`num_servers` 0: the equivariant network, for any count)."""
+def _fresh_policy(arch: str, num_servers: int, **hyper: str) -> Policy:
+    """A freshly initialised SAC-GRU actor of `arch` (and `hyper`), saved and loaded as the
+    daemon would (`num_servers` 0: the equivariant network, for any count)."""
     from marllbd_rl import sac_gru
 
     from marllbd import checkpoint
 
-    cfg = sac_gru.SacGruConfig(arch=arch)
+    cfg = sac_gru.SacGruConfig(arch=arch, **hyper)  # type: ignore[arg-type]
     obs_dim = num_servers * features.NUM_FEATURES
     agent = sac_gru.Learner(cfg, obs_dim, num_servers, seed=0)
     manifest = {"algorithm": "sac-gru", "seed": 0, "scenario": ""}
@@ -106,12 +106,15 @@ def _result(
 @benchmark("policy_infer_equivariant")
 def policy_infer_equivariant(quick: bool) -> list[BenchResult]:
     """Median µs per decision (features + decide) of the equivariant sac-gru (one
-    checkpoint) on 16 and 64 servers against sed, on the same frames, in the same run."""
-    learned = _fresh_policy(arch="equivariant", num_servers=0)
+    checkpoint) on 16 and 64 servers against sed, on the same frames, in the same run;
+    `_on_estimates` lines: with hint and residual 'adaptive' (the shipped universal
+    policy's settings: adaptive-sed's estimator runs inside each decision)."""
+    plain = _fresh_policy(arch="equivariant", num_servers=0)
+    on = _fresh_policy(arch="equivariant", num_servers=0, hint="adaptive", residual="adaptive")
     results = []
     for n in (16, 64):
         stream, capacities = _frame_stream(300 if quick else 1500, synthetic(n, duration=30.0))
-        results.append(
-            _result(f"policy_infer_equivariant_{n}", learned, stream, capacities, 2 if quick else 4)
-        )
+        for tag, learned in (("", plain), ("_on_estimates", on)):
+            name = f"policy_infer_equivariant{tag}_{n}"
+            results.append(_result(name, learned, stream, capacities, 2 if quick else 4))
     return results

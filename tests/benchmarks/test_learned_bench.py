@@ -32,10 +32,18 @@ def test_policy_infer_times_features_and_decide_on_real_frames() -> None:
     assert (wall > 0).all() and np.median(wall) < 1e5
 
 
-@pytest.mark.parametrize(("arch", "n"), [("flat", 16), ("equivariant", 0)])
-def test_the_benchmarked_policy_loads_as_the_daemon_loads_it(arch: str, n: int) -> None:
+ON_ESTIMATES = {"hint": "adaptive", "residual": "adaptive"}
+
+
+@pytest.mark.parametrize(
+    ("arch", "n", "hyper"),
+    [("flat", 16, {}), ("equivariant", 0, {}), ("equivariant", 0, ON_ESTIMATES)],
+)
+def test_the_benchmarked_policy_loads_as_the_daemon_loads_it(
+    arch: str, n: int, hyper: dict[str, str]
+) -> None:
     """A fresh actor saved as a complete checkpoint (the daemon's loader refuses less)."""
-    policy = policy_infer._fresh_policy(arch=arch, num_servers=n)
+    policy = policy_infer._fresh_policy(arch=arch, num_servers=n, **hyper)
     stream, caps = policy_infer._frame_stream(12)
     wall, _ = policy_infer._latencies_us(policy, stream, caps, reps=1)
     assert wall.size == 11 and np.median(wall) < 1e5
