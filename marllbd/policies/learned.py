@@ -69,13 +69,28 @@ def _gru_step(
     b_ih: np.ndarray,
     b_hh: np.ndarray,
 ) -> np.ndarray:
-    """torch's GRU equations (gates r, z, n in that order) for x (..., I), h (..., H)."""
-    gi = x @ w_ih.T + b_ih
-    gh = h @ w_hh.T + b_hh
+    """torch's GRU equations (gates r, z, n in that order) for x (..., I), h (..., H), in
+    place on the two products' buffers (the same float32 operations, fewer temporaries)."""
+    gi = x @ w_ih.T
+    gi += b_ih
+    gh = h @ w_hh.T
+    gh += b_hh
     k = h.shape[-1]
-    rz = 1.0 / (1.0 + np.exp(-(gi[..., : 2 * k] + gh[..., : 2 * k])))
-    n = np.tanh(gi[..., 2 * k :] + rz[..., :k] * gh[..., 2 * k :])
-    return n + rz[..., k:] * (h - n)  # (1 - z) * n + z * h
+    rz = gi[..., : 2 * k]
+    rz += gh[..., : 2 * k]
+    np.negative(rz, out=rz)
+    np.exp(rz, out=rz)
+    rz += 1.0
+    np.reciprocal(rz, out=rz)  # sigmoid
+    n = gi[..., 2 * k :]
+    gh_n = gh[..., 2 * k :]
+    gh_n *= rz[..., :k]
+    n += gh_n
+    np.tanh(n, out=n)
+    out = h - n
+    out *= rz[..., k:]
+    out += n
+    return out  # (1 - z) * n + z * h
 
 
 def _compile_action(action: ActionSpec, num_servers: int) -> None:
@@ -335,9 +350,22 @@ def _relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, 0.0, out=x)
 
 
-def _with_mean(z: np.ndarray) -> np.ndarray:
-    """Each server's row beside the mean row: (n, 2H), as sac_gru.with_mean."""
-    return np.concatenate([z, np.broadcast_to(z.mean(0, dtype=_F32), z.shape)], axis=1)
+class _Pooled:
+    """relu(W [z, z̄] + b) per server row of z (n, H), z̄ the mean row, as sac_gru.with_mean
+    followed by a linear layer: W split into its own-row and mean-row halves, so the mean
+    row's half is one (1, H) product instead of n (half the multiply-adds, no concatenation).
+    """
+
+    def __init__(self, w: np.ndarray, b: np.ndarray) -> None:
+        h = w.shape[1] // 2
+        self._own = np.ascontiguousarray(w[:, :h].T)
+        self._pool = np.ascontiguousarray(w[:, h:].T)
+        self._b = b
+
+    def __call__(self, z: np.ndarray) -> np.ndarray:
+        out = z @ self._own
+        out += z.mean(0, dtype=_F32) @ self._pool + self._b
+        return _relu(out)
 
 
 class SetSacGruPolicy(_Recurrent):
@@ -376,6 +404,8 @@ class SetSacGruPolicy(_Recurrent):
         self._gru = (
             tuple(layers[k] for k in ("w_ih", "w_hh", "b_ih", "b_hh")) if "w_ih" in layers else None
         )
+        self._mix = _Pooled(layers["mix_w"], layers["mix_b"])
+        self._head = _Pooled(layers["h1_w"], layers["h1_b"])
         self.hidden = int(layers["enc_b"].shape[0])
         self.num_servers = 0
         """The server count of the last reset (any count works)."""
@@ -467,9 +497,9 @@ class SetSacGruPolicy(_Recurrent):
             x *= ly["scale"]
             np.clip(x, -self._clip, self._clip, out=x)
             e = _relu(tokens @ ly["enc_w"].T + ly["enc_b"])
-            u = _relu(_with_mean(e) @ ly["mix_w"].T + ly["mix_b"])
+            u = self._mix(e)
             self._h = u if self._gru is None else _gru_step(u, self._h, *self._gru)
-            z = _relu(_with_mean(self._h) @ ly["h1_w"].T + ly["h1_b"])
+            z = self._head(self._h)
             return z @ ly["h2_w"].T + ly["h2_b"]
 
     def warm(self, features: np.ndarray, active: np.ndarray) -> np.ndarray:
