@@ -111,6 +111,9 @@ def test_weights_are_valid_and_within_ratio_on_arbitrary_features() -> None:
     policy = _policy(caps)
     for _ in range(200):
         f = rng.exponential(1.0, (4, NUM_FEATURES)) * rng.choice([0.0, 1.0, 1e3], (4, 1))
+        # NaN (a server with no sample) and ±inf (a garbage counter) in what it reads
+        bad = rng.random((4, NUM_FEATURES)) < 0.05
+        f[bad] = rng.choice([np.nan, np.inf, -np.inf], int(bad.sum()))
         w = policy.decide(f, rng.random(4) < 0.8, None)
         assert w.dtype == np.float64
         check_weights(w, 4, 100.0)
