@@ -31,7 +31,7 @@ from marllbd import checkpoint
 from marllbd.checkpoint import CheckpointError, take
 from marllbd.features import NUM_FEATURES
 from marllbd.policies.actions import ActionSpec
-from marllbd.policies.adaptive import AdaptiveSed
+from marllbd.policies.adaptive import AdaptiveConfig, AdaptiveSed
 from marllbd.policies.interface import GroundTruth, PolicyContext, PolicyError
 
 SAC_GRU, QMIX = "sac-gru", "qmix"
@@ -332,17 +332,43 @@ class ServerTokens:
         return out
 
 
-RESIDUALS = ("static", "adaptive")
+RESIDUALS = ("static", "adaptive", "gated")
 """What a zero action of the equivariant SAC-GRU serves: static SED (weights = configured
-capacities) or, with hint 'adaptive', adaptive-sed (weights = its capacity estimates)."""
+capacities) or, with hint 'adaptive', adaptive-sed (weights = its capacity estimates);
+'gated' is 'adaptive' whose action only moves a server's weight as far as the estimate
+has moved off the configured capacity (on_estimate): where adaptive-sed sees nothing,
+static SED exactly."""
+GATE = AdaptiveConfig().threshold
+"""residual 'gated': the |log(estimate / configured capacity)| at which the action acts in
+full (adaptive-sed's own evidence threshold); below it, in proportion."""
 
 
-def on_estimate(action: np.ndarray, tokens: np.ndarray, spec: ActionSpec) -> np.ndarray:
-    """residual 'adaptive': the env action (continuous, capacity base) whose weights are
-    spec.spread ** action × adaptive-sed's capacity estimate, the tokens' last column being
-    log(estimate / configured capacity): action + that / log(spread), clipped to [-1, 1]
-    (weights stay within spread× the configured capacity).  Shapes (..., n) and (..., n, W)."""
-    shifted = action + tokens[..., NUM_FEATURES + 1] / np.log(spec.spread)
+def residual_error(residual: str, hint: str, discrete: bool, base: str) -> str | None:
+    """Why `residual` does not go with the other settings, or None (for the trainer's
+    config and the served checkpoint alike)."""
+    if residual not in RESIDUALS:
+        return f"expected one of {', '.join(RESIDUALS)}, got {residual!r}"
+    if residual != "static" and (hint != "adaptive" or discrete or base != "capacity"):
+        return (
+            f"{residual!r} needs hint 'adaptive', continuous actions and weight_base "
+            f"'capacity' (got hint {hint!r}, {'discrete' if discrete else 'continuous'} "
+            f"actions, base {base!r})"
+        )
+    return None
+
+
+def on_estimate(
+    action: np.ndarray, tokens: np.ndarray, spec: ActionSpec, *, gated: bool = False
+) -> np.ndarray:
+    """residual 'adaptive' / 'gated': the env action (continuous, capacity base) whose
+    weights are spec.spread ** action × adaptive-sed's capacity estimate, the tokens' last
+    column being e = log(estimate / configured capacity): action + e / log(spread),
+    clipped to [-1, 1] (weights stay within spread× the configured capacity).  `gated`
+    scales the action by min(|e| / GATE, 1) first.  Shapes (..., n) and (..., n, W)."""
+    e = tokens[..., NUM_FEATURES + 1]
+    if gated:
+        action = action * np.minimum(np.abs(e) / GATE, 1.0).astype(action.dtype)
+    shifted = action + e / np.log(spec.spread)
     return np.clip(shifted, -1.0, 1.0).astype(action.dtype, copy=False)
 
 
@@ -398,7 +424,7 @@ class SetSacGruPolicy(_Recurrent):
         """`layers`: enc_w/b, mix_w/b, (w_ih, w_hh, b_ih, b_hh: absent without recurrence),
         h1_w/b, h2_w/b, shift, scale (float32; `from_arrays` checks their shapes)."""
         self._k, self._spec, self._clip = num_levels, action, clip
-        self._on_estimate = residual == "adaptive"
+        self._residual = residual
         self._last = np.zeros((0, NUM_FEATURES + 2), dtype=_F32)
         self._layers = dict(layers)
         self._gru = (
@@ -440,13 +466,9 @@ class SetSacGruPolicy(_Recurrent):
             )
         action, clip = _sac_action_clip(at, manifest, k)
         residual = hyper.get("residual", "static") if isinstance(hyper, Mapping) else "static"
-        if residual not in RESIDUALS or (
-            residual == "adaptive" and (hint != "adaptive" or k or action.base != "capacity")
-        ):
-            raise CheckpointError(
-                f"{at}: hyper.residual: expected 'static', or 'adaptive' with hint 'adaptive' "
-                f"and continuous capacity-based actions, got {residual!r}"
-            )
+        problem = residual_error(residual, hint, bool(k), action.base)
+        if problem is not None:
+            raise CheckpointError(f"{at}: hyper.residual: {problem}")
         recurrence = _manifest_field(manifest, at, "hyper", "recurrence")
         if recurrence not in ("server", "none"):
             raise CheckpointError(
@@ -520,8 +542,8 @@ class SetSacGruPolicy(_Recurrent):
             raise PolicyError(f"features: expected shape {expected}, got {features.shape}")
         raw = self.step(features, active)
         level = raw.argmax(-1) if self._k else np.tanh(raw[:, 0])
-        if self._on_estimate:
-            level = on_estimate(level, self._last, self._spec)
+        if self._residual != "static":
+            level = on_estimate(level, self._last, self._spec, gated=self._residual == "gated")
         return self._spec.weights(level, self._capacities)
 
 

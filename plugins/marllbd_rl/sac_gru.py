@@ -56,11 +56,11 @@ from marllbd.envs.reward import (
 from marllbd.features import NUM_FEATURES
 from marllbd.policies.actions import ActionSpec
 from marllbd.policies.learned import (
-    RESIDUALS,
     SacGruPolicy,
     ServerTokens,
     SetSacGruPolicy,
     on_estimate,
+    residual_error,
     sac_gru_policy,
 )
 from marllbd.sim.family import Family, FamilyError, load_family
@@ -117,7 +117,9 @@ class SacGruConfig:
     """What a zero action serves: 'static' SED (weights = spread**a × configured capacity)
     or, with hint 'adaptive' and continuous actions, 'adaptive' SED (spread**a × that
     estimate, marllbd.policies.learned.on_estimate): the untrained policy is adaptive-sed
-    and prior_weight pulls towards it instead of towards static SED."""
+    and prior_weight pulls towards it instead of towards static SED.  'gated': 'adaptive'
+    with each server's action scaled by how far its estimate has moved (full from
+    learned.GATE on): where the estimator sees nothing, static SED exactly."""
     critic_trunk: str = "own"
     """'own': each critic runs its own GRU; 'pair': critic1's GRU feeds both critics' heads;
     'shared': the critics' heads read the actor's GRU features, which the critic loss trains
@@ -190,19 +192,11 @@ class SacGruConfig:
             raise ValueError(f"hyper.hint: expected 'none' or 'adaptive', got {self.hint!r}")
         if self.arch == "flat" and self.hint != "none":
             raise ValueError("hyper.hint: 'adaptive' needs arch 'equivariant'")
-        if self.residual not in RESIDUALS:
-            raise ValueError(
-                f"hyper.residual: expected 'static' or 'adaptive', got {self.residual!r}"
-            )
-        if self.residual == "adaptive" and (
-            self.hint != "adaptive"
-            or self.action_type != "continuous"
-            or self.weight_base != "capacity"
-        ):
-            raise ValueError(
-                "hyper.residual: 'adaptive' needs hint 'adaptive', action_type 'continuous' "
-                "and weight_base 'capacity'"
-            )
+        problem = residual_error(
+            self.residual, self.hint, self.action_type == "discrete", self.weight_base
+        )
+        if problem is not None:
+            raise ValueError(f"hyper.residual: {problem}")
         if self.critic_trunk not in ("own", "pair", "shared"):
             raise ValueError(
                 f"hyper.critic_trunk: expected 'own', 'pair' or 'shared', got {self.critic_trunk!r}"
@@ -999,8 +993,9 @@ class SacGru(LearnerAlgorithm[Learner]):
         """What the envs step with for the actor's actions (E, n) on tokens (E, n, W): the
         same, or with residual 'adaptive' the actions on adaptive-sed's estimates.  The
         replay keeps the actor's own actions (the critics' input)."""
-        if self.cfg.residual == "adaptive":
-            return on_estimate(actions, tokens, self.cfg.action_spec())
+        if self.cfg.residual != "static":
+            gated = self.cfg.residual == "gated"
+            return on_estimate(actions, tokens, self.cfg.action_spec(), gated=gated)
         return actions
 
     def _sampled(self) -> SequenceReplay | None:

@@ -19,6 +19,7 @@ from marllbd import checkpoint  # noqa: E402
 from marllbd.features import NUM_FEATURES  # noqa: E402
 from marllbd.policies import PolicyContext, load  # noqa: E402
 from marllbd.policies.learned import (  # noqa: E402
+    GATE,
     ServerTokens,
     SetSacGruPolicy,
     capacity_token,
@@ -163,9 +164,57 @@ def test_bad_architecture_settings_are_named() -> None:
         S.SacGruConfig(arch="equivariant", critic_trunk="shared")
     with pytest.raises(ValueError, match=r"hyper\.residual: expected .*'learned'"):
         S.SacGruConfig(arch="equivariant", hint="adaptive", residual="learned")
-    for bad in ({}, {"hint": "adaptive", "action_type": "discrete"}):
-        with pytest.raises(ValueError, match=r"hyper\.residual: 'adaptive' needs hint"):
-            S.SacGruConfig(arch="equivariant", residual="adaptive", **bad)
+    for residual in ("adaptive", "gated"):
+        for bad in ({}, {"hint": "adaptive", "action_type": "discrete"}):
+            with pytest.raises(ValueError, match=rf"hyper\.residual: '{residual}' needs hint"):
+                S.SacGruConfig(arch="equivariant", residual=residual, **bad)
+
+
+def test_a_checkpoint_whose_residual_does_not_fit_is_refused() -> None:
+    """The served checkpoint checks hyper.residual by the trainer's own rule."""
+    agent = learner(n=4, hint="adaptive", residual="gated")
+    arrays, manifest = agent.arrays(), S.manifest(agent.cfg, agent.obs_dim, agent.n)
+    assert isinstance(sac_gru_policy(arrays, manifest), SetSacGruPolicy)
+    wrong = (
+        ({"residual": "learned"}, {}, r"expected one of static, adaptive, gated, got 'learned'"),
+        ({}, {"base": "uniform"}, r"'gated' needs .* base 'uniform'"),
+    )
+    for hyper, action, match in wrong:
+        bad = {
+            **manifest,
+            "hyper": {**manifest["hyper"], **hyper},
+            "action": {**manifest["action"], **action},
+        }
+        with pytest.raises(checkpoint.CheckpointError, match=rf"hyper\.residual: {match}"):
+            sac_gru_policy(arrays, bad)
+
+
+def test_the_gated_residual_is_static_sed_where_the_estimate_has_not_moved() -> None:
+    """residual 'gated' with a network that acts (random output weights): a server whose
+    estimate is its configured capacity gets exactly static SED's weight; on a drift
+    sample the servers whose estimates moved get the network's residual on top."""
+    from marllbd import features as F
+    from marllbd.sim.engine import Engine
+
+    sc = load_family("drift").sample(3)
+    n, caps, on = len(sc.servers), sc.capacities, np.ones(len(sc.servers), bool)
+    gated = served(trained_like(learner(n=n, hint="adaptive", residual="gated")))
+    gated.reset(PolicyContext(num_servers=n, capacities=caps))
+    engine, weights, still, acted = Engine(sc), caps.copy(), 0, 0
+    while not engine.done:
+        feats = F.compute(engine.step(copy=True).observations[0], weights)
+        weights = gated.decide(feats, on, None)
+        e = gated._last[:, -1]  # log(estimate / configured capacity)
+        static, ratio = e == 0.0, weights / caps
+        if static.sum() >= 2:  # the unmoved servers keep their configured ratios
+            np.testing.assert_allclose(ratio[static], ratio[static][0], rtol=1e-6)
+            still += 1
+        moved = np.abs(e) >= GATE
+        if moved.any():  # a moved server is not at its estimate alone: the network acts
+            zero = np.zeros(n, np.float32)
+            alone = gated._spec.weights(on_estimate(zero, gated._last, gated._spec), caps)
+            acted += not np.allclose(weights[moved] / alone[moved], 1.0, rtol=1e-3)
+    assert still > 50 and acted > 10
 
 
 def test_one_checkpoint_runs_on_2_7_16_24_and_64_servers(tmp_path: Path) -> None:
@@ -268,7 +317,7 @@ def test_family_training_needs_the_equivariant_networks(tmp_path: Path) -> None:
         Trainer(family_config(tmp_path, family=str(tmp_path / "missing.toml")))
 
 
-@pytest.mark.parametrize("residual", ["static", "adaptive"])
+@pytest.mark.parametrize("residual", ["static", "adaptive", "gated"])
 def test_the_capacity_hint_is_adaptive_seds_estimate_and_serving_matches_torch(
     residual: str,
 ) -> None:
@@ -307,7 +356,8 @@ def test_the_capacity_hint_is_adaptive_seds_estimate_and_serving_matches_torch(
         policy.warm(feats, on)  # no trace: the next decide matches torch
         a, h = agent.act(row.reshape(1, -1), h, deterministic=True)
         weights = policy.decide(feats, on, None)
-        env = a[0] if residual == "static" else on_estimate(a[0], row, spec)
+        gated = residual == "gated"
+        env = a[0] if residual == "static" else on_estimate(a[0], row, spec, gated=gated)
         np.testing.assert_allclose(weights, spec.weights(env, caps), rtol=1e-5)
     assert np.ptp(np.array(hints)) > 0.0  # the estimate moved: the column is not constant
 
@@ -390,4 +440,4 @@ def test_training_on_the_estimates_steps_the_envs_with_them(tmp_path: Path) -> N
     env = set(np.concatenate([b.ravel() for _, b in stepped]))
     assert kept and kept <= actor and not kept <= env
     policy = load(f"sac-gru:{result.last}")
-    assert isinstance(policy, SetSacGruPolicy) and policy._on_estimate
+    assert isinstance(policy, SetSacGruPolicy) and policy._residual == "adaptive"
