@@ -160,7 +160,7 @@ pretrain: setup pretrain-universal
 # The universal policy (configs/policies/sac-gru: one checkpoint for any server count):
 # the equivariant SAC-GRU on the drift family, a residual on adaptive-sed's capacity
 # estimates (hint and residual 'adaptive'), 400 000 steps, its best checkpoint by the
-# validation seeds on the family's sample 0 (2 779 s on 2 cores shared with a second run
+# validation seeds on the family's sample 0 (~1 930 s alone on 2 cores; 2 779 s shared with a second run
 # and CI, 2026-12-07; docs/benchmarks.md "Universal policy").
 pretrain-universal: setup
 	$(BIN)/marllbd train --algo sac-gru --family drift --family-seed 0 --out runs/pretrain-universal \
