@@ -160,8 +160,8 @@ pretrain: setup pretrain-universal
 # The universal policy (configs/policies/sac-gru: one checkpoint for any server count):
 # the equivariant SAC-GRU on the drift family, a residual on adaptive-sed's capacity
 # estimates (hint and residual 'adaptive'), 400 000 steps, its best checkpoint by the
-# validation seeds on the family's sample 0 (~1 930 s alone on 2 cores; 2 779 s shared with a second run
-# and CI, 2026-12-07; docs/benchmarks.md "Universal policy").
+# validation seeds on the family's sample 0 (~1 930 s alone on 2 cores, 2 779 s shared
+# with a second run and CI, 2026-12-07; docs/benchmarks.md "Universal policy").
 pretrain-universal: setup
 	$(BIN)/marllbd train --algo sac-gru --family drift --family-seed 0 --out runs/pretrain-universal \
 	    --steps 400000 --seed 0 --eval-every 50000 --eval-seeds 1001,1002,1003 \
