@@ -358,15 +358,15 @@ def residual_error(residual: str, hint: str, discrete: bool, base: str) -> str |
 
 
 def on_estimate(
-    action: np.ndarray, tokens: np.ndarray, spec: ActionSpec, *, gated: bool = False
+    action: np.ndarray, tokens: np.ndarray, spec: ActionSpec, residual: str = "adaptive"
 ) -> np.ndarray:
     """residual 'adaptive' / 'gated': the env action (continuous, capacity base) whose
     weights are spec.spread ** action × adaptive-sed's capacity estimate, the tokens' last
     column being e = log(estimate / configured capacity): action + e / log(spread),
-    clipped to [-1, 1] (weights stay within spread× the configured capacity).  `gated`
+    clipped to [-1, 1] (weights stay within spread× the configured capacity).  'gated'
     scales the action by min(|e| / GATE, 1) first.  Shapes (..., n) and (..., n, W)."""
     e = tokens[..., NUM_FEATURES + 1]
-    if gated:
+    if residual == "gated":
         action = action * np.minimum(np.abs(e) / GATE, 1.0).astype(action.dtype)
     shifted = action + e / np.log(spec.spread)
     return np.clip(shifted, -1.0, 1.0).astype(action.dtype, copy=False)
@@ -543,7 +543,7 @@ class SetSacGruPolicy(_Recurrent):
         raw = self.step(features, active)
         level = raw.argmax(-1) if self._k else np.tanh(raw[:, 0])
         if self._residual != "static":
-            level = on_estimate(level, self._last, self._spec, gated=self._residual == "gated")
+            level = on_estimate(level, self._last, self._spec, self._residual)
         return self._spec.weights(level, self._capacities)
 
 

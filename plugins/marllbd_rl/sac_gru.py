@@ -991,11 +991,10 @@ class SacGru(LearnerAlgorithm[Learner]):
 
     def env_action(self, actions: np.ndarray, tokens: np.ndarray) -> np.ndarray:
         """What the envs step with for the actor's actions (E, n) on tokens (E, n, W): the
-        same, or with residual 'adaptive' the actions on adaptive-sed's estimates.  The
+        same, or with residual 'adaptive' / 'gated' the actions on adaptive-sed's estimates.  The
         replay keeps the actor's own actions (the critics' input)."""
         if self.cfg.residual != "static":
-            gated = self.cfg.residual == "gated"
-            return on_estimate(actions, tokens, self.cfg.action_spec(), gated=gated)
+            return on_estimate(actions, tokens, self.cfg.action_spec(), self.cfg.residual)
         return actions
 
     def _sampled(self) -> SequenceReplay | None:

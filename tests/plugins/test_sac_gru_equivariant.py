@@ -356,8 +356,7 @@ def test_the_capacity_hint_is_adaptive_seds_estimate_and_serving_matches_torch(
         policy.warm(feats, on)  # no trace: the next decide matches torch
         a, h = agent.act(row.reshape(1, -1), h, deterministic=True)
         weights = policy.decide(feats, on, None)
-        gated = residual == "gated"
-        env = a[0] if residual == "static" else on_estimate(a[0], row, spec, gated=gated)
+        env = a[0] if residual == "static" else on_estimate(a[0], row, spec, residual)
         np.testing.assert_allclose(weights, spec.weights(env, caps), rtol=1e-5)
     assert np.ptp(np.array(hints)) > 0.0  # the estimate moved: the column is not constant
 
