@@ -170,6 +170,10 @@ class SacGruConfig:
     """Standardised features are clipped to ±this."""
     torch_threads: int = 1
     """CPU threads torch may use (small networks run fastest on one)."""
+    lb_nodes: str = "one"
+    """Training on a family: 'one' draws again a sample with several LB nodes; 'any' trains
+    LB 0 of such a sample while the other nodes keep static capacity weights (the single
+    env's rule), so the policy learns to balance beside other nodes' traffic."""
     family_groups: int = 4
     """Training on a family (TrainConfig.family): the rollout envs split into this many
     groups, each stepping one sample at a time (a fresh one when its episodes end)."""
@@ -188,6 +192,8 @@ class SacGruConfig:
             )
         if self.arch == "flat" and self.recurrence != "server":
             raise ValueError("hyper.recurrence: 'none' needs arch 'equivariant'")
+        if self.lb_nodes not in ("one", "any"):
+            raise ValueError(f"hyper.lb_nodes: expected 'one' or 'any', got {self.lb_nodes!r}")
         if self.hint not in ("none", "adaptive"):
             raise ValueError(f"hyper.hint: expected 'none' or 'adaptive', got {self.hint!r}")
         if self.arch == "flat" and self.hint != "none":
@@ -856,16 +862,17 @@ class SacGru(LearnerAlgorithm[Learner]):
 
     def _draw(self) -> Scenario:
         """A fresh sample of the family (its seed from this run's generator); samples with
-        several LB nodes are drawn again (SAC-GRU trains one LB)."""
+        several LB nodes are drawn again (SAC-GRU trains one LB), unless hyper.lb_nodes is
+        'any' (then it trains LB 0 of them)."""
         assert self.family is not None
         for _ in range(100):
             sc = self.family.sample(int(self._rng.integers(2**31)))
-            if sc.lb_nodes == 1:
+            if sc.lb_nodes == 1 or self.cfg.lb_nodes == "any":
                 break
         else:
             raise TrainingError(
                 f"family: {self.family.name} drew 100 samples with several LB nodes; SAC-GRU "
-                "trains one LB (use a family with lb_nodes = 1)"
+                "trains one LB (use a family with lb_nodes = 1, or --hyper lb_nodes=any)"
             )
         if self.episode_seconds is not None:
             sc = sc.replace(duration=self.episode_seconds)
@@ -949,8 +956,9 @@ class SacGru(LearnerAlgorithm[Learner]):
         actions, group.hidden = agent.act(obs.reshape(count, -1), group.hidden)
         next_obs, reward, terminated, truncated, info = envs.step(self.env_action(actions, obs))
         next_obs = self.tokens(next_obs, group)
-        agent.norm.update(next_obs[:e].reshape(e, -1))
-        agent.reward_norm.update(reward[:e])
+        if e:  # e = 0: a run's last step ends before this group's envs
+            agent.norm.update(next_obs[:e].reshape(e, -1))
+            agent.reward_norm.update(reward[:e])
         fct_mean = info["fct_mean"]
         ended = terminated | truncated
         finished = []

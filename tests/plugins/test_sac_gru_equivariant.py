@@ -308,6 +308,31 @@ def test_family_training_draws_samples_of_several_server_counts(tmp_path: Path) 
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
+def test_lb_nodes_any_trains_lb_0_of_samples_with_several_nodes(tmp_path: Path) -> None:
+    """hyper lb_nodes 'any': samples with two LB nodes are kept (LB 0 learns, the other
+    node keeps static weights); a step budget that ends inside a round of the groups
+    (402 = 100 rounds of 4 envs and 2 steps) stops cleanly there."""
+    hyper = {**SMALL, "learning_starts": 20, "updates_per_step": 0.25, "family_groups": 2}
+    trainer = Trainer(family_config(tmp_path, steps=402, hyper={**hyper, "lb_nodes": "any"}))
+    algo = trainer.algorithm
+    assert isinstance(algo, S.SacGru)
+    nodes: list[int] = []
+    draw = algo._draw
+
+    def spy() -> Any:
+        sc = draw()
+        nodes.append(sc.lb_nodes)
+        return sc
+
+    algo._draw = spy  # type: ignore[method-assign]
+    result = trainer.learn()
+    assert {1, 2} <= set(nodes), nodes
+    m = checkpoint.load(result.last, algorithm="sac-gru").manifest
+    assert m["progress"]["steps"] == 402 and m["hyper"]["lb_nodes"] == "any"
+    with pytest.raises(ValueError, match=r"hyper.lb_nodes: expected 'one' or 'any'"):
+        S.SacGruConfig(lb_nodes="all")
+
+
 def test_family_training_needs_the_equivariant_networks(tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match=r"family: .*arch=equivariant"):
         Trainer(family_config(tmp_path, hyper={**SMALL, "arch": "flat"}))
