@@ -123,11 +123,17 @@ class Worker:
             setattr(parent, name, _Recorder(getattr(parent, name), i, tap, self.calls))
         self.version = -1
 
-    def rollout(self, weights: Mapping[str, np.ndarray], version: int, steps: int) -> Chunk:
-        """`steps` environment steps with the policy of `version` (loaded if new)."""
+    def rollout(
+        self, weights: Mapping[str, np.ndarray], version: int, steps: int, at: int = 0
+    ) -> Chunk:
+        """`steps` environment steps with the policy of `version` (loaded if new), the
+        chunk starting at the run's step `at` (an algorithm with a schedule over the
+        steps, QMIX's ε, reads it in `at_step`)."""
         if version != self.version:
             self.algorithm.load_arrays(weights, BROADCAST)
             self.version = version
+        if hasattr(self.algorithm, "at_step"):
+            self.algorithm.at_step(at)
         done, episodes, live = 0, [], {}
         while done < steps:
             got = self.algorithm.collect(steps - done)
@@ -173,6 +179,8 @@ class RayRollouts:
         self.worker_versions = np.full(config.workers, -1, dtype=np.int64)
         """The newest policy version each worker's data was collected with."""
         self._lags: list[int] = []
+        self._start = 0
+        """The run's steps before this object's first chunk (a resumed run's)."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.algorithm, name)
@@ -189,6 +197,7 @@ class RayRollouts:
 
     def begin(self, steps: int) -> None:
         self.algorithm.begin(steps)
+        self._start = steps - int(self.samples.sum())
         if self._stack is not None:
             return
         stack = ExitStack()
@@ -251,7 +260,8 @@ class RayRollouts:
                 return
             if w not in self._pending:
                 steps = min(chunk, left)
-                self._pending[w] = worker.rollout.remote(self._weights, self.version, steps)
+                at = self._start + int(self.samples.sum()) + sum(self._asked.values())
+                self._pending[w] = worker.rollout.remote(self._weights, self.version, steps, at)
                 self._asked[w] = steps
 
     def _next_turn(self) -> int:

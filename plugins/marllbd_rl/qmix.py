@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from marllbd.distributed.rollouts import Tap
 from marllbd.envs.multi_vector import MultiAgentSyncVectorEnv, MultiAgentVectorEnv
 from marllbd.envs.reward import (
     DEFAULT_REWARD_FIELD,
@@ -382,6 +383,13 @@ class Qmix(LearnerAlgorithm[Learner]):
     (training stops there anyway)."""
 
     name: ClassVar[str] = ALGORITHM
+    remote_taps: ClassVar[tuple[Tap, ...]] = (
+        Tap("buffer", ("add",)),
+        Tap("learner", ("observe",)),
+    )
+    """What a Ray rollout worker's collect does that the learner repeats
+    (marllbd.distributed.rollouts): whole episodes into the replay and the normalisers'
+    updates (the worker's own follow the broadcasts)."""
 
     def __init__(self, config: TrainConfig, scenario: Scenario, hooks: Hooks) -> None:
         cfg = self.cfg = QMIXConfig.from_pairs(config.hyper)
@@ -539,6 +547,11 @@ class Qmix(LearnerAlgorithm[Learner]):
             q, h = self.learner.agent(x, self.learner.ids, h)
         eps = 0.0 if deterministic else self.cfg.epsilon(self._steps)
         return epsilon_greedy(q[:, 0], eps, self._act_rng), h
+
+    def at_step(self, steps: int) -> None:
+        """A Ray rollout worker's next chunk starts at the run's `steps`: ε follows the
+        whole run's steps, not the worker's share of them."""
+        self._steps = steps
 
     def begin(self, steps: int) -> None:
         """`learn` starts (or resumes, with an empty replay) at `steps`: ε continues from

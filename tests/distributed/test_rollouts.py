@@ -10,6 +10,7 @@ import pytest
 
 from marllbd import checkpoint
 from marllbd.policies import load as load_policy
+from marllbd.sim.scenario import load_scenario
 from marllbd.training import Trainer
 from marllbd.training.errors import TrainingError
 
@@ -49,9 +50,70 @@ def test_two_workers_feed_one_learner_reproducibly(ray_cluster: ModuleType, tmp_
     assert all(np.array_equal(first[k], again[k]) for k in first)  # round robin: reproducible
 
 
+QMIX_HYPER = {"warmup_steps": 64, "batch_size": 4, "hidden": 16, "eps_anneal_steps": 800}
+
+
+def _train_qmix(out: Path) -> Trainer:
+    trainer = Trainer.make(
+        "qmix", "paper-7", out=out, seed=3, workers=2, envs=2, eval_every=10_000,
+        episode_seconds=15.0,
+        eval_seeds=(1001,), eval_baseline=None, hyper=QMIX_HYPER, rollout_steps=32,
+        broadcast_every=4, log_every=100,
+    )  # fmt: skip
+    trainer.learn(480)
+    return trainer
+
+
+def test_qmix_workers_feed_whole_episodes_to_one_learner_reproducibly(
+    ray_cluster: ModuleType, tmp_path: Path
+) -> None:
+    """15 s episodes are 60 lockstep steps of a worker's 2 envs (120 env steps): in 480
+    steps each worker ends at least one pair; the episodes reach the learner's replay, it
+    updates, and a second run with the same seed reproduces it."""
+    trainer = _train_qmix(tmp_path / "a")
+    remote = trainer.algorithm
+    assert trainer.steps == 480
+    samples = remote.samples  # type: ignore[attr-defined]
+    assert samples.sum() == 480 and (samples >= 120).all()
+    assert len(remote.buffer) >= 4 and remote.updates > 0
+    assert remote.learner.agent.norm.count > 0  # the workers' normaliser updates replayed
+    policy = load_policy(f"qmix:{tmp_path / 'a' / 'checkpoints' / 'last'}")
+    assert policy is not None
+    again = _train_qmix(tmp_path / "b").algorithm.arrays()
+    first = remote.arrays()
+    assert all(np.array_equal(first[k], again[k]) for k in first)
+
+
+def test_a_qmix_worker_explores_at_the_runs_step(tmp_path: Path) -> None:
+    """A worker's chunk starts at the run's step `at` (what the learner has received and
+    asked for): QMIX's ε anneals over the whole run's steps, not the worker's share."""
+    from marllbd.distributed.rollouts import Worker
+    from marllbd.training import trainer as T
+
+    config = T.TrainConfig(
+        algo="qmix", scenario="paper-7", out=tmp_path, seed=3, envs=2, episode_seconds=15.0,
+        hyper=tuple(QMIX_HYPER.items()), progress=False,
+    )  # fmt: skip
+    scenario = load_scenario("paper-7")
+    algo = T.factory("qmix")(config, scenario, T.Hooks())
+    worker = Worker(config, scenario, T.Hooks(), 0, algo.remote_taps)
+    chunk = worker.rollout(algo.arrays(), 0, 4, at=600)
+    cfg = algo.cfg
+    assert chunk.live["eps"] == pytest.approx(cfg.epsilon(602)) != cfg.epsilon(2)
+    assert [c[1] for c in chunk.calls] == []  # no episode ended: nothing for the learner yet
+
+
 def test_an_algorithm_without_remote_rollouts_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(TrainingError, match="qmix has no remote rollouts"):
-        Trainer.make("qmix", "paper-7", out=tmp_path, workers=2)
+    from marllbd.training import trainer as T
+
+    class NoTaps:  # an algorithm that declares no remote rollouts
+        name = "no-taps"
+
+    with pytest.raises(TrainingError, match="no-taps has no remote rollouts"):
+        from marllbd.distributed.rollouts import RayRollouts
+
+        config = T.TrainConfig(algo="no-taps", scenario="paper-7", out=tmp_path, workers=2)
+        RayRollouts(NoTaps(), config, None, T.Hooks())  # type: ignore[arg-type]
 
 
 def test_ray_address_needs_workers(tmp_path: Path) -> None:
