@@ -263,36 +263,44 @@ at = {range = [0.2, 0.8]}
 """
 
 
+FAMILY_HYPER = {**SMALL, "learning_starts": 20, "updates_per_step": 0.25, "family_groups": 2}
+
+
 def family_config(tmp_path: Path, **kw: Any) -> TrainConfig:
     family = tmp_path / "small.toml"
     tmp_path.mkdir(parents=True, exist_ok=True)
     family.write_text(SMALL_FAMILY)
     scenario = tmp_path / "eval.toml"
     scenario.write_text(scenario_toml(synthetic(3, duration=4.0)))
-    hyper = {**SMALL, "learning_starts": 20, "updates_per_step": 0.25, "family_groups": 2}
     base: dict[str, Any] = {
         "algo": "sac-gru", "scenario": str(scenario), "out": tmp_path / "run", "steps": 400,
         "envs": 4, "eval_every": 10_000, "eval_seeds": (7,), "progress": False,
-        "family": str(family), "hyper": tuple(kw.pop("hyper", hyper).items()),
+        "family": str(family), "hyper": tuple(kw.pop("hyper", FAMILY_HYPER).items()),
     }  # fmt: skip
     return TrainConfig(**{**base, **kw})
+
+
+def recorded_draws(algo: S.SacGru) -> list[Any]:
+    """The family samples `algo` draws from now on, in order."""
+    samples: list[Any] = []
+    draw = algo._draw
+
+    def spy() -> Any:
+        samples.append(draw())
+        return samples[-1]
+
+    algo._draw = spy  # type: ignore[method-assign]
+    return samples
 
 
 def test_family_training_draws_samples_of_several_server_counts(tmp_path: Path) -> None:
     trainer = Trainer(family_config(tmp_path))
     algo = trainer.algorithm
     assert isinstance(algo, S.SacGru)
-    drawn: list[str] = []
-    draw = algo._draw
-
-    def spy() -> Any:
-        sc = draw()
-        drawn.append(sc.name)
-        assert sc.lb_nodes == 1  # samples with two LB nodes are drawn again
-        return sc
-
-    algo._draw = spy  # type: ignore[method-assign]
+    samples = recorded_draws(algo)
     result = trainer.learn()
+    assert all(sc.lb_nodes == 1 for sc in samples)  # samples with two LB nodes: drawn again
+    drawn = [sc.name for sc in samples]
     # 400 steps of 4 envs in 2 groups: 100 steps of each group, 16-step episodes, so each
     # group ran 6 episodes, each on a fresh sample after the first
     assert len(drawn) >= 10 and len(set(drawn)) >= 8
@@ -312,21 +320,13 @@ def test_lb_nodes_any_trains_lb_0_of_samples_with_several_nodes(tmp_path: Path) 
     """hyper lb_nodes 'any': samples with two LB nodes are kept (LB 0 learns, the other
     node keeps static weights); a step budget that ends inside a round of the groups
     (402 = 100 rounds of 4 envs and 2 steps) stops cleanly there."""
-    hyper = {**SMALL, "learning_starts": 20, "updates_per_step": 0.25, "family_groups": 2}
-    trainer = Trainer(family_config(tmp_path, steps=402, hyper={**hyper, "lb_nodes": "any"}))
+    config = family_config(tmp_path, steps=402, hyper={**FAMILY_HYPER, "lb_nodes": "any"})
+    trainer = Trainer(config)
     algo = trainer.algorithm
     assert isinstance(algo, S.SacGru)
-    nodes: list[int] = []
-    draw = algo._draw
-
-    def spy() -> Any:
-        sc = draw()
-        nodes.append(sc.lb_nodes)
-        return sc
-
-    algo._draw = spy  # type: ignore[method-assign]
+    samples = recorded_draws(algo)
     result = trainer.learn()
-    assert {1, 2} <= set(nodes), nodes
+    assert {sc.lb_nodes for sc in samples} == {1, 2}
     m = checkpoint.load(result.last, algorithm="sac-gru").manifest
     assert m["progress"]["steps"] == 402 and m["hyper"]["lb_nodes"] == "any"
     with pytest.raises(ValueError, match=r"hyper.lb_nodes: expected 'one' or 'any'"):
