@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 
 from marllbd import checkpoint
+from marllbd.distributed.rollouts import RayRollouts, Worker
 from marllbd.policies import load as load_policy
 from marllbd.sim.scenario import load_scenario
 from marllbd.training import Trainer
 from marllbd.training.errors import TrainingError
+from marllbd.training.trainer import Hooks, TrainConfig, factory
 
 pytest.importorskip("marllbd_rl")
 
@@ -87,33 +89,26 @@ def test_qmix_workers_feed_whole_episodes_to_one_learner_reproducibly(
 def test_a_qmix_worker_explores_at_the_runs_step(tmp_path: Path) -> None:
     """A worker's chunk starts at the run's step `at` (what the learner has received and
     asked for): QMIX's ε anneals over the whole run's steps, not the worker's share."""
-    from marllbd.distributed.rollouts import Worker
-    from marllbd.training import trainer as T
-
-    config = T.TrainConfig(
+    config = TrainConfig(
         algo="qmix", scenario="paper-7", out=tmp_path, seed=3, envs=2, episode_seconds=15.0,
         hyper=tuple(QMIX_HYPER.items()), progress=False,
     )  # fmt: skip
     scenario = load_scenario("paper-7")
-    algo = T.factory("qmix")(config, scenario, T.Hooks())
-    worker = Worker(config, scenario, T.Hooks(), 0, algo.remote_taps)
+    algo = factory("qmix")(config, scenario, Hooks())
+    worker = Worker(config, scenario, Hooks(), 0, algo.remote_taps)
     chunk = worker.rollout(algo.arrays(), 0, 4, at=600)
     cfg = algo.cfg
     assert chunk.live["eps"] == pytest.approx(cfg.epsilon(602)) != cfg.epsilon(2)
-    assert [c[1] for c in chunk.calls] == []  # no episode ended: nothing for the learner yet
+    assert chunk.calls == []  # no episode ended: nothing for the learner yet
 
 
 def test_an_algorithm_without_remote_rollouts_is_refused(tmp_path: Path) -> None:
-    from marllbd.training import trainer as T
-
     class NoTaps:  # an algorithm that declares no remote rollouts
         name = "no-taps"
 
     with pytest.raises(TrainingError, match="no-taps has no remote rollouts"):
-        from marllbd.distributed.rollouts import RayRollouts
-
-        config = T.TrainConfig(algo="no-taps", scenario="paper-7", out=tmp_path, workers=2)
-        RayRollouts(NoTaps(), config, None, T.Hooks())  # type: ignore[arg-type]
+        config = TrainConfig(algo="no-taps", scenario="paper-7", out=tmp_path, workers=2)
+        RayRollouts(NoTaps(), config, None, Hooks())  # type: ignore[arg-type]
 
 
 def test_ray_address_needs_workers(tmp_path: Path) -> None:
