@@ -48,6 +48,7 @@ from torch.nn import functional as F
 
 from marllbd.distributed.rollouts import Tap
 from marllbd.envs import LoadBalanceVectorEnv
+from marllbd.envs.multi_vector import MultiAgentVectorEnv
 from marllbd.envs.reward import (
     DEFAULT_REWARD_FIELD,
     DEFAULT_REWARD_METRIC,
@@ -63,7 +64,7 @@ from marllbd.policies.learned import (
     residual_error,
     sac_gru_policy,
 )
-from marllbd.sim.family import Family, FamilyError, load_family
+from marllbd.sim.family import MAX_LB_NODES, Family, FamilyError, load_family
 from marllbd.sim.scenario import Scenario
 from marllbd.training import hyper
 from marllbd.training.errors import TrainingError
@@ -76,6 +77,9 @@ from marllbd_rl.torchio import load_arrays, to_arrays
 ALGORITHM = "sac-gru"
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 1.0
 
+
+LB_NODES = ("one", "any", "all")
+"""hyper.lb_nodes: how a run treats scenarios with several LB nodes (SacGruConfig)."""
 
 # -- hyperparameters ------------------------------------------------------------------------
 
@@ -171,9 +175,14 @@ class SacGruConfig:
     torch_threads: int = 1
     """CPU threads torch may use (small networks run fastest on one)."""
     lb_nodes: str = "one"
-    """Training on a family: 'one' draws again a sample with several LB nodes; 'any' trains
-    LB 0 of such a sample while the other nodes keep static capacity weights (the single
-    env's rule), so the policy learns to balance beside other nodes' traffic."""
+    """Scenarios with several LB nodes.  Training on a family: 'one' draws again a sample
+    with several LB nodes; 'any' trains LB 0 of such a sample while the other nodes keep
+    static capacity weights (the single env's rule), so the policy learns to balance
+    beside other nodes' traffic.  'all' (self-play, on a family or a scenario): every LB
+    node of an env runs the actor on its own frames, as every daemon serves the same
+    checkpoint, and each node's transitions are a stream of the replay with the team
+    reward (the multi-agent env's: the fairness over the servers of the feature averaged
+    over the nodes); a step is one node's transition."""
     family_groups: int = 4
     """Training on a family (TrainConfig.family): the rollout envs split into this many
     groups, each stepping one sample at a time (a fresh one when its episodes end)."""
@@ -192,8 +201,10 @@ class SacGruConfig:
             )
         if self.arch == "flat" and self.recurrence != "server":
             raise ValueError("hyper.recurrence: 'none' needs arch 'equivariant'")
-        if self.lb_nodes not in ("one", "any"):
-            raise ValueError(f"hyper.lb_nodes: expected 'one' or 'any', got {self.lb_nodes!r}")
+        if self.lb_nodes not in LB_NODES:
+            raise ValueError(
+                f"hyper.lb_nodes: expected one of {', '.join(LB_NODES)}, got {self.lb_nodes!r}"
+            )
         if self.hint not in ("none", "adaptive"):
             raise ValueError(f"hyper.hint: expected 'none' or 'adaptive', got {self.hint!r}")
         if self.arch == "flat" and self.hint != "none":
@@ -732,10 +743,11 @@ def rollout_envs(
     cfg: SacGruConfig,
     count: int,
     hooks: Hooks,
-) -> gym.vector.VectorEnv:
+) -> gym.vector.VectorEnv | EveryNode:
     """The rollout envs: `count` episodes of the scenario with this run's action and
     reward settings, as one LoadBalanceVectorEnv (a user's env_factory: gymnasium's
-    SyncVectorEnv over its envs); autoreset disabled, collect resets ended episodes."""
+    SyncVectorEnv over its envs); autoreset disabled, collect resets ended episodes.
+    With lb_nodes 'all' and several LB nodes: every node of each episode (EveryNode)."""
     if hooks.env_factory is not None:
         factory = hooks.env_factory
         return gym.vector.SyncVectorEnv(
@@ -744,27 +756,73 @@ def rollout_envs(
     reward: dict[str, Any] = {"reward_metric": cfg.reward_metric}
     if hooks.reward_fn is not None:
         reward = {"reward_metric": "custom", "reward_fn": hooks.reward_fn}
-    return LoadBalanceVectorEnv(
-        count,
-        scenario,
-        autoreset_mode=AutoresetMode.DISABLED,
-        action_type=cfg.action_type,
-        levels=tuple(cfg.levels),
-        weight_base=cfg.weight_base,
-        reward_field=cfg.reward_field,
-        reward_shaping=cfg.reward_shaping,
+    kwargs: dict[str, Any] = {
+        "action_type": cfg.action_type,
+        "levels": tuple(cfg.levels),
+        "weight_base": cfg.weight_base,
+        "reward_field": cfg.reward_field,
+        "reward_shaping": cfg.reward_shaping,
         **reward,
-    )
+    }
+    if cfg.lb_nodes == "all" and scenario.lb_nodes > 1:
+        return EveryNode(MultiAgentVectorEnv(count, scenario, **kwargs))
+    return LoadBalanceVectorEnv(count, scenario, autoreset_mode=AutoresetMode.DISABLED, **kwargs)
+
+
+class EveryNode:
+    """hyper.lb_nodes 'all': a MultiAgentVectorEnv of E envs with A LB nodes (one server
+    group: an agent is a node) as E·A rows of the vector-env interface SacGru steps:
+    row e·A + k is node k of env e, its observation that node's (n, 12) features, its
+    action that node's weights, its reward the env's team reward.  reset takes one seed
+    per env, and a reset_mask per row resets the envs of the masked rows (`whole`)."""
+
+    def __init__(self, envs: MultiAgentVectorEnv) -> None:
+        if len(envs.groups) != 1:
+            raise TrainingError(
+                f"lb_nodes 'all': {envs.scenario.name} splits its servers into "
+                f"{len(envs.groups)} groups; self-play needs one group (an agent per LB node)"
+            )
+        self.envs, self.nodes = envs, envs.scenario.lb_nodes
+        self.num_envs = envs.num_envs * self.nodes
+
+    def whole(self, mask: np.ndarray) -> np.ndarray:
+        """The rows of the envs that have a masked row (an env restarts all its nodes)."""
+        return np.repeat(np.asarray(mask).reshape(-1, self.nodes).any(1), self.nodes)
+
+    def _rows(self, obs: np.ndarray) -> np.ndarray:
+        return obs.reshape(self.num_envs, *obs.shape[2:])
+
+    def reset(
+        self, *, seed: Any = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        if options and "reset_mask" in options:
+            mask = self.whole(options["reset_mask"])[:: self.nodes]
+            options = {**options, "reset_mask": mask}
+        obs, info = self.envs.reset(seed=seed, options=options)
+        return self._rows(obs), info
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        shape = (self.envs.num_envs, self.nodes, self.envs.group_size)
+        obs, reward, terminated, truncated, info = self.envs.step(np.reshape(actions, shape))
+        a = self.nodes
+        fct = {"fct_mean": info["fct_mean"].reshape(-1)}
+        r, term, trunc = (np.repeat(x, a) for x in (reward, terminated, truncated))
+        return self._rows(obs), r, term, trunc, fct
 
 
 @dataclass(eq=False)
 class _Group:
     """Rollout envs on one scenario (with a family: one sample at a time) and the episode
-    state of each: streams first .. first + count - 1 of the replay."""
+    state of each row (an env, or with lb_nodes 'all' one LB node of an env): streams
+    first .. first + count - 1 of the replay."""
 
     first: int
+    size: int
+    """Rollout envs (episodes stepped at once)."""
     scenario: Scenario
-    envs: gym.vector.VectorEnv | None
+    envs: gym.vector.VectorEnv | EveryNode | None
     obs: np.ndarray | None = None
     hidden: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
     ret: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -807,8 +865,14 @@ class SacGru(LearnerAlgorithm[Learner]):
         self.obs_dim = self.n * cfg.token_dim
         self.learner = Learner(cfg, self.obs_dim, self.n, config.seed, hooks.network)
         self.seed = config.seed
-        self.streams = config.envs
-        self.replay = self._new_replay(self.n, config.envs)
+        if cfg.lb_nodes == "all" and (config.workers or hooks.env_factory is not None):
+            raise TrainingError("lb_nodes 'all': not with Ray rollout workers or an env_factory")
+        nodes = 1  # replay streams per rollout env: one per LB node with lb_nodes 'all'
+        if cfg.lb_nodes == "all":
+            nodes = scenario.lb_nodes if self.family is None else MAX_LB_NODES
+        self.nodes = nodes
+        self.streams = config.envs * nodes
+        self.replay = self._new_replay(self.n, self.streams)
         self.replays = {self.n: self.replay}
         """With a family: a replay per server count (a batch has one count)."""
         self._rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0x5A11]))
@@ -819,13 +883,13 @@ class SacGru(LearnerAlgorithm[Learner]):
             sizes = [len(c) for c in np.array_split(np.arange(config.envs), groups)]
         self.groups = [
             _Group(
-                first=sum(sizes[:g]),
+                first=sum(sizes[:g]) * nodes,
+                size=size,
                 scenario=scenario if self.family is None else self._draw(),
                 envs=rollout_envs(scenario, cfg, size, hooks) if self.family is None else None,
             )
             for g, size in enumerate(sizes)
         ]
-        self._sizes = sizes
         # Each env's first seed; later episodes continue its generator.
         self.env_seeds = [
             int(s.generate_state(1)[0])
@@ -863,16 +927,16 @@ class SacGru(LearnerAlgorithm[Learner]):
     def _draw(self) -> Scenario:
         """A fresh sample of the family (its seed from this run's generator); samples with
         several LB nodes are drawn again (SAC-GRU trains one LB), unless hyper.lb_nodes is
-        'any' (then it trains LB 0 of them)."""
+        'any' (then it trains LB 0 of them) or 'all' (every node of them)."""
         assert self.family is not None
         for _ in range(100):
             sc = self.family.sample(int(self._rng.integers(2**31)))
-            if sc.lb_nodes == 1 or self.cfg.lb_nodes == "any":
+            if sc.lb_nodes == 1 or self.cfg.lb_nodes != "one":
                 break
         else:
             raise TrainingError(
                 f"family: {self.family.name} drew 100 samples with several LB nodes; SAC-GRU "
-                "trains one LB (use a family with lb_nodes = 1, or --hyper lb_nodes=any)"
+                "trains one LB (use a family with lb_nodes = 1, or --hyper lb_nodes=any|all)"
             )
         if self.episode_seconds is not None:
             sc = sc.replace(duration=self.episode_seconds)
@@ -880,9 +944,13 @@ class SacGru(LearnerAlgorithm[Learner]):
         return sc
 
     def _new_replay(self, n: int, streams: int) -> SequenceReplay:
+        """A replay of `streams` streams, each keeping buffer_steps over the rollout envs
+        rows (with lb_nodes 'all', a share per LB node: the replay holds up to
+        `nodes` x buffer_steps rows, numpy allocating only the rows written)."""
         cfg = self.cfg
+        per_env = max(streams // self.nodes, 1)
         return SequenceReplay(
-            streams, max(cfg.buffer_steps // streams, cfg.window + 1),
+            streams, max(cfg.buffer_steps // per_env, cfg.window + 1),
             n * cfg.token_dim, n, cfg.window,
             seed=self.seed if n == self.n else self.seed + n,  # a run's own: its seed
         )  # fmt: skip
@@ -906,18 +974,18 @@ class SacGru(LearnerAlgorithm[Learner]):
         return np.stack([group.tokens[i](x[i]) for i in rows])
 
     def _start(self, group: _Group, seeds: list[int]) -> None:
-        """Start every env of `group` (on a fresh sample with a family)."""
+        """Start every env of `group` (on a fresh sample with a family), one seed each."""
         if self.family is not None:
             if group.envs is not None:
                 group.scenario = self._draw()
             group.envs = rollout_envs(group.scenario, self.cfg, len(seeds), self.hooks)
         assert group.envs is not None
         seeds_any: Any = seeds  # one per env (gymnasium's stubs say int only)
-        group.tokens = [ServerTokens(self.cfg.hint) for _ in seeds]
+        e = group.envs.num_envs  # rows: envs, or with lb_nodes 'all' their LB nodes
+        group.tokens = [ServerTokens(self.cfg.hint) for _ in range(e)]
         for t in group.tokens:
             t.reset(group.scenario.capacities)
         obs = self.tokens(group.envs.reset(seed=seeds_any)[0], group)
-        e = len(seeds)
         self.learner.norm.update(obs.reshape(e, -1))
         replay = self._replay(len(group.scenario.servers))
         for i in range(e):
@@ -936,17 +1004,21 @@ class SacGru(LearnerAlgorithm[Learner]):
         episodes restart.  With a family, a group whose episodes all ended starts the
         next ones on a fresh sample."""
         if not self.started:
-            for group, size in zip(self.groups, self._sizes, strict=True):
-                self._start(group, self.env_seeds[group.first : group.first + size])
+            at = 0
+            for group in self.groups:
+                self._start(group, self.env_seeds[at : at + group.size])
+                at += group.size
             self.started = True
         finished: list[dict[str, float]] = []
         steps, live = 0, []
         for group in self.groups:
-            e = min(max(budget - group.first, 0), group.count)
+            e = min(max(budget - steps, 0), group.count)
             finished += self._collect(group, e)
             steps += e
             live.append(group.ret)
-        return Collected(steps=steps, episodes=finished, live={"ret": float(np.mean(live))})
+        return Collected(
+            steps=steps, episodes=finished, live={"ret": float(np.mean(np.concatenate(live)))}
+        )
 
     def _collect(self, group: _Group, e: int) -> list[dict[str, float]]:
         """Step the group's envs once; record the first e envs' transitions."""
@@ -981,9 +1053,11 @@ class SacGru(LearnerAlgorithm[Learner]):
                 )
         restart = ended.copy()
         restart[e:] = True  # stepped but not recorded: their streams start again
+        if isinstance(envs, EveryNode):
+            restart = envs.whole(restart)  # an env restarts with all its nodes
         obs[:] = next_obs
         if self.family is not None and ended.all():
-            self._start(group, [int(x) for x in self._rng.integers(2**31, size=count)])
+            self._start(group, [int(x) for x in self._rng.integers(2**31, size=group.size)])
         elif restart.any():
             fresh = envs.reset(options={"reset_mask": restart})[0]
             again = np.flatnonzero(restart).tolist()

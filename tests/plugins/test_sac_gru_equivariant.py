@@ -329,8 +329,57 @@ def test_lb_nodes_any_trains_lb_0_of_samples_with_several_nodes(tmp_path: Path) 
     assert {sc.lb_nodes for sc in samples} == {1, 2}
     m = checkpoint.load(result.last, algorithm="sac-gru").manifest
     assert m["progress"]["steps"] == 402 and m["hyper"]["lb_nodes"] == "any"
-    with pytest.raises(ValueError, match=r"hyper.lb_nodes: expected 'one' or 'any'"):
-        S.SacGruConfig(lb_nodes="all")
+    with pytest.raises(ValueError, match=r"hyper.lb_nodes: expected one of one, any, all"):
+        S.SacGruConfig(lb_nodes="every")
+
+
+def test_lb_nodes_all_trains_every_node_of_samples_with_several_nodes(tmp_path: Path) -> None:
+    """hyper lb_nodes 'all' (self-play): each LB node of a two-node sample is a replay
+    stream of its own, written at every step as the one-node samples' streams are, and
+    a step is one node's transition."""
+    config = family_config(tmp_path, steps=402, hyper={**FAMILY_HYPER, "lb_nodes": "all"})
+    trainer = Trainer(config)
+    algo = trainer.algorithm
+    assert isinstance(algo, S.SacGru)
+    samples = recorded_draws(algo)
+    result = trainer.learn()
+    assert {sc.lb_nodes for sc in samples} == {1, 2}
+    assert algo.streams == 4 * S.MAX_LB_NODES
+    two = [g for g in algo.groups if g.scenario.lb_nodes == 2]
+    for g in two:  # the groups' current samples: 2 envs x 2 nodes in consecutive streams
+        assert g.count == 4
+        rows = algo.replays[len(g.scenario.servers)].rows[g.first : g.first + 4]
+        assert rows[0] == rows[1] > 0 and rows[2] == rows[3] > 0
+    m = checkpoint.load(result.last, algorithm="sac-gru").manifest
+    assert m["progress"]["steps"] == 402 and m["hyper"]["lb_nodes"] == "all"
+
+
+def test_every_node_rows_are_each_nodes_own_frames_and_weights() -> None:
+    """EveryNode: row 2e + k is LB k of env e, its observation that node's features and
+    its action that node's weights; the team reward on both rows; a masked row restarts
+    its env's two nodes."""
+    from marllbd.envs.multi_vector import MultiAgentVectorEnv
+
+    sc = synthetic(4, lb_nodes=2, duration=2.0)
+    multi = MultiAgentVectorEnv(3, sc, action_type="continuous")
+    rows = S.EveryNode(multi)
+    assert rows.num_envs == 6
+    obs, _ = rows.reset(seed=[1, 2, 3])
+    twin = MultiAgentVectorEnv(3, sc, action_type="continuous")
+    np.testing.assert_array_equal(obs, twin.reset(seed=[1, 2, 3])[0].reshape(6, 4, -1))
+    actions = np.zeros((6, 4), dtype=np.float32)
+    actions[0::2] = 1.0  # node 0 of every env triples the weights, node 1 keeps them
+    obs, reward, _, _, info = rows.step(actions)
+    expect = twin.step(actions.reshape(3, 2, 4))
+    np.testing.assert_array_equal(obs, expect[0].reshape(6, 4, -1))
+    np.testing.assert_array_equal(reward, np.repeat(expect[1], 2))
+    np.testing.assert_array_equal(info["fct_mean"], expect[4]["fct_mean"].reshape(-1))
+    caps = sc.capacities
+    for e in range(3):
+        np.testing.assert_allclose(multi.engines[e].lb_w[0], 3.0 * caps)
+        np.testing.assert_allclose(multi.engines[e].lb_w[1], caps)
+    mask = np.array([False, False, False, True, False, False])
+    np.testing.assert_array_equal(rows.whole(mask), [False, False, True, True, False, False])
 
 
 def test_family_training_needs_the_equivariant_networks(tmp_path: Path) -> None:
