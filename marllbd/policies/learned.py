@@ -394,6 +394,45 @@ class _Pooled:
         return _relu(out)
 
 
+def set_layers(
+    arrays: Mapping[str, np.ndarray],
+    net: str,
+    norm: str,
+    sizes: tuple[int, int, int],
+    recurrent: bool,
+    where: str | Path,
+) -> dict[str, np.ndarray]:
+    """The float32 layers of a per-server network (sac_gru.ServerTrunk and a server head,
+    the arrays `net`.trunk.* and `net`.head.*, the feature statistics `norm`.*) for
+    SetSacGruPolicy, shapes checked: sizes = (token width, hidden, outputs per server)."""
+    tok, hid, out = sizes
+
+    def get(name: str, *shape: int) -> np.ndarray:
+        return _f32(take(arrays, f"{net}.{name}", shape, where=where))
+
+    shift, scale = norm_shift_scale(arrays, norm, NUM_FEATURES, where=where)
+    layers = {
+        "enc_w": get("trunk.encode.weight", hid, tok),
+        "enc_b": get("trunk.encode.bias", hid),
+        "mix_w": get("trunk.mix.weight", hid, 2 * hid),
+        "mix_b": get("trunk.mix.bias", hid),
+        "h1_w": get("head.0.weight", hid, 2 * hid),
+        "h1_b": get("head.0.bias", hid),
+        "h2_w": get("head.2.weight", out, hid),
+        "h2_b": get("head.2.bias", out),
+        "shift": shift,
+        "scale": scale,
+    }
+    if recurrent:
+        layers |= {
+            "w_ih": get("trunk.gru.weight_ih_l0", 3 * hid, hid),
+            "w_hh": get("trunk.gru.weight_hh_l0", 3 * hid, hid),
+            "b_ih": get("trunk.gru.bias_ih_l0", 3 * hid),
+            "b_hh": get("trunk.gru.bias_hh_l0", 3 * hid),
+        }
+    return layers
+
+
 class SetSacGruPolicy(_Recurrent):
     """The equivariant SAC-GRU actor (hyper.arch 'equivariant') as a Policy, for any number
     of servers: plugins/marllbd_rl/sac_gru.py SetActor.step in float32.
@@ -475,30 +514,9 @@ class SetSacGruPolicy(_Recurrent):
                 f"{at}: hyper.recurrence: expected 'server' or 'none', got {recurrence!r}"
             )
 
-        def get(name: str, *shape: int) -> np.ndarray:
-            return _f32(take(arrays, name, shape, where=arrays_at))
-
-        shift, scale = norm_shift_scale(arrays, "norm", NUM_FEATURES, where=arrays_at)
-        out = k or 2
-        layers = {
-            "enc_w": get("actor.trunk.encode.weight", hid, tok),
-            "enc_b": get("actor.trunk.encode.bias", hid),
-            "mix_w": get("actor.trunk.mix.weight", hid, 2 * hid),
-            "mix_b": get("actor.trunk.mix.bias", hid),
-            "h1_w": get("actor.head.0.weight", hid, 2 * hid),
-            "h1_b": get("actor.head.0.bias", hid),
-            "h2_w": get("actor.head.2.weight", out, hid),
-            "h2_b": get("actor.head.2.bias", out),
-            "shift": shift,
-            "scale": scale,
-        }
-        if recurrence == "server":
-            layers |= {
-                "w_ih": get("actor.trunk.gru.weight_ih_l0", 3 * hid, hid),
-                "w_hh": get("actor.trunk.gru.weight_hh_l0", 3 * hid, hid),
-                "b_ih": get("actor.trunk.gru.bias_ih_l0", 3 * hid),
-                "b_hh": get("actor.trunk.gru.bias_hh_l0", 3 * hid),
-            }
+        layers = set_layers(
+            arrays, "actor", "norm", (tok, hid, k or 2), recurrence == "server", arrays_at
+        )
         return cls(layers, num_levels=k, clip=clip, action=action, hint=hint, residual=residual)
 
     def reset(self, ctx: PolicyContext) -> None:
@@ -790,13 +808,72 @@ class QMIXPolicy(_Recurrent):
         return self.action.weights(self._level_idx, self._base)
 
 
-def qmix_from_checkpoint(path: str | Path, lb: int = 0) -> QMIXPolicy:
+class SetQMIXPolicy(SetSacGruPolicy):
+    """The equivariant QMIX agent (hyper.arch 'equivariant', plugins/marllbd_rl/qmix.py
+    SetAgent) as a Policy for any LB node and any number of servers: the equivariant
+    SAC-GRU's per-server network (tokens: features and capacity token; trunk; head), its
+    outputs each server's utilities of the weight levels, whose argmax is the level.
+    Every node runs the same agent on its own features."""
+
+    name = QMIX
+
+    @classmethod
+    def from_qmix(
+        cls,
+        arrays: Mapping[str, np.ndarray],
+        manifest: Mapping[str, Any],
+        *,
+        where: Path | None = None,
+    ) -> SetQMIXPolicy:
+        """From checkpoint-named arrays ("agent.trunk.*", "agent.head.*", "agent.norm.*")
+        and the manifest's dims (features: the token width, levels, hidden), action and
+        hyper.norm_clip; CheckpointError names what does not fit."""
+        at, arrays_at = _places(where)
+        dims = _manifest_field(manifest, at, "dims")
+        tok, lv, hid = (_dim(at, dims, k) for k in ("features", "levels", "hidden"))
+        if tok != NUM_FEATURES + 1 or min(lv, hid) < 1:
+            raise CheckpointError(
+                f"{at}: dims: expected features = {NUM_FEATURES + 1} (a token per server) "
+                f"and positive levels and hidden, got {dict(dims)}"
+            )
+        action = _action(at, manifest)
+        if action.kind != "discrete" or len(action.levels) != lv:
+            raise CheckpointError(
+                f"{at}: action: expected {lv} discrete levels (dims.levels), "
+                f"got a {action.kind} action with levels {list(action.levels)}"
+            )
+        clip = _positive(at, "hyper.norm_clip", _manifest_field(manifest, at, "hyper", "norm_clip"))
+        layers = set_layers(arrays, "agent", "agent.norm", (tok, hid, lv), True, arrays_at)
+        return cls(layers, num_levels=lv, clip=clip, action=action)
+
+
+def qmix_policy(
+    arrays: Mapping[str, np.ndarray],
+    manifest: Mapping[str, Any],
+    lb: int = 0,
+    *,
+    where: Path | None = None,
+) -> QMIXPolicy | SetQMIXPolicy:
+    """LB `lb`'s served QMIX agents: flat or equivariant as hyper.arch says (a checkpoint
+    from before the option is flat; the equivariant agent is every node's)."""
+    hyper = _manifest_field(manifest, _places(where)[0], "hyper")
+    arch = hyper.get("arch", "flat") if isinstance(hyper, Mapping) else "flat"
+    if arch == "equivariant":
+        return SetQMIXPolicy.from_qmix(arrays, manifest, where=where)
+    if arch != "flat":
+        raise CheckpointError(
+            f"{_places(where)[0]}: hyper.arch: expected 'flat' or 'equivariant', got {arch!r}"
+        )
+    return QMIXPolicy.from_arrays(arrays, manifest, lb, where=where)
+
+
+def qmix_from_checkpoint(path: str | Path, lb: int = 0) -> QMIXPolicy | SetQMIXPolicy:
     """LB `lb`'s served QMIX agents of a checkpoint; CheckpointError if it is unusable."""
     ckpt = checkpoint.load(path, algorithm=QMIX)
-    return QMIXPolicy.from_arrays(ckpt.arrays, ckpt.manifest, lb, where=ckpt.path)
+    return qmix_policy(ckpt.arrays, ckpt.manifest, lb, where=ckpt.path)
 
 
-def load_qmix(arg: str | None, lb: int | None = None) -> QMIXPolicy:
+def load_qmix(arg: str | None, lb: int | None = None) -> QMIXPolicy | SetQMIXPolicy:
     """Entry point `qmix`: "CHECKPOINT_DIR#lb=N" runs LB N's agents; "CHECKPOINT_DIR" those of
     the node it runs on (`lb`, which evaluation passes per node), else LB 0's."""
     if not arg:

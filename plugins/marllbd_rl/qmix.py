@@ -41,17 +41,31 @@ from marllbd.envs.reward import (
 )
 from marllbd.features import NUM_FEATURES
 from marllbd.policies.actions import ActionSpec
-from marllbd.policies.learned import Layout, QMIXPolicy
+from marllbd.policies.learned import (
+    Layout,
+    QMIXPolicy,
+    SetQMIXPolicy,
+    capacity_token,
+    qmix_policy,
+)
+from marllbd.sim.family import Family, FamilyError, load_family
 from marllbd.sim.scenario import Scenario
 from marllbd.training import hyper
 from marllbd.training.errors import TrainingError
 from marllbd.training.trainer import Collected, Hooks, TrainConfig
 from marllbd_rl.base import LearnerAlgorithm
-from marllbd_rl.norm import RunningNorm
-from marllbd_rl.replay import EpisodeBatch, EpisodeBuffer
+from marllbd_rl.norm import RunningNorm, TokenNorm
+from marllbd_rl.replay import EpisodeBatch, EpisodeBuckets, EpisodeBuffer
+from marllbd_rl.sac_gru import ServerTrunk, server_head, with_mean
 from marllbd_rl.torchio import load_arrays, to_arrays
 
 ALGORITHM = "qmix"
+ARCHS = ("flat", "equivariant")
+TOKEN_WIDTH = NUM_FEATURES + 1
+"""arch 'equivariant': an agent's token per server, its features and capacity token."""
+STATE_WIDTH = NUM_FEATURES + 3
+"""arch 'equivariant': the mixer's token per (LB node, server): that node's features, the
+server's utilization and queue per worker (the global truth) and its capacity token."""
 
 # -- hyperparameters ------------------------------------------------------------
 
@@ -110,8 +124,18 @@ class QMIXConfig:
     reward_field: str = DEFAULT_REWARD_FIELD
     """The feature whose Jain fairness over the servers is the team reward (the envs'
     default, chosen by measurement: docs/reward.md)."""
+    arch: str = "flat"
+    """'flat': an agent reads its servers' features flattened beside its one-hot id, so a
+    checkpoint fits one layout.  'equivariant': an agent is one LB node, each server a
+    token (its features and capacity token) through the universal SAC-GRU's per-server
+    trunk (sac_gru.ServerTrunk: shared encoder, mean context, a GRU per server) and a
+    shared per-server head of L utilities; no agent id, and the mixer's hypernetworks read
+    state tokens pooled over servers and agents (SetMixer): one checkpoint for any number
+    of servers and LB nodes, trainable on a family (a replay bucket per layout)."""
 
     def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"qmix.arch: expected one of {', '.join(ARCHS)}, got {self.arch!r}")
         positive = ("hidden", "mixing_embed", "hypernet_hidden", "batch_size", "seq_len")
         for name in (*positive, "buffer_episodes", "train_every", "target_every"):
             if getattr(self, name) < 1:
@@ -217,12 +241,70 @@ class Mixer(nn.Module):
         return (torch.bmm(hidden, w2).view(-1) + self.v(s).view(-1)).view(lead)
 
 
-def agent_utility(q: torch.Tensor, actions: torch.Tensor, head_mask: torch.Tensor) -> torch.Tensor:
-    """Each agent's utility at its own actions: the mean of q_i(actions_i) over its real rows.
+class SetAgent(nn.Module):
+    """The equivariant agent (arch 'equivariant'): one LB node's server tokens (..., n, W)
+    → L utilities per server (..., n, L), for any n; permuting the servers permutes them.
+    The universal SAC-GRU's trunk with a Q head: the numpy serving path is the same code
+    (marllbd.policies.learned.SetQMIXPolicy)."""
+
+    def __init__(self, n_levels: int, hidden: int, clip: float) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.norm = TokenNorm(NUM_FEATURES, TOKEN_WIDTH, clip)
+        self.trunk = ServerTrunk(TOKEN_WIDTH, hidden, recurrent=True)
+        self.head = server_head(hidden, n_levels)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """A window obs (N, T, n, W) from zero state → q (N, T, n, L)."""
+        z, _ = self.trunk(self.norm(obs.flatten(-2)))
+        return self.head(with_mean(z))
+
+    def step(self, obs: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step obs (N, n, W), states h (N, n, H) → q (N, n, L), the new states."""
+        h = self.trunk.step(self.norm(obs.flatten(-2)), h)
+        return self.head(with_mean(h)), h
+
+
+class SetMixer(nn.Module):
+    """Monotonic mixing for any number of agents A and servers n (arch 'equivariant').
+
+    State tokens (..., A·n·STATE_WIDTH) are encoded per (node, server) and pooled: m_a the
+    mean over node a's servers, g the mean of m over the nodes.  Then
+    Q_tot = elu(mean_a q_a |W1([m_a, g])| + b1(g)) · |w2(g)| + V(g): the weights stay
+    non-negative (∂Q_tot/∂q_a ≥ 0, QMIX's condition), the mean keeps Q_tot on one scale
+    whatever A, and permuting the agents (or the servers) leaves Q_tot unchanged."""
+
+    def __init__(self, embed: int, hyper: int, clip: float) -> None:
+        super().__init__()
+        self.norm = TokenNorm(STATE_WIDTH - 1, STATE_WIDTH, clip)
+        self.encode = nn.Linear(STATE_WIDTH, hyper)
+        self.w1 = nn.Sequential(nn.Linear(2 * hyper, hyper), nn.ReLU(), nn.Linear(hyper, embed))
+        self.b1 = nn.Linear(hyper, embed)
+        self.w2 = nn.Sequential(nn.Linear(hyper, hyper), nn.ReLU(), nn.Linear(hyper, embed))
+        self.v = nn.Sequential(nn.Linear(hyper, embed), nn.ReLU(), nn.Linear(embed, 1))
+
+    def forward(self, q: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """q (..., A) chosen agent utilities, state (..., A·n·STATE_WIDTH) → Q_tot (...)."""
+        a = q.shape[-1]
+        tokens = self.norm(state).unflatten(-2, (a, -1))  # (..., A, n, W)
+        m = F.relu(self.encode(tokens)).mean(-2)  # (..., A, H)
+        g = m.mean(-2)  # (..., H)
+        w1 = self.w1(torch.cat([m, g.unsqueeze(-2).expand_as(m)], -1)).abs()  # (..., A, E)
+        hidden = F.elu((q.unsqueeze(-1) * w1).mean(-2) + self.b1(g))
+        return (hidden * self.w2(g).abs()).sum(-1) + self.v(g).squeeze(-1)
+
+
+def agent_utility(
+    q: torch.Tensor, actions: torch.Tensor, head_mask: torch.Tensor | None
+) -> torch.Tensor:
+    """Each agent's utility at its own actions: the mean of q_i(actions_i) over its real rows
+    (every row without a mask: the equivariant agents' rows are all real servers).
 
     q (..., A, rows, L), actions (..., A, rows) int64, head_mask (A, rows) → (..., A).
     """
     chosen = q.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+    if head_mask is None:
+        return chosen.mean(-1)
     return (chosen * head_mask).sum(-1) / head_mask.sum(-1)
 
 
@@ -242,11 +324,14 @@ class Dims:
     """Network dimensions: recorded in checkpoints and checked on load."""
 
     n_agents: int
+    """Agents (0 with arch 'equivariant': any number of LB nodes)."""
     rows: int
-    """Server heads per agent (the largest group)."""
+    """Server heads per agent (the largest group; 0 with arch 'equivariant': any)."""
     features: int
+    """Columns per server row (with arch 'equivariant': the token, TOKEN_WIDTH)."""
     levels: int
     state_dim: int
+    """The global state's size (with arch 'equivariant': a state token's, STATE_WIDTH)."""
     hidden: int
     mixing_embed: int
     hypernet_hidden: int
@@ -262,25 +347,35 @@ class Learner:
         self,
         dims: Dims,
         config: QMIXConfig,
-        head_mask: np.ndarray,
+        head_mask: np.ndarray | None,
         mixer: Callable[[int, int, int, int, float], nn.Module] | None = None,
     ) -> None:
         """`mixer(n_agents, state_dim, embed, hyper, clip)` replaces `Mixer` (a user's
-        network: q (..., A), state (..., S) → Q_tot (...), monotonic in every q)."""
+        network: q (..., A), state (..., S) → Q_tot (...), monotonic in every q).  With
+        arch 'equivariant' the networks are SetAgent and SetMixer, and no head mask."""
         self.dims, self.config = dims, config
-        self.agent = AgentNetwork(
-            dims.rows, dims.features, dims.n_agents, dims.levels, dims.hidden, config.norm_clip
-        )
-        self.mixer = (mixer or Mixer)(
-            dims.n_agents, dims.state_dim, dims.mixing_embed, dims.hypernet_hidden, config.norm_clip
-        )
+        self.equivariant = config.arch == "equivariant"
+        clip = config.norm_clip
+        self.agent: AgentNetwork | SetAgent
+        if self.equivariant:
+            if mixer is not None:
+                raise TrainingError("network: a custom mixer needs arch 'flat' (sized by A)")
+            self.agent = SetAgent(dims.levels, dims.hidden, clip)
+            self.mixer: nn.Module = SetMixer(dims.mixing_embed, dims.hypernet_hidden, clip)
+        else:
+            self.agent = AgentNetwork(
+                dims.rows, dims.features, dims.n_agents, dims.levels, dims.hidden, clip
+            )
+            self.mixer = (mixer or Mixer)(
+                dims.n_agents, dims.state_dim, dims.mixing_embed, dims.hypernet_hidden, clip
+            )
         self.target_agent = copy.deepcopy(self.agent)
         self.target_mixer = copy.deepcopy(self.mixer)
         for p in (*self.target_agent.parameters(), *self.target_mixer.parameters()):
             p.requires_grad_(False)
         self.params = [*self.agent.parameters(), *self.mixer.parameters()]
         self.optimizer = torch.optim.Adam(self.params, lr=config.lr, fused=True)
-        self.head_mask = torch.as_tensor(head_mask, dtype=torch.float32)
+        self.head_mask = None if head_mask is None else torch.as_tensor(head_mask).float()
         self.ids = torch.eye(dims.n_agents)
         self.updates = 0
 
@@ -289,11 +384,14 @@ class Learner:
         self.agent.norm.update(obs)
         cast(RunningNorm, self.mixer.norm).update(state)
 
-    def _unroll(self, net: AgentNetwork, obs: torch.Tensor) -> torch.Tensor:
+    def _unroll(self, net: AgentNetwork | SetAgent, obs: torch.Tensor) -> torch.Tensor:
         """obs (B, T, A, rows, F) from zero hidden state → q (B, T, A, rows, L)."""
         b, t, a = obs.shape[:3]
         flat = obs.transpose(1, 2).reshape(b * a, t, *obs.shape[3:])
-        q, _ = net(flat, self.ids.repeat(b, 1), torch.zeros(b * a, self.dims.hidden))
+        if isinstance(net, SetAgent):
+            q = net(flat)
+        else:
+            q, _ = net(flat, self.ids.repeat(b, 1), torch.zeros(b * a, self.dims.hidden))
         return q.view(b, a, t, *q.shape[2:]).transpose(1, 2)
 
     def loss(self, batch: EpisodeBatch) -> tuple[torch.Tensor, dict[str, float]]:
@@ -377,7 +475,9 @@ class Qmix(LearnerAlgorithm[Learner]):
     """QMIX for `marllbd.training.Trainer`: `envs` multi-agent episodes stepped in lockstep
     as one MultiAgentVectorEnv (a user's env_factory's envs: a MultiAgentSyncVectorEnv),
     with one batched agent-network call; whole episodes go to the replay when they end; one
-    update per `train_every` environment steps after `warmup_steps`.
+    update per `train_every` environment steps after `warmup_steps`.  With arch
+    'equivariant' on a family, each round of episodes runs on a fresh sample (all envs on
+    it, each with its own seed), and the replay keeps a bucket per layout.
 
     A run whose step budget ends inside an episode keeps that episode out of the replay
     (training stops there anyway)."""
@@ -393,75 +493,157 @@ class Qmix(LearnerAlgorithm[Learner]):
 
     def __init__(self, config: TrainConfig, scenario: Scenario, hooks: Hooks) -> None:
         cfg = self.cfg = QMIXConfig.from_pairs(config.hyper)
+        self.equivariant = cfg.arch == "equivariant"
+        self.family: Family | None = None
         if config.family is not None:
-            raise TrainingError(
-                "family: QMIX's networks are sized by one layout; train it on a scenario "
-                "(or on several samples in turn with marllbd train --family --samples)"
-            )
-        reward: dict[str, Any] = {}
-        if hooks.reward_fn is not None:
-            reward = {"reward_metric": "custom", "reward_fn": hooks.reward_fn}
-
+            if not self.equivariant:
+                raise TrainingError(
+                    "family: QMIX's flat networks are sized by one layout; train it on a "
+                    "scenario, on several samples in turn (marllbd train --family --samples), "
+                    "or with the networks for any layout (--hyper arch=equivariant)"
+                )
+            if config.workers or hooks.env_factory is not None:
+                raise TrainingError("family: not with Ray rollout workers or an env_factory")
+            try:
+                self.family = load_family(config.family)
+            except (FamilyError, OSError) as exc:
+                raise TrainingError(f"family: {exc}") from None
+        self.config, self.hooks = config, hooks
         self.custom_reward = hooks.reward_fn is not None
-        self.envs: MultiAgentVectorEnv | MultiAgentSyncVectorEnv
-        if hooks.env_factory is not None:
-            self.envs = MultiAgentSyncVectorEnv(
-                [hooks.env_factory(scenario) for _ in range(config.envs)]
-            )
-        else:
-            self.envs = MultiAgentVectorEnv(
-                config.envs,
-                scenario,
-                action_type="discrete",
-                levels=cfg.levels,
-                weight_base=cfg.weight_base,
-                reward_field=cfg.reward_field,
-                **reward,
-            )
+        streams = np.random.SeedSequence(config.seed).spawn(4)
+        self._act_rng = np.random.default_rng(streams[0])
+        self._env_rng = np.random.default_rng(streams[1])
+        self._draw_rng = np.random.default_rng(streams[3])
+        """Draws the family samples (arch 'equivariant')."""
+        self.envs = self._envs(self._draw() if self.family is not None else scenario)
         env = self.envs
-        self.layout = Layout.of(env)
-        self.rows = env.group_size
+        self.layout = None if self.equivariant else Layout.of(env)
+        self.rows = 0 if self.equivariant else env.group_size
         self.dims = Dims(
-            n_agents=len(self.layout.agents),
+            n_agents=0 if self.equivariant else len(env.possible_agents),
             rows=self.rows,
-            features=NUM_FEATURES,
+            features=TOKEN_WIDTH if self.equivariant else NUM_FEATURES,
             levels=len(cfg.levels),
-            state_dim=int(np.prod(env.state_space.shape or (0,))),
+            state_dim=STATE_WIDTH
+            if self.equivariant
+            else int(np.prod(env.state_space.shape or (0,))),
             hidden=cfg.hidden,
             mixing_embed=cfg.mixing_embed,
             hypernet_hidden=cfg.hypernet_hidden,
         )
+        mask = None if self.layout is None else self.layout.head_mask(self.rows)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
-            self.learner = Learner(self.dims, cfg, self.layout.head_mask(self.rows), hooks.network)
-        streams = np.random.SeedSequence(config.seed).spawn(3)
-        self._act_rng = np.random.default_rng(streams[0])
-        self._env_rng = np.random.default_rng(streams[1])
-        max_len = math.ceil(scenario.duration / scenario.control_interval) + 1
-        self.buffer = EpisodeBuffer(
-            cfg.buffer_episodes,
-            max_len,
-            (self.dims.n_agents, self.rows, self.dims.features),
-            self.dims.state_dim,
-            seed=int(streams[2].generate_state(1)[0]),
-        )
-        self.ids = self.learner.ids.repeat(self.envs.num_envs, 1)
+            self.learner = Learner(self.dims, cfg, mask, hooks.network)
+        buffer_seed = int(streams[2].generate_state(1)[0])
+        self.buffer: EpisodeBuffer | EpisodeBuckets
+        if self.equivariant:
+            self.buffer = EpisodeBuckets(cfg.buffer_episodes, seed=buffer_seed)
+        else:
+            max_len = math.ceil(scenario.duration / scenario.control_interval) + 1
+            self.buffer = EpisodeBuffer(
+                cfg.buffer_episodes,
+                max_len,
+                (self.dims.n_agents, self.rows, self.dims.features),
+                self.dims.state_dim,
+                seed=buffer_seed,
+            )
         self._steps = 0
         self._begun = (0, 0)
         self._episode: dict[str, list[np.ndarray]] | None = None
+        self._used = False  # the envs ran an episode: with a family, the next is a new sample
+
+    def _draw(self) -> Scenario:
+        """A fresh sample of the family, its seed from this run's generator."""
+        assert self.family is not None
+        sc = self.family.sample(int(self._draw_rng.integers(2**31)))
+        if self.config.episode_seconds is not None:
+            sc = sc.replace(duration=self.config.episode_seconds)
+        return sc
+
+    def _envs(self, scenario: Scenario) -> MultiAgentVectorEnv | MultiAgentSyncVectorEnv:
+        """The rollout envs on `scenario`: config.envs episodes stepped in lockstep."""
+        cfg, hooks = self.cfg, self.hooks
+        self._cap_token = capacity_token(scenario.capacities)
+        if hooks.env_factory is not None:
+            if self.equivariant:
+                raise TrainingError("env_factory: needs arch 'flat' (for now)")
+            return MultiAgentSyncVectorEnv(
+                [hooks.env_factory(scenario) for _ in range(self.config.envs)]
+            )
+        reward: dict[str, Any] = {}
+        if hooks.reward_fn is not None:
+            reward = {"reward_metric": "custom", "reward_fn": hooks.reward_fn}
+        envs = MultiAgentVectorEnv(
+            self.config.envs,
+            scenario,
+            action_type="discrete",
+            levels=cfg.levels,
+            weight_base=cfg.weight_base,
+            reward_field=cfg.reward_field,
+            **reward,
+        )
+        if self.equivariant and len(envs.groups) != 1:
+            raise TrainingError(
+                f"arch 'equivariant': {scenario.name} splits its servers into "
+                f"{len(envs.groups)} groups; an equivariant agent is an LB node (one group)"
+            )
+        return envs
+
+    def tokens(self, obs: np.ndarray) -> np.ndarray:
+        """arch 'equivariant': the agents' tokens (E, A, n, TOKEN_WIDTH) of observations
+        (E, A, n, 12): each server's features and its capacity token."""
+        cap = np.broadcast_to(self._cap_token[:, None], (*obs.shape[:-1], 1))
+        return np.concatenate([obs, cap], -1, dtype=np.float32)
+
+    def state(self) -> np.ndarray:
+        """The mixer's input: `envs.state()`, or with arch 'equivariant' its tokens
+        (E, A·n·STATE_WIDTH): per (node, server) that node's features, the server's
+        utilization and queue per worker, and its capacity token."""
+        flat = self.envs.state()
+        if not self.equivariant:
+            return flat
+        e, n = flat.shape[0], self.envs.num_servers
+        a = len(self.envs.possible_agents)
+        feats = flat[:, : a * n * NUM_FEATURES].reshape(e, a, n, NUM_FEATURES)
+        truth = flat[:, a * n * NUM_FEATURES :].reshape(e, 1, 2, n).transpose(0, 1, 3, 2)
+        cap = self._cap_token[None, None, :, None]
+        parts = [feats, np.broadcast_to(truth, (e, a, n, 2)), np.broadcast_to(cap, (e, a, n, 1))]
+        return np.concatenate(parts, -1, dtype=np.float32).reshape(e, -1)
 
     def _reset(self) -> None:
+        if self.family is not None and self._used:
+            self.envs = self._envs(self._draw())
+        self._used = True
         seeds = self._env_rng.integers(0, 2**31 - 1, size=self.envs.num_envs)
         obs, _ = self.envs.reset(seed=[int(s) for s in seeds])
-        self.h = torch.zeros(self.envs.num_envs * self.dims.n_agents, self.dims.hidden)
+        if self.equivariant:
+            obs = self.tokens(obs)
+            n, a = self.envs.num_servers, len(self.envs.possible_agents)
+            self.h = torch.zeros(self.envs.num_envs * a, n, self.dims.hidden)
+        else:
+            self.h = torch.zeros(self.envs.num_envs * self.dims.n_agents, self.dims.hidden)
         self._episode = {
             "obs": [obs],
-            "state": [self.envs.state()],
+            "state": [self.state()],
             "actions": [],
             "reward": [],
             "terminated": [],
             "fct": [],
         }
+
+    def _q(self, obs: np.ndarray) -> torch.Tensor:
+        """Every agent's utilities (E·A, rows, L) at one step, advancing self.h."""
+        x = torch.from_numpy(obs)
+        n, a = obs.shape[:2]
+        agent = self.learner.agent
+        with torch.no_grad():
+            if isinstance(agent, SetAgent):
+                q, self.h = agent.step(x.view(n * a, *obs.shape[2:]), self.h)
+                return q
+            ids = self.learner.ids.repeat(n, 1)
+            q, self.h = agent(x.view(n * a, 1, self.rows, -1), ids, self.h)
+            return q[:, 0]
 
     def collect(self, budget: int) -> Collected:
         """One lockstep step of every env (of the first `budget` if fewer steps are left)."""
@@ -469,14 +651,11 @@ class Qmix(LearnerAlgorithm[Learner]):
             self._reset()
         ep = self._episode
         assert ep is not None
-        n, a = self.envs.num_envs, self.dims.n_agents
         obs = ep["obs"][-1]
         eps = self.cfg.epsilon(self._steps)
-        with torch.no_grad():
-            q, self.h = self.learner.agent(
-                torch.from_numpy(obs).view(n * a, 1, self.rows, -1), self.ids, self.h
-            )
-        actions = epsilon_greedy(q[:, 0], eps, self._act_rng).reshape(n, a, self.rows)
+        q = self._q(obs)
+        actions = epsilon_greedy(q, eps, self._act_rng).reshape(obs.shape[:3])
+        n = self.envs.num_envs
         count = min(n, budget)
         obs, rewards, terminated, truncated, info = self.envs.step(actions)
         self._steps += count
@@ -486,8 +665,8 @@ class Qmix(LearnerAlgorithm[Learner]):
         over = terminated | truncated
         if over.any() and not over.all():
             raise RuntimeError("qmix: envs in lockstep ended their episodes at different steps")
-        ep["obs"].append(obs)
-        ep["state"].append(self.envs.state())
+        ep["obs"].append(self.tokens(obs) if self.equivariant else obs)
+        ep["state"].append(self.state())
         ep["actions"].append(actions)
         ep["reward"].append(rewards.astype(np.float32))
         ep["terminated"].append(terminated.astype(np.float32))
@@ -531,22 +710,31 @@ class Qmix(LearnerAlgorithm[Learner]):
     def networks_manifest(self) -> dict[str, Any]:
         return manifest(self.cfg, self.dims, self.layout)
 
-    def policy(self, lb: int = 0) -> QMIXPolicy:
+    def policy(self, lb: int = 0) -> QMIXPolicy | SetQMIXPolicy:
         """LB node `lb`'s agents as the serving policy, from the current agent network."""
         served = to_arrays({"agent": self.learner.agent})
-        return QMIXPolicy.from_arrays(served, self.manifest(), lb)
+        return qmix_policy(served, self.manifest(), lb)
 
     def predict(
         self, obs: Any, state: Any = None, deterministic: bool = True
     ) -> tuple[np.ndarray, torch.Tensor]:
-        """Greedy levels (agents, rows) for one env's stacked observations (agents, rows, F)."""
-        a = self.dims.n_agents
-        x = torch.as_tensor(np.asarray(obs, dtype=np.float32)).view(a, 1, self.rows, -1)
-        h = torch.zeros(a, self.dims.hidden) if state is None else state
+        """Greedy levels (agents, rows) for one env's stacked observations (agents, rows, F)
+        (with arch 'equivariant', of the current rollout scenario's servers)."""
+        x = np.asarray(obs, dtype=np.float32)
+        a = x.shape[0]
+        agent = self.learner.agent
         with torch.no_grad():
-            q, h = self.learner.agent(x, self.learner.ids, h)
+            if isinstance(agent, SetAgent):
+                tokens = torch.from_numpy(self.tokens(x[None])[0])
+                h = torch.zeros(*x.shape[:2], self.dims.hidden) if state is None else state
+                q, h = agent.step(tokens, h)
+            else:
+                t = torch.from_numpy(x).view(a, 1, self.rows, -1)
+                h = torch.zeros(a, self.dims.hidden) if state is None else state
+                q, h = agent(t, self.learner.ids, h)
+                q = q[:, 0]
         eps = 0.0 if deterministic else self.cfg.epsilon(self._steps)
-        return epsilon_greedy(q[:, 0], eps, self._act_rng), h
+        return epsilon_greedy(q, eps, self._act_rng), h
 
     def at_step(self, steps: int) -> None:
         """A Ray rollout worker's next chunk starts at the run's `steps`: ε follows the
@@ -575,6 +763,7 @@ def manifest(cfg: QMIXConfig, dims: Dims, layout: Layout | None) -> dict[str, An
             "scale": 1.0,
         },
         "layout": None if layout is None else layout.to_dict(),
+        **({"accepts": {"num_servers": "any", "lb_nodes": "any"}} if layout is None else {}),
     }
 
 

@@ -128,6 +128,9 @@ class QmixReference:
 
     def loss(self, batch: EpisodeBatch) -> torch.Tensor:
         ln = self.learner
+        assert isinstance(ln.agent, qmix.AgentNetwork) and isinstance(
+            ln.target_agent, qmix.AgentNetwork
+        ), "the reference is of the flat agent network"
         obs, state = torch.from_numpy(batch.obs), torch.from_numpy(batch.state)
         mask = torch.from_numpy(batch.mask)
         q = unroll_stepped(ln.agent, obs, ln.ids)

@@ -126,6 +126,52 @@ class EpisodeBuffer:
         )
 
 
+class EpisodeBuckets:
+    """Episodes of several layouts (QMIX arch 'equivariant' on a family): an EpisodeBuffer
+    per (agents, rows, columns, state size, length), created by the first such episode;
+    a batch comes from one bucket, drawn in proportion to the episodes each holds.  Up to
+    `capacity` episodes in all: past it the oldest bucket goes first (a family's samples
+    mostly have layouts of their own, so this is first in, first out by sample)."""
+
+    def __init__(self, capacity: int, seed: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"EpisodeBuckets: capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self.buckets: dict[tuple[int, ...], EpisodeBuffer] = {}
+        self._seeds = np.random.SeedSequence(seed)
+        self._rng = np.random.default_rng(self._seeds.spawn(1)[0])
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self.buckets.values())
+
+    def add(
+        self,
+        obs: np.ndarray,
+        state: np.ndarray,
+        actions: np.ndarray,
+        reward: np.ndarray,
+        terminated: np.ndarray,
+    ) -> None:
+        """Store one episode (EpisodeBuffer.add) in its layout's bucket."""
+        t = len(actions)
+        key = (*obs.shape[1:], state.shape[-1], t)
+        if key not in self.buckets:
+            child = int(self._seeds.spawn(1)[0].generate_state(1)[0])
+            self.buckets[key] = EpisodeBuffer(self.capacity, t, obs.shape[1:], key[3], child)
+        self.buckets[key].add(obs, state, actions, reward, terminated)
+        while len(self) > self.capacity and len(self.buckets) > 1:
+            del self.buckets[next(iter(self.buckets))]
+
+    def sample(self, batch_size: int, burn_in: int, seq_len: int) -> EpisodeBatch:
+        """`batch_size` windows of one bucket (EpisodeBuffer.sample)."""
+        if not self.buckets:
+            raise ValueError("EpisodeBuckets.sample: no episode stored yet")
+        buckets = list(self.buckets.values())
+        sizes = np.array([len(b) for b in buckets], dtype=np.float64)
+        pick = buckets[int(self._rng.choice(len(buckets), p=sizes / sizes.sum()))]
+        return pick.sample(batch_size, burn_in, seq_len)
+
+
 # -- sequence replay ------------------------------------------------------------------------
 
 

@@ -471,7 +471,8 @@ class ServerTrunk(nn.Module):
         return u if self.gru is None else gru_cell(self.gru, u, h)
 
 
-def _head(hidden: int, out: int) -> nn.Sequential:
+def server_head(hidden: int, out: int) -> nn.Sequential:
+    """A per-server head on each server's features beside their mean (with_mean)."""
     return nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, out))
 
 
@@ -484,7 +485,7 @@ class SetActor(Sampling, nn.Module):
         self.num_levels = cfg.num_levels
         self.neutral = neutral_level(cfg)
         self.trunk = ServerTrunk(cfg.token_dim, cfg.hidden, cfg.recurrence == "server")
-        self.head = _head(cfg.hidden, self.num_levels or 2)
+        self.head = server_head(cfg.hidden, self.num_levels or 2)
         # Zero output weights: the untrained actor's mode is exactly the neutral action
         # (static SED's weights to the bit, not within 1e-3: near-ties between servers
         # would otherwise break by noise), and the first update moves them off zero.
@@ -521,7 +522,7 @@ class SetCritic(nn.Module):
         self.trunk = ServerTrunk(cfg.token_dim, cfg.hidden, cfg.recurrence == "server")
         k = cfg.hidden
         if self.num_levels:
-            self.head = _head(k, self.num_levels)
+            self.head = server_head(k, self.num_levels)
         else:
             self.head = nn.Sequential(nn.Linear(2 * k + 2, k), nn.ReLU(), nn.Linear(k, 1))
 
