@@ -15,6 +15,9 @@ The forward passes are the training networks' equations written out in float32:
 - QMIX (qmix.py AgentNetwork with one GRUCell step): per agent held by the LB, its servers'
   rows normalised like SAC-GRU's (without log1p), its one-hot id appended, relu(fc), one GRU
   step, and L utilities per server row; the greedy level is the per-server argmax.
+- The equivariant networks (hyper.arch 'equivariant', any server count): SetSacGruPolicy
+  (sac_gru.py SetActor.step) and SetQMIXPolicy (qmix.py SetAgent.step), one per-server
+  network whose outputs are a server's action parameters or its levels' utilities.
 """
 
 from __future__ import annotations
