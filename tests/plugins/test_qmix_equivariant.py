@@ -42,6 +42,7 @@ def perturbed(module: torch.nn.Module, seed: int = 3) -> torch.nn.Module:
 
 
 def agent(levels: int = 3) -> qmix.SetAgent:
+    torch.manual_seed(0)  # the initial weights: the same whatever ran before
     net = qmix.SetAgent(levels, 16, 5.0)
     rng = np.random.default_rng(1)
     net.norm.update(rng.gamma(1.0, 1.0, (64, 5 * qmix.TOKEN_WIDTH)))
@@ -74,6 +75,7 @@ def test_agent_serves_any_server_count_and_permuting_servers_permutes_q(n: int) 
 
 def test_mixer_is_monotonic_and_blind_to_the_order_of_agents_and_servers() -> None:
     rng = np.random.default_rng(5)
+    torch.manual_seed(0)
     mixer = perturbed(qmix.SetMixer(8, 8, 5.0))
     a, n = 4, 6
     state = rng.gamma(1.0, 1.0, (10, a, n, qmix.STATE_WIDTH)).astype(np.float32)
@@ -99,11 +101,13 @@ def test_numpy_serving_decides_as_the_torch_agent(n: int) -> None:
     cfg = qmix.QMIXConfig(**{k: v for k, v in HYPER.items() if k in ("arch", "hidden")})
     dims = qmix.Dims(0, 0, qmix.TOKEN_WIDTH, 3, qmix.STATE_WIDTH, 16, 8, 8)
     arrays = {f"agent.{k}": v.detach().numpy() for k, v in net.state_dict().items()}
-    policy = qmix_policy(arrays, qmix.manifest(cfg, dims, None), lb=5)
+    manifest = qmix.manifest(cfg, dims, None)
+    policy, twin = (qmix_policy(arrays, manifest, lb=5) for _ in range(2))
     assert isinstance(policy, SetQMIXPolicy) and policy.name == "qmix"
     rng = np.random.default_rng(n)
     caps = rng.choice([1.0, 2.0, 4.0], n)
-    policy.reset(PolicyContext(num_servers=n, capacities=caps))
+    for p in (policy, twin):
+        p.reset(PolicyContext(num_servers=n, capacities=caps))
     h = torch.zeros(1, n, 16)
     levels = np.array(cfg.levels)
     moved = 0
@@ -112,10 +116,13 @@ def test_numpy_serving_decides_as_the_torch_agent(n: int) -> None:
         x = np.concatenate([feats, capacity_token(caps)[:, None]], 1).astype(np.float32)
         with torch.no_grad():
             q, h = net.step(torch.from_numpy(x)[None], h)
-        best = q[0].argmax(-1).numpy()
+        np.testing.assert_allclose(twin.step(feats), q[0].numpy(), rtol=1e-4, atol=1e-5)
         weights = policy.decide(feats, np.ones(n, dtype=bool), None)
-        np.testing.assert_allclose(weights, levels[best] * caps, rtol=1e-12)
-        moved += int((best != 0).sum())
+        top = np.sort(q[0].numpy(), -1)
+        clear = top[:, -1] - top[:, -2] > 1e-3  # float32 rounding cannot flip these argmaxes
+        best = q[0].argmax(-1).numpy()
+        np.testing.assert_allclose(weights[clear], (levels[best] * caps)[clear], rtol=1e-12)
+        moved += int((best[clear] != 0).sum())
     assert moved > 0  # not every server at the first level: the test can tell them apart
 
 
