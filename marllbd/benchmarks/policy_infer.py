@@ -118,3 +118,37 @@ def policy_infer_equivariant(quick: bool) -> list[BenchResult]:
             name = f"policy_infer_equivariant{tag}_{n}"
             results.append(_result(name, learned, stream, capacities, 2 if quick else 4))
     return results
+
+
+def _fresh_qmix() -> Policy:
+    """A freshly initialised equivariant QMIX agent (hyper.arch 'equivariant'), saved and
+    loaded as each LB's daemon would: one checkpoint for any LB and server count."""
+    from marllbd_rl import qmix
+
+    from marllbd import checkpoint
+
+    cfg = qmix.QMIXConfig(arch="equivariant")
+    dims = qmix.Dims(
+        0, 0, qmix.TOKEN_WIDTH, len(cfg.levels), qmix.STATE_WIDTH,
+        cfg.hidden, cfg.mixing_embed, cfg.hypernet_hidden,
+    )  # fmt: skip
+    learner = qmix.Learner(dims, cfg, None)
+    manifest = {"algorithm": "qmix", "seed": 0, "scenario": ""}
+    manifest |= qmix.manifest(cfg, dims, None)
+    manifest["progress"] = {"steps": 0, "episodes": 0, "updates": 0, "best_fct": None}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = checkpoint.save(Path(tmp) / "ckpt", manifest, learner.arrays())
+        return load_policy(f"qmix:{path}", lb=1)
+
+
+@benchmark("policy_infer_qmix_equivariant")
+def policy_infer_qmix_equivariant(quick: bool) -> list[BenchResult]:
+    """Median µs per LB decision (features + decide) of the equivariant QMIX agent on 16
+    and 64 servers against sed, on the same frames, in the same run (#17: ≤ 300 µs at 64)."""
+    learned = _fresh_qmix()
+    results = []
+    for n in (16, 64):
+        stream, capacities = _frame_stream(300 if quick else 1500, synthetic(n, duration=30.0))
+        name = f"policy_infer_qmix_equivariant_{n}"
+        results.append(_result(name, learned, stream, capacities, 2 if quick else 4))
+    return results
