@@ -125,20 +125,8 @@ def _fresh_qmix() -> Policy:
     loaded as each LB's daemon would: one checkpoint for any LB and server count."""
     from marllbd_rl import qmix
 
-    from marllbd import checkpoint
-
-    cfg = qmix.QMIXConfig(arch="equivariant")
-    dims = qmix.Dims(
-        0, 0, qmix.TOKEN_WIDTH, len(cfg.levels), qmix.STATE_WIDTH,
-        cfg.hidden, cfg.mixing_embed, cfg.hypernet_hidden,
-    )  # fmt: skip
-    learner = qmix.Learner(dims, cfg, None)
-    manifest = {"algorithm": "qmix", "seed": 0, "scenario": ""}
-    manifest |= qmix.manifest(cfg, dims, None)
-    manifest["progress"] = {"steps": 0, "episodes": 0, "updates": 0, "best_fct": None}
     with tempfile.TemporaryDirectory() as tmp:
-        path = checkpoint.save(Path(tmp) / "ckpt", manifest, learner.arrays())
-        return load_policy(f"qmix:{path}", lb=1)
+        return load_policy(f"qmix:{qmix.save_untrained(Path(tmp) / 'ckpt')}", lb=1)
 
 
 @benchmark("policy_infer_qmix_equivariant")

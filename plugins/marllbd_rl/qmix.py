@@ -749,6 +749,24 @@ class Qmix(LearnerAlgorithm[Learner]):
             self._begun = (steps, self.learner.updates)
 
 
+def save_untrained(path: str | Path, **hyper: Any) -> Path:
+    """A freshly initialised equivariant QMIX checkpoint (hyper.arch 'equivariant' and
+    `hyper`) at `path`, as training writes one: for serving tests and benchmarks, whose
+    cost and plumbing do not depend on what the agent learned."""
+    from marllbd import checkpoint
+
+    cfg = QMIXConfig(**{"arch": "equivariant", **hyper})
+    dims = Dims(
+        0, 0, TOKEN_WIDTH, len(cfg.levels), STATE_WIDTH,
+        cfg.hidden, cfg.mixing_embed, cfg.hypernet_hidden,
+    )  # fmt: skip
+    learner = Learner(dims, cfg, None)
+    meta: dict[str, Any] = {"algorithm": ALGORITHM, "seed": 0, "scenario": ""}
+    meta |= manifest(cfg, dims, None)
+    meta["progress"] = {"steps": 0, "episodes": 0, "updates": 0, "best_fct": None}
+    return checkpoint.save(Path(path), meta, learner.arrays())
+
+
 def manifest(cfg: QMIXConfig, dims: Dims, layout: Layout | None) -> dict[str, Any]:
     """What a checkpoint's manifest says of the networks (and serving reads back)."""
     action = ActionSpec(kind="discrete", levels=cfg.levels, base=cfg.weight_base)

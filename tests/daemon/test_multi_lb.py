@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from marllbd.daemon import config as cfg
 from marllbd.daemon.app import Daemon, policy_id
@@ -70,18 +71,25 @@ mean_work = 0.1
 UNIVERSAL = f"sac-gru:{Path(__file__).parents[2] / 'configs/policies/sac-gru'}"
 
 
-async def test_three_daemons_serve_the_universal_policy_each_on_its_own_frames(
-    region_name: str, tmp_path: Path
+@pytest.mark.parametrize("algorithm", ["sac-gru", "qmix"])
+async def test_three_daemons_serve_one_checkpoint_each_on_its_own_frames(
+    region_name: str, tmp_path: Path, algorithm: str
 ) -> None:
     """The multi-LB deployment: one simulator with three LB regions, one daemon per LB,
-    each loading the same universal checkpoint.  Each decides with the learned policy (no
+    each loading the same checkpoint (the shipped universal SAC-GRU, or an equivariant
+    QMIX agent: any LB and server count).  Each decides with the learned policy (no
     fallback), publishes into its own region's weights slot, and decides on its own LB's
     frames only: frames of one number differ between the daemons (each LB's flows are
     its own), and each daemon's frames are its own region's."""
     scenario = tmp_path / "three.toml"
     scenario.write_text(THREE_LBS)
+    spec = UNIVERSAL
+    if algorithm == "qmix":
+        from marllbd_rl import qmix
+
+        spec = f"qmix:{qmix.save_untrained(tmp_path / 'qmix')}"
     daemons = [
-        Daemon(_config(region_name, lb, lb == 0, scenario=str(scenario), policy=UNIVERSAL))
+        Daemon(_config(region_name, lb, lb == 0, scenario=str(scenario), policy=spec))
         for lb in range(3)
     ]
     seen: list[dict[int, bytes]] = [{} for _ in daemons]
@@ -106,10 +114,10 @@ async def test_three_daemons_serve_the_universal_policy_each_on_its_own_frames(
         for lb, d in enumerate(daemons):
             assert d.backend.region_name == f"{region_name}-{lb}"
             assert value(d, "marllbd_fallbacks_total") == 0
-            assert d.decider.policy.name == "sac-gru"
+            assert d.decider.policy.name == algorithm
             weights = WeightsReader(Region.attach(f"{region_name}-{lb}"))
             assert weights.read() is WeightsStatus.NEW
-            assert weights.policy_id == policy_id(UNIVERSAL)
+            assert weights.policy_id == policy_id(spec)
             assert np.isfinite(weights.weights).all() and (weights.weights > 0).all()
         for i in range(3):
             for j in range(i + 1, 3):
