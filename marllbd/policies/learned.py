@@ -23,6 +23,7 @@ The forward passes are the training networks' equations written out in float32:
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -561,11 +562,14 @@ class SetSacGruPolicy(_Recurrent):
         expected = (self.num_servers, NUM_FEATURES)
         if features.shape != expected:
             raise PolicyError(f"features: expected shape {expected}, got {features.shape}")
-        raw = self.step(features, active)
+        return self._weights(self.step(features, active), self._capacities)
+
+    def _weights(self, raw: np.ndarray, capacities: np.ndarray) -> np.ndarray:
+        """The weights of the head's output (n, K or 2) for the last tokens."""
         level = raw.argmax(-1) if self._k else np.tanh(raw[:, 0])
         if self._residual != "static":
             level = on_estimate(level, self._last, self._spec, self._residual)
-        return self._spec.weights(level, self._capacities)
+        return self._spec.weights(level, capacities)
 
 
 def sac_gru_policy(
@@ -820,6 +824,23 @@ class SetQMIXPolicy(SetSacGruPolicy):
 
     name = QMIX
 
+    def __init__(self, layers: Mapping[str, np.ndarray], *, hint: str, **kw: Any) -> None:
+        super().__init__(layers, hint=hint, **kw)
+        self._on_estimates = hint == "adaptive"
+        spec = self._spec
+        self._continuous = dataclasses.replace(spec, kind="continuous")
+        self._exponents = (np.log(spec.levels) / np.log(spec.spread)).astype(_F32)
+
+    def _weights(self, raw: np.ndarray, capacities: np.ndarray) -> np.ndarray:
+        """Each server's best level × its configured capacity, or with hint 'adaptive'
+        × adaptive-sed's estimate of it: the continuous action log(level) / log(spread)
+        moved onto the estimates (on_estimate) and clipped there."""
+        best = raw.argmax(-1)
+        if not self._on_estimates:
+            return self._spec.weights(best, capacities)
+        action = on_estimate(self._exponents[best], self._last, self._continuous)
+        return self._continuous.weights(action, capacities)
+
     @classmethod
     def from_qmix(
         cls,
@@ -834,9 +855,14 @@ class SetQMIXPolicy(SetSacGruPolicy):
         at, arrays_at = _places(where)
         dims = _manifest_field(manifest, at, "dims")
         tok, lv, hid = (_dim(at, dims, k) for k in ("features", "levels", "hidden"))
-        if tok != NUM_FEATURES + 1 or min(lv, hid) < 1:
+        hyper = _manifest_field(manifest, at, "hyper")
+        hint = hyper.get("hint", "none") if isinstance(hyper, Mapping) else "none"
+        if hint not in ("none", "adaptive"):
+            raise CheckpointError(f"{at}: hyper.hint: expected 'none' or 'adaptive', got {hint!r}")
+        want = ServerTokens(hint).width
+        if tok != want or min(lv, hid) < 1:
             raise CheckpointError(
-                f"{at}: dims: expected features = {NUM_FEATURES + 1} (a token per server) "
+                f"{at}: dims: expected features = {want} (a token per server, hint {hint!r}) "
                 f"and positive levels and hidden, got {dict(dims)}"
             )
         action = _action(at, manifest)
@@ -847,7 +873,7 @@ class SetQMIXPolicy(SetSacGruPolicy):
             )
         clip = _positive(at, "hyper.norm_clip", _manifest_field(manifest, at, "hyper", "norm_clip"))
         layers = set_layers(arrays, "agent", "agent.norm", (tok, hid, lv), True, arrays_at)
-        return cls(layers, num_levels=lv, clip=clip, action=action)
+        return cls(layers, num_levels=lv, clip=clip, action=action, hint=hint)
 
 
 def qmix_policy(

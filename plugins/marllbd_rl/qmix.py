@@ -44,8 +44,10 @@ from marllbd.policies.actions import ActionSpec
 from marllbd.policies.learned import (
     Layout,
     QMIXPolicy,
+    ServerTokens,
     SetQMIXPolicy,
     capacity_token,
+    on_estimate,
     qmix_policy,
 )
 from marllbd.sim.family import Family, FamilyError, load_family
@@ -132,10 +134,23 @@ class QMIXConfig:
     shared per-server head of L utilities; no agent id, and the mixer's hypernetworks read
     state tokens pooled over servers and agents (SetMixer): one checkpoint for any number
     of servers and LB nodes, trainable on a family (a replay bucket per layout)."""
+    hint: str = "none"
+    """arch 'equivariant': 'adaptive' adds adaptive-sed's capacity estimate to each
+    server's token (marllbd.policies.learned.ServerTokens) and scales the chosen levels
+    by the estimates instead of the configured capacities (the residual on adaptive-sed
+    that carries the universal SAC-GRU's gain): level 1.0 everywhere is adaptive-sed."""
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise ValueError(f"qmix.arch: expected one of {', '.join(ARCHS)}, got {self.arch!r}")
+        if self.hint not in ("none", "adaptive"):
+            raise ValueError(f"qmix.hint: expected 'none' or 'adaptive', got {self.hint!r}")
+        if self.hint == "adaptive" and (
+            self.arch != "equivariant" or self.weight_base != "capacity"
+        ):
+            raise ValueError(
+                "qmix.hint: 'adaptive' needs arch 'equivariant' and weight_base 'capacity'"
+            )
         positive = ("hidden", "mixing_embed", "hypernet_hidden", "batch_size", "seq_len")
         for name in (*positive, "buffer_episodes", "train_every", "target_every"):
             if getattr(self, name) < 1:
@@ -247,11 +262,11 @@ class SetAgent(nn.Module):
     The universal SAC-GRU's trunk with a Q head: the numpy serving path is the same code
     (marllbd.policies.learned.SetQMIXPolicy)."""
 
-    def __init__(self, n_levels: int, hidden: int, clip: float) -> None:
+    def __init__(self, n_levels: int, hidden: int, clip: float, width: int = TOKEN_WIDTH) -> None:
         super().__init__()
         self.hidden = hidden
-        self.norm = TokenNorm(NUM_FEATURES, TOKEN_WIDTH, clip)
-        self.trunk = ServerTrunk(TOKEN_WIDTH, hidden, recurrent=True)
+        self.norm = TokenNorm(NUM_FEATURES, width, clip)
+        self.trunk = ServerTrunk(width, hidden, recurrent=True)
         self.head = server_head(hidden, n_levels)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -360,7 +375,7 @@ class Learner:
         if self.equivariant:
             if mixer is not None:
                 raise TrainingError("network: a custom mixer needs arch 'flat' (sized by A)")
-            self.agent = SetAgent(dims.levels, dims.hidden, clip)
+            self.agent = SetAgent(dims.levels, dims.hidden, clip, dims.features)
             self.mixer: nn.Module = SetMixer(dims.mixing_embed, dims.hypernet_hidden, clip)
         else:
             self.agent = AgentNetwork(
@@ -522,7 +537,7 @@ class Qmix(LearnerAlgorithm[Learner]):
         self.dims = Dims(
             n_agents=0 if self.equivariant else len(env.possible_agents),
             rows=self.rows,
-            features=TOKEN_WIDTH if self.equivariant else NUM_FEATURES,
+            features=ServerTokens(cfg.hint).width if self.equivariant else NUM_FEATURES,
             levels=len(cfg.levels),
             state_dim=STATE_WIDTH
             if self.equivariant
@@ -565,6 +580,8 @@ class Qmix(LearnerAlgorithm[Learner]):
         """The rollout envs on `scenario`: config.envs episodes stepped in lockstep."""
         cfg, hooks = self.cfg, self.hooks
         self._cap_token = capacity_token(scenario.capacities)
+        self._capacities = scenario.capacities
+        self._continuous = ActionSpec(kind="continuous", levels=cfg.levels, base=cfg.weight_base)
         if hooks.env_factory is not None:
             if self.equivariant:
                 raise TrainingError("env_factory: needs arch 'flat' (for now)")
@@ -577,7 +594,7 @@ class Qmix(LearnerAlgorithm[Learner]):
         envs = MultiAgentVectorEnv(
             self.config.envs,
             scenario,
-            action_type="discrete",
+            action_type="continuous" if cfg.hint == "adaptive" else "discrete",
             levels=cfg.levels,
             weight_base=cfg.weight_base,
             reward_field=cfg.reward_field,
@@ -590,11 +607,31 @@ class Qmix(LearnerAlgorithm[Learner]):
             )
         return envs
 
-    def tokens(self, obs: np.ndarray) -> np.ndarray:
-        """arch 'equivariant': the agents' tokens (E, A, n, TOKEN_WIDTH) of observations
-        (E, A, n, 12): each server's features and its capacity token."""
-        cap = np.broadcast_to(self._cap_token[:, None], (*obs.shape[:-1], 1))
-        return np.concatenate([obs, cap], -1, dtype=np.float32)
+    def tokens(self, obs: np.ndarray, makers: list[ServerTokens] | None = None) -> np.ndarray:
+        """arch 'equivariant': the agents' tokens (E, A, n, W) of observations (E, A, n,
+        12), from each (env, agent)'s ServerTokens (the rollouts' own, advancing their
+        estimators: once per interval): each server's features, its capacity token and,
+        with hint 'adaptive', adaptive-sed's estimate."""
+        makers = self._makers if makers is None else makers
+        flat = obs.reshape(-1, *obs.shape[2:])
+        return np.stack([m(x) for m, x in zip(makers, flat, strict=True)]).reshape(
+            *obs.shape[:3], -1
+        )
+
+    def _fresh_makers(self, count: int) -> list[ServerTokens]:
+        makers = [ServerTokens(self.cfg.hint) for _ in range(count)]
+        for m in makers:
+            m.reset(self._capacities)
+        return makers
+
+    def env_action(self, levels: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        """What the envs step with for the chosen level indices (E, A, n): the same, or
+        with hint 'adaptive' the continuous actions whose weights are level × adaptive-sed's
+        estimate (on_estimate; the replay keeps the indices)."""
+        if self.cfg.hint != "adaptive":
+            return levels
+        exponents = np.log(np.asarray(self.cfg.levels)) / np.log(self._continuous.spread)
+        return on_estimate(exponents[levels].astype(np.float32), tokens, self._continuous)
 
     def state(self) -> np.ndarray:
         """The mixer's input: `envs.state()`, or with arch 'equivariant' its tokens
@@ -618,6 +655,7 @@ class Qmix(LearnerAlgorithm[Learner]):
         seeds = self._env_rng.integers(0, 2**31 - 1, size=self.envs.num_envs)
         obs, _ = self.envs.reset(seed=[int(s) for s in seeds])
         if self.equivariant:
+            self._makers = self._fresh_makers(obs.shape[0] * obs.shape[1])
             obs = self.tokens(obs)
             n, a = self.envs.num_servers, len(self.envs.possible_agents)
             self.h = torch.zeros(self.envs.num_envs * a, n, self.dims.hidden)
@@ -657,7 +695,7 @@ class Qmix(LearnerAlgorithm[Learner]):
         actions = epsilon_greedy(q, eps, self._act_rng).reshape(obs.shape[:3])
         n = self.envs.num_envs
         count = min(n, budget)
-        obs, rewards, terminated, truncated, info = self.envs.step(actions)
+        obs, rewards, terminated, truncated, info = self.envs.step(self.env_action(actions, obs))
         self._steps += count
         if count < n:  # the run ends inside this episode: the last `count` steps count
             self._episode = None
@@ -725,7 +763,9 @@ class Qmix(LearnerAlgorithm[Learner]):
         agent = self.learner.agent
         with torch.no_grad():
             if isinstance(agent, SetAgent):
-                tokens = torch.from_numpy(self.tokens(x[None])[0])
+                if state is None:  # a new episode: its own estimators
+                    self._predict_makers = self._fresh_makers(a)
+                tokens = torch.from_numpy(self.tokens(x[None], self._predict_makers)[0])
                 h = torch.zeros(*x.shape[:2], self.dims.hidden) if state is None else state
                 q, h = agent.step(tokens, h)
             else:
@@ -757,7 +797,7 @@ def save_untrained(path: str | Path, **hyper: Any) -> Path:
 
     cfg = QMIXConfig(**{"arch": "equivariant", **hyper})
     dims = Dims(
-        0, 0, TOKEN_WIDTH, len(cfg.levels), STATE_WIDTH,
+        0, 0, ServerTokens(cfg.hint).width, len(cfg.levels), STATE_WIDTH,
         cfg.hidden, cfg.mixing_embed, cfg.hypernet_hidden,
     )  # fmt: skip
     learner = Learner(dims, cfg, None)

@@ -19,8 +19,13 @@ from marllbd_rl.replay import EpisodeBuckets  # noqa: E402
 from marllbd import checkpoint  # noqa: E402
 from marllbd.features import NUM_FEATURES  # noqa: E402
 from marllbd.policies import PolicyContext, load  # noqa: E402
-from marllbd.policies.learned import SetQMIXPolicy, capacity_token, qmix_policy  # noqa: E402
-from marllbd.sim.family import scenario_toml  # noqa: E402
+from marllbd.policies.learned import (  # noqa: E402
+    ServerTokens,
+    SetQMIXPolicy,
+    capacity_token,
+    qmix_policy,
+)
+from marllbd.sim.family import load_family, scenario_toml  # noqa: E402
 from marllbd.sim.scenario import synthetic  # noqa: E402
 from marllbd.training import Hooks, TrainConfig, Trainer, TrainingError  # noqa: E402
 
@@ -93,27 +98,56 @@ def test_mixer_is_monotonic_and_blind_to_the_order_of_agents_and_servers() -> No
     assert mixer(q[:, :2], other).shape == (10,)
 
 
-@pytest.mark.parametrize("n", [3, 24])
-def test_numpy_serving_decides_as_the_torch_agent(n: int) -> None:
+def feature_stream(hint: str, n: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Frames' features and the capacities: random ones, or with hint 'adaptive' LB 0's
+    of a drift sample (capacities change mid-run, so adaptive-sed's estimates move)."""
+    if hint == "none":
+        rng = np.random.default_rng(n)
+        caps = rng.choice([1.0, 2.0, 4.0], n)
+        return [rng.gamma(1.0, 0.3, (n, NUM_FEATURES)) for _ in range(8)], caps
+    from marllbd import features as F
+    from marllbd.sim.engine import Engine
+
+    sc = load_family("drift").sample(1)
+    engine, caps = Engine(sc), sc.capacities
+    stream = []
+    while not engine.done:
+        stream.append(F.compute(engine.step(copy=True).observations[0], caps))
+    return stream, caps
+
+
+@pytest.mark.parametrize(("n", "hint"), [(3, "none"), (24, "none"), (0, "adaptive")])
+def test_numpy_serving_decides_as_the_torch_agent(n: int, hint: str) -> None:
     """SetQMIXPolicy from the agent's arrays: per decision the argmax level of the torch
-    agent's utilities on the same tokens (features and capacity token), GRU carried."""
-    net = agent()
-    cfg = qmix.QMIXConfig(**{k: v for k, v in HYPER.items() if k in ("arch", "hidden")})
-    dims = qmix.Dims(0, 0, qmix.TOKEN_WIDTH, 3, qmix.STATE_WIDTH, 16, 8, 8)
+    agent's utilities on the same tokens (features and capacity token; with hint
+    'adaptive' also adaptive-sed's estimate), GRU carried; the weights are the level
+    times the configured capacity, or with the hint times the estimate (within the
+    continuous action's spread of the capacity)."""
+    stream, caps = feature_stream(hint, n)
+    n = len(caps)
+    width = ServerTokens(hint).width
+    torch.manual_seed(0)
+    net = qmix.SetAgent(3, 16, 5.0, width)
+    net.norm.update(np.random.default_rng(1).gamma(1.0, 1.0, (64, 5 * width)))
+    perturbed(net)
+    cfg = qmix.QMIXConfig(arch="equivariant", hidden=16, hint=hint)
+    dims = qmix.Dims(0, 0, width, 3, qmix.STATE_WIDTH, 16, 8, 8)
     arrays = {f"agent.{k}": v.detach().numpy() for k, v in net.state_dict().items()}
     manifest = qmix.manifest(cfg, dims, None)
     policy, twin = (qmix_policy(arrays, manifest, lb=5) for _ in range(2))
     assert isinstance(policy, SetQMIXPolicy) and policy.name == "qmix"
-    rng = np.random.default_rng(n)
-    caps = rng.choice([1.0, 2.0, 4.0], n)
     for p in (policy, twin):
         p.reset(PolicyContext(num_servers=n, capacities=caps))
     h = torch.zeros(1, n, 16)
     levels = np.array(cfg.levels)
-    moved = 0
-    for _ in range(8):
-        feats = rng.gamma(1.0, 0.3, (n, NUM_FEATURES))
-        x = np.concatenate([feats, capacity_token(caps)[:, None]], 1).astype(np.float32)
+    maker = ServerTokens(hint)
+    maker.reset(caps)
+    moved, hints = 0, []
+    for feats in stream:
+        x = maker(feats.astype(np.float32))
+        if hint == "none":  # the token is the features and the capacity token
+            want = np.concatenate([feats, capacity_token(caps)[:, None]], 1)
+            np.testing.assert_allclose(x, want.astype(np.float32))
         with torch.no_grad():
             q, h = net.step(torch.from_numpy(x)[None], h)
         np.testing.assert_allclose(twin.step(feats), q[0].numpy(), rtol=1e-4, atol=1e-5)
@@ -121,9 +155,14 @@ def test_numpy_serving_decides_as_the_torch_agent(n: int) -> None:
         top = np.sort(q[0].numpy(), -1)
         clear = top[:, -1] - top[:, -2] > 1e-3  # float32 rounding cannot flip these argmaxes
         best = q[0].argmax(-1).numpy()
-        np.testing.assert_allclose(weights[clear], (levels[best] * caps)[clear], rtol=1e-12)
+        base = caps if hint == "none" else caps * np.exp(x[:, -1].astype(np.float64))
+        want_w = np.clip(levels[best] * base, caps / 3.0, caps * 3.0)
+        np.testing.assert_allclose(weights[clear], want_w[clear], rtol=1e-5)
         moved += int((best[clear] != 0).sum())
+        hints.append(x[:, -1].copy())
     assert moved > 0  # not every server at the first level: the test can tell them apart
+    if hint == "adaptive":
+        assert np.ptp(np.array(hints)) > 0.1  # the estimates moved off the capacities
 
 
 def family_config(tmp_path: Path, **kw: Any) -> TrainConfig:
@@ -199,3 +238,28 @@ def test_equivariant_settings_that_cannot_work_are_refused(tmp_path: Path) -> No
     grouped.write_text(scenario_toml(synthetic(4, lb_nodes=2, group_size=2, duration=4.0)))
     with pytest.raises(TrainingError, match=r"arch 'equivariant': .* 2 groups"):
         Trainer(family_config(tmp_path, family=None, scenario=str(grouped)))
+
+
+def test_hint_adaptive_trains_on_the_estimates(tmp_path: Path) -> None:
+    """hint 'adaptive': the rollouts' tokens carry adaptive-sed's estimates, the envs step
+    with weights level × estimate, and the checkpoint serves with the same tokens."""
+    trainer = Trainer(family_config(tmp_path, hyper={**HYPER, "hint": "adaptive"}))
+    algo = trainer.algorithm
+    assert isinstance(algo, qmix.Qmix) and algo.dims.features == NUM_FEATURES + 2
+    result = trainer.learn()
+    e = np.array([[0.0, np.log(0.5), np.log(1.25), np.log(5.0)]], dtype=np.float32)
+    tokens = np.zeros((1, 1, 4, NUM_FEATURES + 2), dtype=np.float32)
+    tokens[..., -1] = e
+    levels = np.array([[[0, 1, 2, 2]]])
+    action = algo.env_action(levels, tokens)
+    caps = np.array([1.0, 2.0, 4.0, 1.0])
+    weights = algo._continuous.weights(action[0, 0], caps)
+    want = np.array([1.0, 1.5 * 0.5 * 2.0, 2.0 * 1.25 * 4.0, 3.0])  # the last clipped at 3x
+    np.testing.assert_allclose(weights, want, rtol=1e-5)
+    m = checkpoint.load(result.last, algorithm="qmix").manifest
+    assert m["hyper"]["hint"] == "adaptive" and m["dims"]["features"] == NUM_FEATURES + 2
+    policy = load(f"qmix:{result.last}")
+    policy.reset(PolicyContext(num_servers=4, capacities=caps))
+    assert np.isfinite(policy.decide(np.ones((4, NUM_FEATURES)), np.ones(4, bool), None)).all()
+    with pytest.raises(ValueError, match=r"qmix.hint: 'adaptive' needs arch 'equivariant'"):
+        qmix.QMIXConfig(hint="adaptive")
