@@ -347,6 +347,14 @@ GATE = AdaptiveConfig().threshold
 full (adaptive-sed's own evidence threshold); below it, in proportion."""
 
 
+def _hint(at: str | Path, hyper: Any) -> str:
+    """A manifest's hyper.hint ('none' for a checkpoint from before the option)."""
+    hint = hyper.get("hint", "none") if isinstance(hyper, Mapping) else "none"
+    if hint not in ("none", "adaptive"):
+        raise CheckpointError(f"{at}: hyper.hint: expected 'none' or 'adaptive', got {hint!r}")
+    return str(hint)
+
+
 def residual_error(residual: str, hint: str, discrete: bool, base: str) -> str | None:
     """Why `residual` does not go with the other settings, or None (for the trainer's
     config and the served checkpoint alike)."""
@@ -498,9 +506,7 @@ class SetSacGruPolicy(_Recurrent):
         dims = _manifest_field(manifest, at, "dims")
         tok, hid, k = (_dim(at, dims, key) for key in ("token_dim", "hidden", "num_levels"))
         hyper = _manifest_field(manifest, at, "hyper")
-        hint = hyper.get("hint", "none") if isinstance(hyper, Mapping) else "none"
-        if hint not in ("none", "adaptive"):
-            raise CheckpointError(f"{at}: hyper.hint: expected 'none' or 'adaptive', got {hint!r}")
+        hint = _hint(at, hyper)
         want_tok = ServerTokens(hint).width
         if tok != want_tok or hid < 1:
             raise CheckpointError(
@@ -572,19 +578,25 @@ class SetSacGruPolicy(_Recurrent):
         return self._spec.weights(level, capacities)
 
 
+def _equivariant(manifest: Mapping[str, Any], where: Path | None) -> bool:
+    """Whether hyper.arch is 'equivariant' (else 'flat'; a checkpoint from before the
+    option is flat); CheckpointError for another value."""
+    hyper = _manifest_field(manifest, _places(where)[0], "hyper")
+    arch = hyper.get("arch", "flat") if isinstance(hyper, Mapping) else "flat"
+    if arch not in ("flat", "equivariant"):
+        raise CheckpointError(
+            f"{_places(where)[0]}: hyper.arch: expected 'flat' or 'equivariant', got {arch!r}"
+        )
+    return bool(arch == "equivariant")
+
+
 def sac_gru_policy(
     arrays: Mapping[str, np.ndarray], manifest: Mapping[str, Any], *, where: Path | None = None
 ) -> SacGruPolicy | SetSacGruPolicy:
     """The served actor of SAC-GRU arrays: flat or equivariant as hyper.arch says (a
     checkpoint from before the option is flat)."""
-    hyper = _manifest_field(manifest, _places(where)[0], "hyper")
-    arch = hyper.get("arch", "flat") if isinstance(hyper, Mapping) else "flat"
-    if arch == "equivariant":
+    if _equivariant(manifest, where):
         return SetSacGruPolicy.from_arrays(arrays, manifest, where=where)
-    if arch != "flat":
-        raise CheckpointError(
-            f"{_places(where)[0]}: hyper.arch: expected 'flat' or 'equivariant', got {arch!r}"
-        )
     return SacGruPolicy.from_arrays(arrays, manifest, where=where)
 
 
@@ -607,6 +619,20 @@ def load_sac_gru(arg: str | None) -> SacGruPolicy | SetSacGruPolicy:
 
 
 # -- QMIX -----------------------------------------------------------------------------------
+
+
+def _qmix_action_clip(
+    at: str | Path, manifest: Mapping[str, Any], levels: int
+) -> tuple[ActionSpec, float]:
+    """A QMIX manifest's action (discrete, checked against dims.levels) and feature clip."""
+    action = _action(at, manifest)
+    if action.kind != "discrete" or len(action.levels) != levels:
+        raise CheckpointError(
+            f"{at}: action: expected {levels} discrete levels (dims.levels), "
+            f"got a {action.kind} action with levels {list(action.levels)}"
+        )
+    clip = _positive(at, "hyper.norm_clip", _manifest_field(manifest, at, "hyper", "norm_clip"))
+    return action, clip
 
 
 @dataclass(frozen=True)
@@ -749,13 +775,7 @@ class QMIXPolicy(_Recurrent):
             raise CheckpointError(
                 f"{at}: layout: expected {a} agents (dims.n_agents), got {len(layout.agents)}"
             )
-        action = _action(at, manifest)
-        if action.kind != "discrete" or len(action.levels) != lv:
-            raise CheckpointError(
-                f"{at}: action: expected {lv} discrete levels (dims.levels), "
-                f"got a {action.kind} action with levels {list(action.levels)}"
-            )
-        clip = _positive(at, "hyper.norm_clip", _manifest_field(manifest, at, "hyper", "norm_clip"))
+        action, clip = _qmix_action_clip(at, manifest, lv)
 
         def get(name: str, *shape: int) -> np.ndarray:
             return _f32(take(arrays, name, shape, where=arrays_at))
@@ -856,22 +876,14 @@ class SetQMIXPolicy(SetSacGruPolicy):
         dims = _manifest_field(manifest, at, "dims")
         tok, lv, hid = (_dim(at, dims, k) for k in ("features", "levels", "hidden"))
         hyper = _manifest_field(manifest, at, "hyper")
-        hint = hyper.get("hint", "none") if isinstance(hyper, Mapping) else "none"
-        if hint not in ("none", "adaptive"):
-            raise CheckpointError(f"{at}: hyper.hint: expected 'none' or 'adaptive', got {hint!r}")
+        hint = _hint(at, hyper)
         want = ServerTokens(hint).width
         if tok != want or min(lv, hid) < 1:
             raise CheckpointError(
                 f"{at}: dims: expected features = {want} (a token per server, hint {hint!r}) "
                 f"and positive levels and hidden, got {dict(dims)}"
             )
-        action = _action(at, manifest)
-        if action.kind != "discrete" or len(action.levels) != lv:
-            raise CheckpointError(
-                f"{at}: action: expected {lv} discrete levels (dims.levels), "
-                f"got a {action.kind} action with levels {list(action.levels)}"
-            )
-        clip = _positive(at, "hyper.norm_clip", _manifest_field(manifest, at, "hyper", "norm_clip"))
+        action, clip = _qmix_action_clip(at, manifest, lv)
         layers = set_layers(arrays, "agent", "agent.norm", (tok, hid, lv), True, arrays_at)
         return cls(layers, num_levels=lv, clip=clip, action=action, hint=hint)
 
@@ -885,14 +897,8 @@ def qmix_policy(
 ) -> QMIXPolicy | SetQMIXPolicy:
     """LB `lb`'s served QMIX agents: flat or equivariant as hyper.arch says (a checkpoint
     from before the option is flat; the equivariant agent is every node's)."""
-    hyper = _manifest_field(manifest, _places(where)[0], "hyper")
-    arch = hyper.get("arch", "flat") if isinstance(hyper, Mapping) else "flat"
-    if arch == "equivariant":
+    if _equivariant(manifest, where):
         return SetQMIXPolicy.from_qmix(arrays, manifest, where=where)
-    if arch != "flat":
-        raise CheckpointError(
-            f"{_places(where)[0]}: hyper.arch: expected 'flat' or 'equivariant', got {arch!r}"
-        )
     return QMIXPolicy.from_arrays(arrays, manifest, lb, where=where)
 
 

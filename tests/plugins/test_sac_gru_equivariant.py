@@ -316,17 +316,23 @@ def test_family_training_draws_samples_of_several_server_counts(tmp_path: Path) 
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
-def test_lb_nodes_any_trains_lb_0_of_samples_with_several_nodes(tmp_path: Path) -> None:
-    """hyper lb_nodes 'any': samples with two LB nodes are kept (LB 0 learns, the other
-    node keeps static weights); a step budget that ends inside a round of the groups
-    (402 = 100 rounds of 4 envs and 2 steps) stops cleanly there."""
-    config = family_config(tmp_path, steps=402, hyper={**FAMILY_HYPER, "lb_nodes": "any"})
+def train_lb_nodes(tmp_path: Path, lb_nodes: str) -> tuple[S.SacGru, Any]:
+    """402 steps on the small family with hyper lb_nodes; it drew samples of 1 and 2 nodes."""
+    config = family_config(tmp_path, steps=402, hyper={**FAMILY_HYPER, "lb_nodes": lb_nodes})
     trainer = Trainer(config)
     algo = trainer.algorithm
     assert isinstance(algo, S.SacGru)
     samples = recorded_draws(algo)
     result = trainer.learn()
     assert {sc.lb_nodes for sc in samples} == {1, 2}
+    return algo, result
+
+
+def test_lb_nodes_any_trains_lb_0_of_samples_with_several_nodes(tmp_path: Path) -> None:
+    """hyper lb_nodes 'any': samples with two LB nodes are kept (LB 0 learns, the other
+    node keeps static weights); a step budget that ends inside a round of the groups
+    (402 = 100 rounds of 4 envs and 2 steps) stops cleanly there."""
+    _, result = train_lb_nodes(tmp_path, "any")
     m = checkpoint.load(result.last, algorithm="sac-gru").manifest
     assert m["progress"]["steps"] == 402 and m["hyper"]["lb_nodes"] == "any"
     with pytest.raises(ValueError, match=r"hyper.lb_nodes: expected one of one, any, all"):
@@ -337,13 +343,7 @@ def test_lb_nodes_all_trains_every_node_of_samples_with_several_nodes(tmp_path: 
     """hyper lb_nodes 'all' (self-play): each LB node of a two-node sample is a replay
     stream of its own, written at every step as the one-node samples' streams are, and
     a step is one node's transition."""
-    config = family_config(tmp_path, steps=402, hyper={**FAMILY_HYPER, "lb_nodes": "all"})
-    trainer = Trainer(config)
-    algo = trainer.algorithm
-    assert isinstance(algo, S.SacGru)
-    samples = recorded_draws(algo)
-    result = trainer.learn()
-    assert {sc.lb_nodes for sc in samples} == {1, 2}
+    algo, result = train_lb_nodes(tmp_path, "all")
     assert algo.streams == 4 * S.MAX_LB_NODES
     two = [g for g in algo.groups if g.scenario.lb_nodes == 2]
     for g in two:  # the groups' current samples: 2 envs x 2 nodes in consecutive streams
