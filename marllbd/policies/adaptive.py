@@ -187,8 +187,19 @@ class AdaptiveSed:
             raise PolicyError(f"active: expected shape ({n},), got {np.shape(active)}")
         return self._state
 
+    def observe(self, features: _F64, active: npt.NDArray[np.bool_]) -> None:
+        """Fold one interval into the estimates, as `decide` does, without the weights (for
+        readers of `capacities` only: the equivariant policies' capacity hint)."""
+        self._record(self._checked(features, active), features, active)
+
     def _step(self, s: _State, features: _F64, active: npt.NDArray[np.bool_]) -> _F64:
         """Record this interval in s, refit the capacities, return the weights."""
+        self._record(s, features, active)
+        w = np.exp(s.log_c)
+        return weights_within_ratio(w / w.mean())
+
+    def _record(self, s: _State, features: _F64, active: npt.NDArray[np.bool_]) -> None:
+        """Record this interval in s and refit its capacities (in place)."""
         assert self._log_prior is not None
         cfg = self.config
         s.slot = _record_and_fit(
@@ -199,8 +210,6 @@ class AdaptiveSed:
             cfg.threshold, cfg.z, cfg.min_intervals, cfg.spread, float(np.log(cfg.bound)),
             cfg.smoothing,
         )  # fmt: skip
-        w = np.exp(s.log_c)
-        return weights_within_ratio(w / w.mean())
 
 
 # The estimator, compiled: one pass per server over its window column, in the order the

@@ -331,7 +331,7 @@ class ServerTokens:
         out[:, NUM_FEATURES] = self._token
         if self._estimator is not None:
             on = np.ones(n, dtype=bool) if active is None else active
-            self._estimator.decide(np.asarray(features, dtype=np.float64), on, None)
+            self._estimator.observe(np.asarray(features, dtype=np.float64), on)
             out[:, NUM_FEATURES + 1] = np.log(self._estimator.capacities / self._caps)
         return out
 
