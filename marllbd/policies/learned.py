@@ -384,6 +384,12 @@ def on_estimate(
     return np.clip(shifted, -1.0, 1.0).astype(action.dtype, copy=False)
 
 
+def level_exponents(spec: ActionSpec) -> np.ndarray:
+    """The continuous action of each of spec's discrete levels: log(level) / log(spread),
+    whose weight spread ** a × base is level × base (QMIX's levels on the estimates)."""
+    return (np.log(np.asarray(spec.levels)) / np.log(spec.spread)).astype(_F32)
+
+
 def _relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, 0.0, out=x)
 
@@ -849,7 +855,7 @@ class SetQMIXPolicy(SetSacGruPolicy):
         self._on_estimates = hint == "adaptive"
         spec = self._spec
         self._continuous = dataclasses.replace(spec, kind="continuous")
-        self._exponents = (np.log(spec.levels) / np.log(spec.spread)).astype(_F32)
+        self._exponents = level_exponents(spec)
 
     def _weights(self, raw: np.ndarray, capacities: np.ndarray) -> np.ndarray:
         """Each server's best level × its configured capacity, or with hint 'adaptive'

@@ -47,6 +47,7 @@ from marllbd.policies.learned import (
     ServerTokens,
     SetQMIXPolicy,
     capacity_token,
+    level_exponents,
     on_estimate,
     qmix_policy,
 )
@@ -524,6 +525,9 @@ class Qmix(LearnerAlgorithm[Learner]):
             except (FamilyError, OSError) as exc:
                 raise TrainingError(f"family: {exc}") from None
         self.config, self.hooks = config, hooks
+        self._continuous = ActionSpec(kind="continuous", levels=cfg.levels, base=cfg.weight_base)
+        """hint 'adaptive': the envs' action, the chosen levels moved onto the estimates."""
+        self._exponents = level_exponents(self._continuous)
         self.custom_reward = hooks.reward_fn is not None
         streams = np.random.SeedSequence(config.seed).spawn(4)
         self._act_rng = np.random.default_rng(streams[0])
@@ -581,7 +585,6 @@ class Qmix(LearnerAlgorithm[Learner]):
         cfg, hooks = self.cfg, self.hooks
         self._cap_token = capacity_token(scenario.capacities)
         self._capacities = scenario.capacities
-        self._continuous = ActionSpec(kind="continuous", levels=cfg.levels, base=cfg.weight_base)
         if hooks.env_factory is not None:
             if self.equivariant:
                 raise TrainingError("env_factory: needs arch 'flat' (for now)")
@@ -630,8 +633,7 @@ class Qmix(LearnerAlgorithm[Learner]):
         estimate (on_estimate; the replay keeps the indices)."""
         if self.cfg.hint != "adaptive":
             return levels
-        exponents = np.log(np.asarray(self.cfg.levels)) / np.log(self._continuous.spread)
-        return on_estimate(exponents[levels].astype(np.float32), tokens, self._continuous)
+        return on_estimate(self._exponents[levels], tokens, self._continuous)
 
     def state(self) -> np.ndarray:
         """The mixer's input: `envs.state()`, or with arch 'equivariant' its tokens
