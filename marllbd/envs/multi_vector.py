@@ -160,6 +160,12 @@ class MultiAgentVectorEnv:
         self._weights = np.where(self._covered, weights.reshape(count, nl, n), self._weights)
         return self._advance(np.ones(count, dtype=bool))
 
+    @property
+    def truth(self) -> np.ndarray:
+        """Each sub-env's servers after the last interval, as rows (utilization, flows in
+        service and backlogged, real capacity): (num_envs, 3, num_servers), a view."""
+        return self._truth
+
     def state(self) -> np.ndarray:
         """Each sub-env's `MultiAgentLoadBalanceEnv.state()`: (num_envs, state_dim)."""
         if self._batch is None:

@@ -80,6 +80,11 @@ LOG_STD_MIN, LOG_STD_MAX = -5.0, 1.0
 
 LB_NODES = ("one", "any", "all")
 """hyper.lb_nodes: how a run treats scenarios with several LB nodes (SacGruConfig)."""
+CENTRAL_COLUMNS = ("utilization", "log1p_queue_per_capacity", "log_capacity_ratio")
+"""hyper.critic_view 'central': per server, the env's global truth after the interval (its
+utilization, log1p of its flows in service and backlogged over its real capacity, and
+the log of its real over its configured capacity), appended to every node's tokens in
+the replay for the critics (EveryNode.central)."""
 
 # -- hyperparameters ------------------------------------------------------------------------
 
@@ -183,6 +188,12 @@ class SacGruConfig:
     checkpoint, and each node's transitions are a stream of the replay with the team
     reward (the multi-agent env's: the fairness over the servers of the feature averaged
     over the nodes); a step is one node's transition."""
+    critic_view: str = "node"
+    """With lb_nodes 'all': what the critics read.  'node': what the actor reads (each
+    node's own tokens); 'central': beside them, per server the env's global truth,
+    CENTRAL_COLUMNS (a centralised critic with decentralised actors, as MAPPO and MADDPG
+    split them): the critics judge a node's action knowing every node's load on each
+    server, while the actors, and so the served policy, still read their own frames."""
     family_groups: int = 4
     """Training on a family (TrainConfig.family): the rollout envs split into this many
     groups, each stepping one sample at a time (a fresh one when its episodes end)."""
@@ -204,6 +215,14 @@ class SacGruConfig:
         if self.lb_nodes not in LB_NODES:
             raise ValueError(
                 f"hyper.lb_nodes: expected one of {', '.join(LB_NODES)}, got {self.lb_nodes!r}"
+            )
+        if self.critic_view not in ("node", "central"):
+            raise ValueError(
+                f"hyper.critic_view: expected 'node' or 'central', got {self.critic_view!r}"
+            )
+        if self.critic_view == "central" and (self.arch, self.lb_nodes) != ("equivariant", "all"):
+            raise ValueError(
+                "hyper.critic_view: 'central' needs arch 'equivariant' and lb_nodes 'all'"
             )
         if self.hint not in ("none", "adaptive"):
             raise ValueError(f"hyper.hint: expected 'none' or 'adaptive', got {self.hint!r}")
@@ -252,6 +271,12 @@ class SacGruConfig:
         if self.arch == "flat":
             return NUM_FEATURES
         return NUM_FEATURES + 1 + (self.hint == "adaptive")
+
+    @property
+    def stored_dim(self) -> int:
+        """Values per server in the replay: the tokens, and with critic_view 'central' the
+        CENTRAL_COLUMNS the critics read beside them."""
+        return self.token_dim + (len(CENTRAL_COLUMNS) if self.critic_view == "central" else 0)
 
     @property
     def num_levels(self) -> int:
@@ -519,7 +544,7 @@ class SetCritic(nn.Module):
     def __init__(self, cfg: SacGruConfig) -> None:
         super().__init__()
         self.num_levels = cfg.num_levels
-        self.trunk = ServerTrunk(cfg.token_dim, cfg.hidden, cfg.recurrence == "server")
+        self.trunk = ServerTrunk(cfg.stored_dim, cfg.hidden, cfg.recurrence == "server")
         k = cfg.hidden
         if self.num_levels:
             self.head = server_head(k, self.num_levels)
@@ -557,12 +582,14 @@ class Learner:
         offer Critic's `features` and `q`)."""
         torch.manual_seed(seed)
         self.cfg, self.obs_dim, self.n = cfg, obs_dim, num_servers
+        self.central = cfg.critic_view == "central"
+        """The replay's tokens carry CENTRAL_COLUMNS the actor does not read."""
         self.reward_norm = RunningNorm(1, math.inf)
         trunk = cfg.critic_trunk
         self.norm: RunningNorm
         self.actor: Actor | SetActor
         if cfg.arch == "equivariant":
-            self.norm = TokenNorm(NUM_FEATURES, cfg.token_dim, cfg.feature_clip)
+            self.norm = TokenNorm(NUM_FEATURES, cfg.stored_dim, cfg.feature_clip)
             self.actor = SetActor(cfg)
         else:
             self.norm = RunningNorm(obs_dim, cfg.feature_clip, log1p=True)
@@ -616,8 +643,11 @@ class Learner:
         self, obs: np.ndarray, h: torch.Tensor, deterministic: bool = False
     ) -> tuple[np.ndarray, torch.Tensor]:
         """Actions for a batch of raw observations (E, D), advancing the GRU states h (E, H)."""
-        x = self.norm(torch.as_tensor(obs, dtype=torch.float32).view(len(obs), -1))
-        raw, h = self.actor.step(x, h)
+        t = torch.as_tensor(obs, dtype=torch.float32).view(len(obs), -1)
+        if self.central and t.shape[-1] == self.n * self.cfg.token_dim:  # the actor's own
+            t = F.pad(t.view(len(obs), self.n, -1), (0, len(CENTRAL_COLUMNS))).view(len(obs), -1)
+        x = self.norm(t)
+        raw, h = self.actor.step(x[..., : self.cfg.token_dim] if self.central else x, h)
         a = self.actor.mode(raw) if deterministic else self.actor.sample(raw)[0]
         return a.numpy(), h
 
@@ -633,7 +663,7 @@ class Learner:
             z = flat.features(x)
             raw = flat.head(z.detach())
         else:
-            raw, _ = self.actor(x, None)
+            raw, _ = self.actor(x[..., : cfg.token_dim] if self.central else x, None)
         reward = cfg.reward_scale * self.reward_norm(batch.reward.unsqueeze(-1)).squeeze(-1)
         not_done = 1.0 - batch.terminated
 
@@ -748,7 +778,8 @@ def rollout_envs(
     """The rollout envs: `count` episodes of the scenario with this run's action and
     reward settings, as one LoadBalanceVectorEnv (a user's env_factory: gymnasium's
     SyncVectorEnv over its envs); autoreset disabled, collect resets ended episodes.
-    With lb_nodes 'all' and several LB nodes: every node of each episode (EveryNode)."""
+    With lb_nodes 'all' and several LB nodes: every node of each episode (EveryNode; with
+    critic_view 'central' for one node too: it has the servers' truth)."""
     if hooks.env_factory is not None:
         factory = hooks.env_factory
         return gym.vector.SyncVectorEnv(
@@ -765,7 +796,7 @@ def rollout_envs(
         "reward_shaping": cfg.reward_shaping,
         **reward,
     }
-    if cfg.lb_nodes == "all" and scenario.lb_nodes > 1:
+    if cfg.lb_nodes == "all" and (scenario.lb_nodes > 1 or cfg.critic_view == "central"):
         return EveryNode(MultiAgentVectorEnv(count, scenario, **kwargs))
     return LoadBalanceVectorEnv(count, scenario, autoreset_mode=AutoresetMode.DISABLED, **kwargs)
 
@@ -792,6 +823,13 @@ class EveryNode:
 
     def _rows(self, obs: np.ndarray) -> np.ndarray:
         return obs.reshape(self.num_envs, *obs.shape[2:])
+
+    def central(self, configured: np.ndarray) -> np.ndarray:
+        """Each row's CENTRAL_COLUMNS (its env's servers after the last interval, the
+        same for every node of the env): (rows, n, 3) float32."""
+        util, queue, caps = np.moveaxis(self.envs.truth, 1, 0)  # (E, n) each
+        cols = np.stack([util, np.log1p(queue / caps), np.log(caps / np.asarray(configured))], -1)
+        return np.repeat(cols, self.nodes, axis=0).astype(np.float32)
 
     def reset(
         self, *, seed: Any = None, options: dict[str, Any] | None = None
@@ -952,7 +990,7 @@ class SacGru(LearnerAlgorithm[Learner]):
         per_env = max(streams // self.nodes, 1)
         return SequenceReplay(
             streams, max(cfg.buffer_steps // per_env, cfg.window + 1),
-            n * cfg.token_dim, n, cfg.window,
+            n * cfg.stored_dim, n, cfg.window,
             seed=self.seed if n == self.n else self.seed + n,  # a run's own: its seed
         )  # fmt: skip
 
@@ -972,7 +1010,12 @@ class SacGru(LearnerAlgorithm[Learner]):
         if not self.equivariant:
             return x if rows is None else x[rows]
         rows = range(len(x)) if rows is None else rows
-        return np.stack([group.tokens[i](x[i]) for i in rows])
+        tokens = np.stack([group.tokens[i](x[i]) for i in rows])
+        if self.cfg.critic_view == "central":
+            assert isinstance(group.envs, EveryNode)  # (the config's check)
+            extra = group.envs.central(group.scenario.capacities)[list(rows)]
+            tokens = np.concatenate([tokens, extra], -1)
+        return tokens
 
     def _start(self, group: _Group, seeds: list[int]) -> None:
         """Start every env of `group` (on a fresh sample with a family), one seed each."""

@@ -514,3 +514,43 @@ def test_training_on_the_estimates_steps_the_envs_with_them(tmp_path: Path) -> N
     assert kept and kept <= actor and not kept <= env
     policy = load(f"sac-gru:{result.last}")
     assert isinstance(policy, SetSacGruPolicy) and policy._residual == "adaptive"
+
+
+def test_central_critic_reads_the_servers_truth_and_the_actor_does_not(tmp_path: Path) -> None:
+    """hyper critic_view 'central' (with lb_nodes 'all'): every replay row carries its env's
+    servers' truth after the interval (CENTRAL_COLUMNS) beside the node's tokens; the
+    critics' encoders read the wider tokens, the actor's the node's own, so the served
+    checkpoint is the same network as without it; and the option needs self-play."""
+    algo, result = train_lb_nodes_central(tmp_path)
+    cfg = algo.cfg
+    assert cfg.stored_dim == cfg.token_dim + len(S.CENTRAL_COLUMNS)
+    learner = algo.learner
+    actor_in = learner.actor.trunk.encode.in_features
+    assert actor_in == cfg.token_dim
+    assert learner.critic1.trunk.encode.in_features == cfg.stored_dim
+    for g in algo.groups:
+        envs = g.envs
+        assert isinstance(envs, S.EveryNode)
+        assert g.obs is not None and g.obs.shape[-1] == cfg.stored_dim
+        util, queue, caps = envs.envs.truth[0]
+        want = np.stack([util, np.log1p(queue / caps), np.log(caps / g.scenario.capacities)], -1)
+        central = g.obs[:, :, cfg.token_dim :]
+        np.testing.assert_allclose(central[0], want, rtol=1e-6)
+        if g.scenario.lb_nodes > 1:  # both nodes of env 0: the same truth
+            np.testing.assert_array_equal(central[0], central[1])
+    served = checkpoint.load(result.last, algorithm="sac-gru")
+    assert served.manifest["dims"]["token_dim"] == cfg.token_dim
+    with pytest.raises(ValueError, match=r"hyper.critic_view: 'central' needs"):
+        S.SacGruConfig(arch="equivariant", critic_view="central")
+    with pytest.raises(ValueError, match=r"hyper.critic_view: expected 'node' or 'central'"):
+        S.SacGruConfig(critic_view="global")
+
+
+def train_lb_nodes_central(tmp_path: Path) -> tuple[S.SacGru, Any]:
+    config = family_config(
+        tmp_path, steps=402, hyper={**FAMILY_HYPER, "lb_nodes": "all", "critic_view": "central"}
+    )
+    trainer = Trainer(config)
+    algo = trainer.algorithm
+    assert isinstance(algo, S.SacGru)
+    return algo, trainer.learn()
