@@ -828,7 +828,9 @@ class EveryNode:
         """Each row's CENTRAL_COLUMNS (its env's servers after the last interval, the
         same for every node of the env): (rows, n, 3) float32."""
         util, queue, caps = np.moveaxis(self.envs.truth, 1, 0)  # (E, n) each
-        cols = np.stack([util, np.log1p(queue / caps), np.log(caps / np.asarray(configured))], -1)
+        base = np.asarray(configured, dtype=np.float64)
+        caps = np.maximum(caps, 1e-3 * base)  # a server whose workers all went: finite columns
+        cols = np.stack([util, np.log1p(queue / caps), np.log(caps / base)], -1)
         return np.repeat(cols, self.nodes, axis=0).astype(np.float32)
 
     def reset(
