@@ -642,11 +642,9 @@ class Learner:
     def act(
         self, obs: np.ndarray, h: torch.Tensor, deterministic: bool = False
     ) -> tuple[np.ndarray, torch.Tensor]:
-        """Actions for a batch of raw observations (E, D), advancing the GRU states h (E, H)."""
-        t = torch.as_tensor(obs, dtype=torch.float32).view(len(obs), -1)
-        if self.central and t.shape[-1] == self.n * self.cfg.token_dim:  # the actor's own
-            t = F.pad(t.view(len(obs), self.n, -1), (0, len(CENTRAL_COLUMNS))).view(len(obs), -1)
-        x = self.norm(t)
+        """Actions for a batch of raw observations (E, D), advancing the GRU states h (E, H)
+        (equivariant: rows of the replay's tokens, stored_dim per server)."""
+        x = self.norm(torch.as_tensor(obs, dtype=torch.float32).view(len(obs), -1))
         raw, h = self.actor.step(x[..., : self.cfg.token_dim] if self.central else x, h)
         a = self.actor.mode(raw) if deterministic else self.actor.sample(raw)[0]
         return a.numpy(), h
@@ -1188,7 +1186,10 @@ class SacGru(LearnerAlgorithm[Learner]):
             state = (self.learner.initial_state(len(x))[0], tokens)
         h, tokens = state
         rows = np.stack([t(f) for t, f in zip(tokens, x, strict=True)])
-        a, h = self.learner.act(rows.reshape(len(x), -1), h, deterministic)
+        stored = rows
+        if self.cfg.critic_view == "central":  # columns only the critics read: no truth here
+            stored = np.pad(rows, ((0, 0), (0, 0), (0, len(CENTRAL_COLUMNS))))
+        a, h = self.learner.act(stored.reshape(len(x), -1), h, deterministic)
         a = self.env_action(a, rows)
         return (a[0] if np.ndim(obs) <= 2 else a), (h, tokens)
 

@@ -316,9 +316,12 @@ def test_family_training_draws_samples_of_several_server_counts(tmp_path: Path) 
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
-def train_lb_nodes(tmp_path: Path, lb_nodes: str) -> tuple[S.SacGru, Any]:
-    """402 steps on the small family with hyper lb_nodes; it drew samples of 1 and 2 nodes."""
-    config = family_config(tmp_path, steps=402, hyper={**FAMILY_HYPER, "lb_nodes": lb_nodes})
+def train_lb_nodes(tmp_path: Path, lb_nodes: str, **hyper: str) -> tuple[S.SacGru, Any]:
+    """402 steps on the small family with hyper lb_nodes (and `hyper`); it drew samples of
+    1 and 2 nodes."""
+    config = family_config(
+        tmp_path, steps=402, hyper={**FAMILY_HYPER, "lb_nodes": lb_nodes, **hyper}
+    )
     trainer = Trainer(config)
     algo = trainer.algorithm
     assert isinstance(algo, S.SacGru)
@@ -521,7 +524,7 @@ def test_central_critic_reads_the_servers_truth_and_the_actor_does_not(tmp_path:
     servers' truth after the interval (CENTRAL_COLUMNS) beside the node's tokens; the
     critics' encoders read the wider tokens, the actor's the node's own, so the served
     checkpoint is the same network as without it; and the option needs self-play."""
-    algo, result = train_lb_nodes_central(tmp_path)
+    algo, result = train_lb_nodes(tmp_path, "all", critic_view="central")
     cfg = algo.cfg
     assert cfg.stored_dim == cfg.token_dim + len(S.CENTRAL_COLUMNS)
     learner = algo.learner
@@ -544,13 +547,3 @@ def test_central_critic_reads_the_servers_truth_and_the_actor_does_not(tmp_path:
         S.SacGruConfig(arch="equivariant", critic_view="central")
     with pytest.raises(ValueError, match=r"hyper.critic_view: expected 'node' or 'central'"):
         S.SacGruConfig(critic_view="global")
-
-
-def train_lb_nodes_central(tmp_path: Path) -> tuple[S.SacGru, Any]:
-    config = family_config(
-        tmp_path, steps=402, hyper={**FAMILY_HYPER, "lb_nodes": "all", "critic_view": "central"}
-    )
-    trainer = Trainer(config)
-    algo = trainer.algorithm
-    assert isinstance(algo, S.SacGru)
-    return algo, trainer.learn()
