@@ -65,36 +65,45 @@ def norm_shift_scale(
     return mean.astype(_F32), (1.0 / np.sqrt(m2 / count + NORM_VAR_EPS)).astype(_F32)
 
 
-def _gru_step(
-    x: np.ndarray,
-    h: np.ndarray,
-    w_ih: np.ndarray,
-    w_hh: np.ndarray,
-    b_ih: np.ndarray,
-    b_hh: np.ndarray,
-) -> np.ndarray:
-    """torch's GRU equations (gates r, z, n in that order) for x (..., I), h (..., H), in
-    place on the two products' buffers (the same float32 operations, fewer temporaries)."""
-    gi = x @ w_ih.T
-    gi += b_ih
-    gh = h @ w_hh.T
-    gh += b_hh
-    k = h.shape[-1]
-    rz = gi[..., : 2 * k]
-    rz += gh[..., : 2 * k]
-    np.negative(rz, out=rz)
-    np.exp(rz, out=rz)
-    rz += 1.0
-    np.reciprocal(rz, out=rz)  # sigmoid
-    n = gi[..., 2 * k :]
-    gh_n = gh[..., 2 * k :]
-    gh_n *= rz[..., :k]
-    n += gh_n
-    np.tanh(n, out=n)
-    out = h - n
-    out *= rz[..., k:]
-    out += n
-    return out  # (1 - z) * n + z * h
+class _Gru:
+    """torch's GRU cell (gates r, z, n in that order) in float32, on x (..., I) and h
+    (..., H): h' = (1 - z) * n + z * h.  The weights are laid out once, at load, for
+    the fewest passes per decision: the r and z gates' input and hidden products land in
+    one contiguous (..., 2H) block, pre-negated with their two biases summed, so the
+    sigmoid is 1 / (1 + exp(block)); the n gate's two products stay apart (r scales the
+    hidden one)."""
+
+    def __init__(
+        self, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray, b_hh: np.ndarray
+    ) -> None:
+        k = w_hh.shape[1]
+        self._k = k
+        self._i_rz = np.ascontiguousarray(-w_ih[: 2 * k].T)
+        self._h_rz = np.ascontiguousarray(-w_hh[: 2 * k].T)
+        self._b_rz = -(b_ih[: 2 * k] + b_hh[: 2 * k])
+        self._i_n, self._b_in = np.ascontiguousarray(w_ih[2 * k :].T), b_ih[2 * k :]
+        self._h_n, self._b_hn = np.ascontiguousarray(w_hh[2 * k :].T), b_hh[2 * k :]
+
+    def __call__(self, x: np.ndarray, h: np.ndarray) -> np.ndarray:
+        """The next hidden state (a new array: h is not written)."""
+        k = self._k
+        rz = x @ self._i_rz
+        rz += h @ self._h_rz
+        rz += self._b_rz
+        np.exp(rz, out=rz)
+        rz += 1.0
+        np.reciprocal(rz, out=rz)  # sigmoid of the gates' pre-activations
+        hn = h @ self._h_n
+        hn += self._b_hn
+        hn *= rz[..., :k]
+        n = x @ self._i_n
+        n += self._b_in
+        n += hn
+        np.tanh(n, out=n)
+        out = h - n
+        out *= rz[..., k:]
+        out += n
+        return out
 
 
 def _compile_action(action: ActionSpec, num_servers: int) -> None:
@@ -209,8 +218,7 @@ class SacGruPolicy(_Recurrent):
         self.num_servers, self._n, self._k = num_servers, num_servers, num_levels
         self._spec, self._clip = action, clip
         self._enc_w, self._enc_b = layers["enc_w"], layers["enc_b"]
-        self._w_ih, self._w_hh = layers["w_ih"], layers["w_hh"]
-        self._b_ih, self._b_hh = layers["b_ih"], layers["b_hh"]
+        self._gru = _Gru(layers["w_ih"], layers["w_hh"], layers["b_ih"], layers["b_hh"])
         self._head_w, self._head_b = layers["head_w"], layers["head_b"]
         self._shift, self._scale = layers["shift"], layers["scale"]
         self._x = np.zeros(num_servers * NUM_FEATURES, dtype=_F32)
@@ -279,7 +287,7 @@ class SacGruPolicy(_Recurrent):
             np.clip(x, -self._clip, self._clip, out=x)
             e = self._enc_w @ x + self._enc_b
             np.maximum(e, 0.0, out=e)
-            self._h = _gru_step(e, self._h, self._w_ih, self._w_hh, self._b_ih, self._b_hh)
+            self._h = self._gru(e, self._h)
             return self._head_w @ self._h + self._head_b
 
     def decide(
@@ -408,7 +416,11 @@ class _Pooled:
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
         out = z @ self._own
-        out += z.mean(0, dtype=_F32) @ self._pool + self._b
+        pooled = z.sum(0)
+        pooled /= z.shape[0]  # the mean row (numpy's mean: the same sum, then the division)
+        pooled = pooled @ self._pool
+        pooled += self._b
+        out += pooled
         return _relu(out)
 
 
@@ -484,9 +496,8 @@ class SetSacGruPolicy(_Recurrent):
         self._residual = residual
         self._last = np.zeros((0, NUM_FEATURES + 2), dtype=_F32)
         self._layers = dict(layers)
-        self._gru = (
-            tuple(layers[k] for k in ("w_ih", "w_hh", "b_ih", "b_hh")) if "w_ih" in layers else None
-        )
+        gates = ("w_ih", "w_hh", "b_ih", "b_hh")
+        self._gru = _Gru(*(layers[k] for k in gates)) if "w_ih" in layers else None
         self._mix = _Pooled(layers["mix_w"], layers["mix_b"])
         self._head = _Pooled(layers["h1_w"], layers["h1_b"])
         self.hidden = int(layers["enc_b"].shape[0])
@@ -554,7 +565,7 @@ class SetSacGruPolicy(_Recurrent):
             np.clip(x, -self._clip, self._clip, out=x)
             e = _relu(tokens @ ly["enc_w"].T + ly["enc_b"])
             u = self._mix(e)
-            self._h = u if self._gru is None else _gru_step(u, self._h, *self._gru)
+            self._h = u if self._gru is None else self._gru(u, self._h)
             z = self._head(self._h)
             return z @ ly["h2_w"].T + ly["h2_b"]
 
@@ -737,8 +748,7 @@ class QMIXPolicy(_Recurrent):
         self._servers = covered
         self._shift, self._scale, self._clip = layers["shift"], layers["scale"], clip
         self._fc_w, self._fc_b = layers["fc_w"], layers["fc_b"]
-        self._w_ih, self._w_hh = layers["w_ih"], layers["w_hh"]
-        self._b_ih, self._b_hh = layers["b_ih"], layers["b_hh"]
+        self._gru = _Gru(layers["w_ih"], layers["w_hh"], layers["b_ih"], layers["b_hh"])
         self._head_w, self._head_b = layers["head_w"], layers["head_b"]
         self.num_features = int(self._shift.shape[0])
         levels = self._head_b.shape[0] // rows
@@ -822,7 +832,7 @@ class QMIXPolicy(_Recurrent):
         np.clip(norm, -self._clip, self._clip, out=norm)
         e = x @ self._fc_w.T + self._fc_b
         np.maximum(e, 0.0, out=e)
-        self._h = _gru_step(e, self._h, self._w_ih, self._w_hh, self._b_ih, self._b_hh)
+        self._h = self._gru(e, self._h)
         return (self._h @ self._head_w.T + self._head_b).reshape(self._q_shape)
 
     def decide(
