@@ -122,6 +122,10 @@ class _State:
     """(window, n): fct_mean."""
     conc: _F64
     """(window, n): concurrency A."""
+    log_fct: _F64
+    """(window, n): log fct_mean where sampled (0 elsewhere), taken once when recorded."""
+    log_conc: _F64
+    """(window, n): log A (-inf at 0), taken once when recorded."""
     slot: int
     """Row of the window the next interval overwrites."""
     prev_active: _F64
@@ -130,8 +134,8 @@ class _State:
 
     def copy(self) -> _State:
         return _State(
-            self.w.copy(), self.fct.copy(), self.conc.copy(), self.slot,
-            self.prev_active.copy(), self.log_c.copy(),
+            self.w.copy(), self.fct.copy(), self.conc.copy(), self.log_fct.copy(),
+            self.log_conc.copy(), self.slot, self.prev_active.copy(), self.log_c.copy(),
         )  # fmt: skip
 
 
@@ -152,8 +156,8 @@ class AdaptiveSed:
         n, k = ctx.num_servers, self.config.window
         self._log_prior = np.log(ctx.capacities)
         self._state = _State(
-            np.zeros((k, n)), np.zeros((k, n)), np.zeros((k, n)), 0, np.zeros(n),
-            self._log_prior.copy(),
+            np.zeros((k, n)), np.zeros((k, n)), np.zeros((k, n)), np.zeros((k, n)),
+            np.zeros((k, n)), 0, np.zeros(n), self._log_prior.copy(),
         )  # fmt: skip
 
     def decide(
@@ -203,7 +207,8 @@ class AdaptiveSed:
         assert self._log_prior is not None
         cfg = self.config
         s.slot = _record_and_fit(
-            s.w, s.fct, s.conc, s.slot, s.prev_active, s.log_c, self._log_prior,
+            s.w, s.fct, s.conc, s.log_fct, s.log_conc, s.slot, s.prev_active, s.log_c,
+            self._log_prior,
             np.ascontiguousarray(features[:, _ACTIVE], dtype=np.float64),
             np.ascontiguousarray(features[:, _FCT], dtype=np.float64),
             np.ascontiguousarray(active, dtype=np.bool_),
@@ -287,7 +292,8 @@ def _solve(w: _F64, conc: _F64, idx: npt.NDArray[np.int64], goal: _F64, wsum: _F
 
 @numba.njit(cache=True, nogil=True)
 def _record_and_fit(
-    w: _F64, fct: _F64, conc: _F64, slot: int, prev_active: _F64, log_c: _F64,
+    w: _F64, fct: _F64, conc: _F64, log_fct: _F64, log_conc: _F64, slot: int,
+    prev_active: _F64, log_c: _F64,
     log_prior: _F64, a_raw: _F64, fct_now: _F64, active: npt.NDArray[np.bool_],
     threshold: float, z: float, min_intervals: float, spread: float, span: float,
     smoothing: float,
@@ -311,6 +317,8 @@ def _record_and_fit(
         w[slot, i] = c + 1.0 if sampled else 0.0
         fct[slot, i] = f if sampled else 0.0
         conc[slot, i] = c
+        log_fct[slot, i] = np.log(f) if sampled else 0.0
+        log_conc[slot, i] = np.log(c)
     slot = (slot + 1) % k
 
     wsum = np.zeros(n)
@@ -342,6 +350,8 @@ def _record_and_fit(
                 continue
             # The evidence against the static capacity: log(G / g(C)), its standard error
             # from the spread of the intervals' log ratios, the effective number of intervals.
+            # The spread's log ratios are log(fct_t / max(A_t / C, 1)) from the logs kept in
+            # the window (log θ, common to all, shifts them without spreading them).
             goal = observed[i] / theta
             cap = np.exp(log_prior[i])
             g = 0.0
@@ -349,7 +359,8 @@ def _record_and_fit(
             for t in range(k):
                 h = _max(conc[t, i] / cap, 1.0)
                 g += w[t, i] * h
-                x[t] = np.log(fct[t, i] / (theta * h)) if w[t, i] > 0.0 else 0.0
+                lh = _max(log_conc[t, i] - log_prior[i], 0.0)
+                x[t] = log_fct[t, i] - lh if w[t, i] > 0.0 else 0.0
                 sx += w[t, i] * x[t]
             evidence = np.log(_max(goal, _TINY) / _max(g, _TINY))
             safe = _max(wsum[i], _TINY)
