@@ -45,7 +45,7 @@ completions grow with A):
 
 The weights are ĉ normalised to mean 1 and clipped to the data plane's ratio
 (weights_within_ratio); everything is fixed-size arithmetic (one compiled kernel
-per interval, ~35 µs at 64 servers), so the policy is `bounded`.  On stationary
+per interval, ~23 µs at 64 servers), so the policy is `bounded`.  On stationary
 traffic the test almost never fires and the weights are static SED's.
 
 What it cannot see: a server that gained capacity looks the same as before
