@@ -68,6 +68,21 @@ def _lib() -> ctypes.CDLL:
             ],
             ctypes.c_int32,
         ),
+        "marllb_prequal_w_pick": (
+            [
+                _array(PROBE_DTYPE),
+                ctypes.c_uint32,
+                u8,
+                f64,
+                ctypes.c_uint32,
+                ctypes.c_uint64,
+                ctypes.c_uint64,
+                ctypes.c_uint64,
+                ctypes.c_double,
+                ctypes.c_uint32,
+            ],
+            ctypes.c_int32,
+        ),
         "marllb_alias_build": ([ctypes.POINTER(_Alias), f64, u8, ctypes.c_uint32], ctypes.c_int),
         "marllb_alias_pick": ([ctypes.POINTER(_Alias), ctypes.c_uint64], ctypes.c_int32),
         "marllb_maglev_build": (
@@ -173,6 +188,28 @@ def prequal_pick(
     return int(
         _lib().marllb_prequal_pick(
             pool, len(pool), u, len(u), int(flow_hash), int(now_ns), int(max_age_ns),
+            float(q_rif), max_uses,
+        )
+    )  # fmt: skip
+
+
+def prequal_w_pick(
+    pool: npt.NDArray[np.void],
+    up: npt.ArrayLike,
+    weight: npt.ArrayLike,
+    flow_hash: int | np.uint64,
+    now_ns: int | np.uint64,
+    max_age_ns: int | np.uint64,
+    q_rif: float,
+    max_uses: int,
+) -> int:
+    """marllb_prequal_w_pick, updating `pool` (a PROBE_DTYPE array) in place."""
+    _records("prequal_w_pick", pool, PROBE_DTYPE)
+    u, w = _as(up, np.uint8), _as(weight, np.float64)
+    n = _length("prequal_w_pick", u, w)
+    return int(
+        _lib().marllb_prequal_w_pick(
+            pool, len(pool), u, w, n, int(flow_hash), int(now_ns), int(max_age_ns),
             float(q_rif), max_uses,
         )
     )  # fmt: skip

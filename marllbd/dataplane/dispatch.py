@@ -75,6 +75,7 @@ class DispatchRule(enum.StrEnum):
     SED2 = "sed2"  # power of two choices by SED score
     PEAK_EWMA = "peak-ewma"  # power of two choices by (active + 1) x peak EWMA of FCT / weight
     PREQUAL = "prequal"  # hot-cold lexicographic pick from a pool of server probes
+    PREQUAL_W = "prequal-w"  # prequal with each probe's latency over its server's weight
 
 
 RULE_NAMES: tuple[str, ...] = tuple(rule.value for rule in DispatchRule)
@@ -385,11 +386,98 @@ def peak_ewma_pick(
 
 @numba.njit(cache=True)
 def _probe_ok(
-    p: Any, up: npt.NDArray[np.uint8], now: np.uint64, max_age_ns: np.uint64, max_uses: int
+    p: Any,
+    up: npt.NDArray[np.uint8],
+    weight: npt.NDArray[np.float64],
+    scaled: bool,
+    now: np.uint64,
+    max_age_ns: np.uint64,
+    max_uses: int,
 ) -> bool:
-    if p.server < 0 or p.server >= len(up) or up[p.server] == 0 or p.uses >= max_uses:
+    if p.server < 0 or p.server >= len(up) or p.uses >= max_uses:
+        return False
+    if not _p2_eligible(weight, up, p.server, scaled):
         return False
     return now <= p.t_ns or now - p.t_ns <= max_age_ns
+
+
+@numba.njit(cache=True)
+def _probe_score(p: Any, weight: npt.NDArray[np.float64], scaled: bool) -> float:
+    """A probe's latency, over its server's weight when the pick is scaled."""
+    return p.latency / weight[p.server] if scaled else p.latency
+
+
+@numba.njit(cache=True)
+def _prequal(
+    pool: npt.NDArray[np.void],
+    up: npt.NDArray[np.uint8],
+    weight: npt.NDArray[np.float64],
+    scaled: bool,
+    flow_hash: np.uint64,
+    now_ns: np.uint64,
+    max_age_ns: np.uint64,
+    q_rif: float,
+    max_uses: int,
+) -> int:
+    """prequal_pick (scaled False; weight unread) and prequal_w_pick (scaled True)."""
+    size = min(len(pool), PREQUAL_MAX_POOL)
+    n = len(up)
+    if scaled and len(weight) != n:
+        raise ValueError("prequal_w_pick: weight and up must have the same length")
+    now = np.uint64(now_ns)
+    age = np.uint64(max_age_ns)
+    m = 0
+    best = -1
+    best_score = 0.0
+    for i in range(size):
+        if not _probe_ok(pool[i], up, weight, scaled, now, age, max_uses):
+            pool[i].server = -1
+            continue
+        m += 1
+        score = _probe_score(pool[i], weight, scaled)
+        if best < 0 or score < best_score:
+            best = i
+            best_score = score
+    if m == 0:
+        n_ok = 0
+        for i in range(n):
+            if _p2_eligible(weight, up, i, scaled):
+                n_ok += 1
+        if n_ok == 0:
+            return -1
+        r = _below(np.uint64(flow_hash) & _MASK32, n_ok)
+        for i in range(n):
+            if _p2_eligible(weight, up, i, scaled):
+                if r == 0:
+                    return i
+                r -= 1
+    j = int(q_rif * np.float64(m - 1))
+    hot = 0
+    while True:
+        below_best = 0
+        for i in range(size):
+            if pool[i].server >= 0 and pool[i].rif < pool[best].rif:
+                below_best += 1
+        if below_best <= j:
+            break
+        hot |= 1 << best
+        best = -1
+        for i in range(size):
+            if pool[i].server >= 0 and (hot >> i) & 1 == 0:
+                score = _probe_score(pool[i], weight, scaled)
+                if best < 0 or score < best_score:
+                    best = i
+                    best_score = score
+    p = pool[best]
+    server = int(p.server)
+    p.rif += np.uint32(1)
+    p.uses += np.uint32(1)
+    if p.uses >= max_uses:
+        p.server = -1
+    return server
+
+
+_NO_WEIGHT = np.zeros(0)
 
 
 @numba.njit(cache=True)
@@ -417,57 +505,28 @@ def prequal_pick(
     production each is an RPC answered by the server (its in-flight count over all LBs
     and a latency estimate); the simulator reads the server's state instead.
     """
-    size = min(len(pool), PREQUAL_MAX_POOL)
-    n = len(up)
-    now = np.uint64(now_ns)
-    age = np.uint64(max_age_ns)
-    m = 0
-    best = -1
-    for i in range(size):
-        if not _probe_ok(pool[i], up, now, age, max_uses):
-            pool[i].server = -1
-            continue
-        m += 1
-        if best < 0 or pool[i].latency < pool[best].latency:
-            best = i
-    if m == 0:
-        n_up = 0
-        for i in range(n):
-            if up[i] != 0:
-                n_up += 1
-        if n_up == 0:
-            return -1
-        r = _below(np.uint64(flow_hash) & _MASK32, n_up)
-        for i in range(n):
-            if up[i] != 0:
-                if r == 0:
-                    return i
-                r -= 1
-    j = int(q_rif * np.float64(m - 1))
-    hot = 0
-    while True:
-        below_best = 0
-        for i in range(size):
-            if pool[i].server >= 0 and pool[i].rif < pool[best].rif:
-                below_best += 1
-        if below_best <= j:
-            break
-        hot |= 1 << best
-        best = -1
-        for i in range(size):
-            if (
-                pool[i].server >= 0
-                and (hot >> i) & 1 == 0
-                and (best < 0 or pool[i].latency < pool[best].latency)
-            ):
-                best = i
-    p = pool[best]
-    server = int(p.server)
-    p.rif += np.uint32(1)
-    p.uses += np.uint32(1)
-    if p.uses >= max_uses:
-        p.server = -1
-    return server
+    return _prequal(pool, up, _NO_WEIGHT, False, flow_hash, now_ns, max_age_ns, q_rif, max_uses)
+
+
+@numba.njit(cache=True)
+def prequal_w_pick(
+    pool: npt.NDArray[np.void],
+    up: npt.NDArray[np.uint8],
+    weight: npt.NDArray[np.float64],
+    flow_hash: np.uint64,
+    now_ns: np.uint64,
+    max_age_ns: np.uint64,
+    q_rif: float,
+    max_uses: int,
+) -> int:
+    """prequal_pick with the weights scaling its scores: a probe's latency counts as
+    latency / weight[server], and only servers whose weight is finite and > 0 are
+    eligible (a probe on another is dropped; an empty pool draws among eligible up
+    servers).  The hot test (requests in flight) is unchanged.  Weights are multipliers:
+    all ones pick exactly as prequal_pick does, so a policy that writes them (a learned
+    residual, e.g.) starts from Prequal and moves a server's share by its weight.
+    """
+    return _prequal(pool, up, weight, True, flow_hash, now_ns, max_age_ns, q_rif, max_uses)
 
 
 @numba.njit(cache=True)

@@ -3,7 +3,8 @@
 Static ones return fixed weights (ones, or proportional to the static
 capacities, normalised to mean 1) and leave the work to their dispatch rule.
 `active-wcmp` re-weights every interval from the simulator's ground truth,
-and `gsq` names the simulator's global shortest-queue oracle.
+`gsq` names the simulator's global shortest-queue oracle, and `prequal-w`
+puts another policy's weights on top of Prequal.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from marllbd.policies.interface import (
     Policy,
     PolicyContext,
     PolicyError,
+    is_bounded,
+    warm_call,
     weights_within_ratio,
 )
 
@@ -162,3 +165,71 @@ def active_wcmp(arg: str | None = None) -> Policy:
     """WCMP with weights from the simulator's ground truth each interval."""
     _no_arg("active-wcmp", arg)
     return ActiveWcmp()
+
+
+class PrequalScaled:
+    """Prequal with another policy's weights scaling its scores (the `prequal-w` rule).
+
+    Each interval the inner policy decides as it would for SED; the weights written are
+    its weights over the configured capacities, normalised to mean 1 (the inner policy's
+    correction of the static capacities), and the prequal-w rule divides each probe's
+    latency by its server's weight.  Without an inner policy the weights are ones, which
+    picks exactly as `prequal` does; `prequal-w:sed` is the same.  Prequal's probes
+    already carry each server's latency, so an inner policy that tracks capacity counts
+    a capacity change twice; what it can add is what its own features see and the
+    probes do not (their staleness, the other LBs' recent picks)."""
+
+    dispatch = "prequal-w"
+
+    def __init__(self, inner: Policy | None) -> None:
+        self._inner = inner
+        self.name = "prequal-w" if inner is None else f"prequal-w:{inner.name}"
+        self.needs_ground_truth = inner is not None and inner.needs_ground_truth
+        self.bounded = inner is None or is_bounded(inner)
+        self._caps: npt.NDArray[np.float64] | None = None
+
+    def reset(self, ctx: PolicyContext) -> None:
+        self._caps = np.asarray(ctx.capacities, dtype=np.float64).copy()
+        if self._inner is not None:
+            self._inner.reset(ctx)
+
+    def _scale(self, weights: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        assert self._caps is not None
+        return weights_within_ratio(_mean_one(np.asarray(weights, dtype=np.float64) / self._caps))
+
+    def decide(
+        self,
+        features: npt.NDArray[np.float64],
+        active: npt.NDArray[np.bool_],
+        truth: GroundTruth | None,
+    ) -> npt.NDArray[np.float64]:
+        if self._caps is None:
+            raise PolicyError(f"policy {self.name!r}: call reset(ctx) before decide()")
+        if self._inner is None:
+            return np.ones(len(self._caps))
+        return self._scale(self._inner.decide(features, active, truth))
+
+    def warm(self, features: npt.NDArray[np.float64], active: npt.NDArray[np.bool_]) -> object:
+        """The inner policy's warm (no state changes), or deciding when it keeps none."""
+        if self._inner is None:
+            return self.decide(features, active, None)
+        warm = warm_call(self._inner)
+        return None if warm is None else warm(features, active)
+
+
+def prequal_w(arg: str | None = None, lb: int | None = None) -> Policy:
+    """Prequal whose scores another policy's weights scale: `prequal-w:POLICY` (e.g.
+    `prequal-w:sac-gru:PATH`); bare `prequal-w` is Prequal (weights all ones)."""
+    if arg is None:
+        return PrequalScaled(None)
+    from marllbd.policies import registry
+
+    if arg.partition(":")[0] == "prequal-w":
+        raise PolicyError("policy 'prequal-w': its inner policy cannot be prequal-w")
+    inner = registry.load(arg, lb=lb)
+    if inner.dispatch != "sed":
+        raise PolicyError(
+            f"policy 'prequal-w': inner policy {arg!r} applies its weights with "
+            f"{inner.dispatch!r}; expected a policy whose weights are for sed"
+        )
+    return PrequalScaled(inner)

@@ -46,7 +46,7 @@ REJECT_PENALTY = 40.0
 _R = D.DispatchRule
 RULE_CODES: dict[str, int] = {
     _R.SED: 0, _R.WCMP: 1, _R.ECMP: 2, _R.LSQ: 3, _R.LSQ2: 4, _R.SED2: 5, D.GSQ: 6,
-    _R.PEAK_EWMA: 7, _R.PREQUAL: 8,
+    _R.PEAK_EWMA: 7, _R.PREQUAL: 8, _R.PREQUAL_W: 9,
 }  # fmt: skip
 """The code _pick branches on for each rule in D.DISPATCH_NAMES (a test checks it has them
 all); gsq (global shortest queue) is a simulator-only oracle."""
@@ -72,8 +72,9 @@ _lsq_pick = _inlined(D.lsq_pick.py_func)
 _p2_pick = _inlined(D.p2_pick.py_func)
 _peak_ewma_pick = _inlined(D.peak_ewma_pick.py_func)
 _peak_ewma_update = _inlined(D.peak_ewma_update.py_func)
-_prequal_pick = _inlined(D.prequal_pick.py_func)
+_prequal = _inlined(D._prequal.py_func)  # prequal_pick and prequal_w_pick
 _PEAK_EWMA, _PREQUAL = RULE_CODES[_R.PEAK_EWMA], RULE_CODES[_R.PREQUAL]
+_PREQUAL_W = RULE_CODES[_R.PREQUAL_W]
 reservoir_add = _inlined(_reservoir_add.py_func)
 
 # Column indices of the per-server float state (_TNEXT: time of the next completion, inf
@@ -251,11 +252,12 @@ def _pick(rule, lb, h, t, sf, si, up, lb_w, active, al_prob, al_alias, maglev, p
         return _peak_ewma_pick(
             active, lb_w[lb], up, pe[lb], h, np.uint64(t * 1e9), rule_par[_P_TAU_NS]
         )
-    if rule == _PREQUAL:
+    if rule in (_PREQUAL, _PREQUAL_W):
         now_ns = np.uint64(t * 1e9)
         _prequal_refresh(sf, si, pq[lb], h, now_ns, rule_par)
-        return _prequal_pick(
-            pq[lb], up, h, now_ns, np.uint64(rule_par[_P_MAX_AGE_NS]), rule_par[_P_Q_RIF],
+        return _prequal(
+            pq[lb], up, lb_w[lb], rule == _PREQUAL_W, h, now_ns,
+            np.uint64(rule_par[_P_MAX_AGE_NS]), rule_par[_P_Q_RIF],
             np.int64(rule_par[_P_MAX_USES]),
         )  # fmt: skip
     # Oracle: fewest flows per unit of real capacity (workers × speed), ties to the lowest index.
@@ -702,7 +704,10 @@ class Engine:
         self.bq = np.zeros((n, max(int(bcap.max()), 1)), dtype=np.int64)
 
         self.lb_rule = np.array([RULE_CODES[r] for r in self._rules], dtype=np.int64)
+        # Before the first set_weights: the static capacities, or for prequal-w (whose
+        # weights are multipliers of Prequal's scores) ones, where it is plain Prequal.
         self.lb_w = np.tile(workers, (nl, 1))
+        self.lb_w[[r == _R.PREQUAL_W for r in self._rules]] = 1.0
         self.lb_counts = np.zeros((3, nl, n), dtype=np.uint64)
         self.lb_active = self.lb_counts[_L_ACTIVE]
         self.lb_new = self.lb_counts[_L_NEW]

@@ -206,8 +206,9 @@ def run(
             node.reset(PolicyContext(n, capacities, policy_seed(seed, lb)))
         except PolicyError as exc:  # e.g. trained for another number of servers
             raise EvaluationError(f"policy {spec!r}: {exc}") from None
-    # Before the first decision the LBs use static capacity weights, as the envs do.
-    weights = np.tile(capacities, (sc.lb_nodes, 1))
+    # Before the first decision the LBs use the engine's first weights (the static
+    # capacities, as the envs do; ones for prequal-w).
+    weights = engine.lb_w.copy()
     feats = np.zeros((sc.lb_nodes, n, features.NUM_FEATURES))
     wants_truth = any(p.needs_ground_truth for p in policies)
     reward_spec = RewardSpec()

@@ -42,7 +42,7 @@ def hashes(seed: int, count: int) -> npt.NDArray[np.uint64]:
 class TestRuleNames:
     def test_every_name_parses_to_its_rule(self) -> None:
         assert d.RULE_NAMES == (
-            "sed", "wcmp", "ecmp", "lsq", "lsq2", "sed2", "peak-ewma", "prequal",
+            "sed", "wcmp", "ecmp", "lsq", "lsq2", "sed2", "peak-ewma", "prequal", "prequal-w",
         )  # fmt: skip
         for name in d.RULE_NAMES:
             assert d.parse_rule(name).value == name

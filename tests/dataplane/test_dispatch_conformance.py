@@ -136,9 +136,11 @@ def _peak_ewma_case(
 
 
 def _prequal_case(
-    side: ModuleType, active: npt.NDArray[np.uint64], up: npt.NDArray[np.uint8], h: np.uint64
-) -> int:
-    """prequal on a pool of 16 probes of the case's servers (RIF = active, capped)."""
+    side: ModuleType, active: npt.NDArray[np.uint64], up: npt.NDArray[np.uint8], h: np.uint64,
+    weight: npt.NDArray[np.float64] | None = None,
+) -> int:  # fmt: skip
+    """prequal on a pool of 16 probes of the case's servers (RIF = active, capped); with
+    `weight`, prequal-w."""
     rng = np.random.default_rng(int(h) % 2**32)
     n = len(up)
     pool = np.zeros(16, dtype=py.PROBE_DTYPE)
@@ -146,7 +148,10 @@ def _prequal_case(
     pool["rif"] = np.minimum(active[np.maximum(pool["server"], 0)], 2**32 - 1)
     pool["latency"] = rng.choice([0.1, 0.2, rng.exponential(0.3)], size=16)
     pool["t_ns"] = rng.integers(0, 2 * 10**9, size=16)
-    return int(side.prequal_pick(pool, up, h, np.uint64(2 * 10**9), np.uint64(10**9), 0.84, 3))
+    args = (h, np.uint64(2 * 10**9), np.uint64(10**9), 0.84, 3)
+    if weight is not None:
+        return int(side.prequal_w_pick(pool, up, weight, *args))
+    return int(side.prequal_pick(pool, up, *args))
 
 
 RULE_PICKS: dict[str, Pick] = {
@@ -158,6 +163,7 @@ RULE_PICKS: dict[str, Pick] = {
     "sed2": lambda side, active, weight, up, h: side.p2_pick(active, weight, up, h, True),
     "peak-ewma": _peak_ewma_case,
     "prequal": lambda side, active, weight, up, h: _prequal_case(side, active, up, h),
+    "prequal-w": lambda side, active, weight, up, h: _prequal_case(side, active, up, h, weight),
 }
 """How the C library and its Python twin (`side`) apply each data-plane rule by name."""
 
@@ -230,7 +236,7 @@ def test_both_sides_reproduce_the_shared_vectors(
     side_name: str, request: pytest.FixtureRequest
 ) -> None:
     side: ModuleType = py if side_name == "py" else request.getfixturevalue("c")
-    kinds = {"pe_update": 0, "pe_pick": 0, "pq_pick": 0}
+    kinds = {"pe_update": 0, "pe_pick": 0, "pq_pick": 0, "pqw_pick": 0}
     for no, t in enumerate(_vector_lines()):
         kinds[t[0]] += 1
         where = f"{side_name}: vectors case {no} ({t[0]})"
@@ -258,13 +264,22 @@ def test_both_sides_reproduce_the_shared_vectors(
             h, now, age = (np.uint64(int(x)) for x in t[3:6])
             q, max_uses, want = _f(t[6]), int(t[7]), int(t[8])
             up = np.array([int(x) for x in t[9 : 9 + n]], dtype=np.uint8)
-            before = t[9 + n : 9 + n + 5 * size]
-            after = t[9 + n + 5 * size :]
+            rest = t[9 + n :]
+            weight = None
+            if t[0] == "pqw_pick":
+                weight = np.array([_f(x) for x in rest[:n]])
+                rest = rest[n:]
+            before = rest[: 5 * size]
+            after = rest[5 * size :]
             pool = np.zeros(size, dtype=py.PROBE_DTYPE)
             for i in range(size):
                 ts, lat, rif, server, uses = before[5 * i : 5 * i + 5]
                 pool[i] = (int(ts), _f(lat), int(rif), int(server), int(uses), 0)
-            assert side.prequal_pick(pool, up, h, now, age, q, max_uses) == want, where
+            if weight is None:
+                got = side.prequal_pick(pool, up, h, now, age, q, max_uses)
+            else:
+                got = side.prequal_w_pick(pool, up, weight, h, now, age, q, max_uses)
+            assert got == want, where
             expected = np.array([int(x) for x in after]).reshape(size, 3)
             np.testing.assert_array_equal(pool["rif"], expected[:, 0], err_msg=where)
             np.testing.assert_array_equal(pool["server"], expected[:, 1], err_msg=where)

@@ -114,6 +114,16 @@ int32_t marllb_prequal_pick (marllb_probe_t *pool, uint32_t size, const uint8_t 
                              uint64_t hash, uint64_t now_ns, uint64_t max_age_ns, double q_rif,
                              uint32_t max_uses);
 
+/* prequal-w: marllb_prequal_pick with the weights scaling its scores.  A
+ * probe's latency counts as latency / weight[server]; only servers whose
+ * weight is finite and > 0 are eligible (a probe on another is dropped, and
+ * an empty pool draws its uniform server among the eligible up ones).  The
+ * hot test is unchanged.  Weights are multipliers: all ones pick exactly as
+ * marllb_prequal_pick does. */
+int32_t marllb_prequal_w_pick (marllb_probe_t *pool, uint32_t size, const uint8_t *up,
+                               const double *weight, uint32_t n, uint64_t hash, uint64_t now_ns,
+                               uint64_t max_age_ns, double q_rif, uint32_t max_uses);
+
 /* Alias-method WCMP (Vose).  Column c = (lo32 * n) >> 32 of the hash; the
  * pick is c when hi32 < prob[c], else alias[c].  Servers that are down or
  * have a non-finite or non-positive weight get probability 0. */

@@ -1,6 +1,7 @@
 /*
  * dispatch.c - per-new-flow server selection rules (SED, LSQ, power of two,
- * peak-EWMA, Prequal's hot-cold lexicographic rule, alias-method WCMP,
+ * peak-EWMA, Prequal's hot-cold lexicographic rule and its weighted twin,
+ * alias-method WCMP,
  * Maglev).
  *
  * Every floating-point expression here is written out operation by operation
@@ -222,53 +223,74 @@ marllb_peak_ewma_pick (const uint64_t *active, const double *weight, const uint8
   return (int32_t) (s_hi < s_lo ? hi : lo);
 }
 
-/* A probe the pick may use: on an up server of the set, young enough, and
+/* A server prequal may pick: up, and with weights (prequal-w) a finite weight > 0. */
+static inline int
+prequal_eligible (const uint8_t *up, const double *weight, uint32_t s)
+{
+  return up[s] != 0 && (weight == NULL || weight_ok (weight[s]));
+}
+
+/* A probe the pick may use: on an eligible server of the set, young enough, and
  * not used up. */
 static inline int
-probe_ok (const marllb_probe_t *p, const uint8_t *up, uint32_t n, uint64_t now_ns,
-          uint64_t max_age_ns, uint32_t max_uses)
+probe_ok (const marllb_probe_t *p, const uint8_t *up, const double *weight, uint32_t n,
+          uint64_t now_ns, uint64_t max_age_ns, uint32_t max_uses)
 {
   /* (A negative server converts to a value >= n.) */
-  if ((uint32_t) p->server >= n || !up[p->server] || p->uses >= max_uses)
+  if ((uint32_t) p->server >= n || p->uses >= max_uses
+      || !prequal_eligible (up, weight, (uint32_t) p->server))
     return 0;
   return now_ns <= p->t_ns || now_ns - p->t_ns <= max_age_ns;
 }
 
-int32_t
-marllb_prequal_pick (marllb_probe_t *pool, uint32_t size, const uint8_t *up, uint32_t n,
-                     uint64_t hash, uint64_t now_ns, uint64_t max_age_ns, double q_rif,
-                     uint32_t max_uses)
+/* A probe's latency, over its server's weight with weights (prequal-w). */
+static inline double
+probe_score (const marllb_probe_t *p, const double *weight)
+{
+  return weight ? p->latency / weight[p->server] : p->latency;
+}
+
+/* marllb_prequal_pick (weight NULL) and marllb_prequal_w_pick. */
+static int32_t
+prequal_pick (marllb_probe_t *pool, uint32_t size, const uint8_t *up, const double *weight,
+              uint32_t n, uint64_t hash, uint64_t now_ns, uint64_t max_age_ns, double q_rif,
+              uint32_t max_uses)
 {
   if (size > MARLLB_PREQUAL_MAX_POOL)
     size = MARLLB_PREQUAL_MAX_POOL;
-  /* One pass: drop unusable probes, count the rest, find the lowest latency. */
+  /* One pass: drop unusable probes, count the rest, find the lowest score. */
   uint32_t m = 0;
   int32_t best = -1;
+  double best_score = 0.0;
   for (uint32_t i = 0; i < size; i++)
     {
-      if (!probe_ok (&pool[i], up, n, now_ns, max_age_ns, max_uses))
+      if (!probe_ok (&pool[i], up, weight, n, now_ns, max_age_ns, max_uses))
         {
           pool[i].server = -1;
           continue;
         }
       m++;
-      if (best < 0 || pool[i].latency < pool[best].latency)
-        best = (int32_t) i;
+      double score = probe_score (&pool[i], weight);
+      if (best < 0 || score < best_score)
+        {
+          best = (int32_t) i;
+          best_score = score;
+        }
     }
   if (m == 0)
     {
-      uint32_t n_up = 0;
+      uint32_t n_ok = 0;
       for (uint32_t i = 0; i < n; i++)
-        n_up += up[i] != 0;
-      if (n_up == 0)
+        n_ok += prequal_eligible (up, weight, i);
+      if (n_ok == 0)
         return -1;
-      uint32_t r = below (hash & 0xffffffffu, n_up);
+      uint32_t r = below (hash & 0xffffffffu, n_ok);
       for (uint32_t i = 0; i < n; i++)
-        if (up[i] && r-- == 0)
+        if (prequal_eligible (up, weight, i) && r-- == 0)
           return (int32_t) i;
     }
   uint32_t j = (uint32_t) (q_rif * (double) (m - 1));
-  /* Candidates by ascending (latency, slot) until a cold one: each hot one is
+  /* Candidates by ascending (score, slot) until a cold one: each hot one is
    * masked out.  At most m - 1 - j probes are hot, so this ends. */
   uint32_t hot = 0;
   for (;;)
@@ -281,15 +303,38 @@ marllb_prequal_pick (marllb_probe_t *pool, uint32_t size, const uint8_t *up, uin
       hot |= UINT32_C (1) << best;
       best = -1;
       for (uint32_t i = 0; i < size; i++)
-        if (pool[i].server >= 0 && !(hot >> i & 1u)
-            && (best < 0 || pool[i].latency < pool[best].latency))
-          best = (int32_t) i;
+        {
+          if (pool[i].server < 0 || (hot >> i & 1u))
+            continue;
+          double score = probe_score (&pool[i], weight);
+          if (best < 0 || score < best_score)
+            {
+              best = (int32_t) i;
+              best_score = score;
+            }
+        }
     }
   int32_t server = pool[best].server;
   pool[best].rif++;
   if (++pool[best].uses >= max_uses)
     pool[best].server = -1; /* used up: the slot is free for the next probe */
   return server;
+}
+
+int32_t
+marllb_prequal_pick (marllb_probe_t *pool, uint32_t size, const uint8_t *up, uint32_t n,
+                     uint64_t hash, uint64_t now_ns, uint64_t max_age_ns, double q_rif,
+                     uint32_t max_uses)
+{
+  return prequal_pick (pool, size, up, NULL, n, hash, now_ns, max_age_ns, q_rif, max_uses);
+}
+
+int32_t
+marllb_prequal_w_pick (marllb_probe_t *pool, uint32_t size, const uint8_t *up,
+                       const double *weight, uint32_t n, uint64_t hash, uint64_t now_ns,
+                       uint64_t max_age_ns, double q_rif, uint32_t max_uses)
+{
+  return prequal_pick (pool, size, up, weight, n, hash, now_ns, max_age_ns, q_rif, max_uses);
 }
 
 static void

@@ -356,6 +356,39 @@ test_prequal (void)
   CHECK (marllb_prequal_pick (pool, 6, none, 4, 0, now, age, 0.84, 3) == -1);
 }
 
+static void
+test_prequal_w (void)
+{
+  marllb_probe_t pool[4];
+  uint8_t up[] = { 1, 1, 1 };
+  uint64_t now = 2000000000u, age = 1000000000u;
+  double ones[] = { 1.0, 1.0, 1.0 };
+  set_probe (&pool[0], 0, 1, 0.10, now);
+  set_probe (&pool[1], 1, 1, 0.15, now);
+  set_probe (&pool[2], 2, 1, 0.30, now);
+  set_probe (&pool[3], -1, 0, 0.0, 0);
+  /* Weights of one: Prequal's pick (lowest latency). */
+  CHECK (marllb_prequal_w_pick (pool, 4, up, ones, 3, 0, now, age, 1.0, 8) == 0);
+  /* Server 1 weighted 2: 0.15 / 2 < 0.10 / 1, so it wins. */
+  double w[] = { 1.0, 2.0, 1.0 };
+  CHECK (marllb_prequal_w_pick (pool, 4, up, w, 3, 0, now, age, 1.0, 8) == 1);
+  /* A weight that is not finite and > 0 drops the server's probe. */
+  double bad[] = { 1.0, NAN, 1.0 };
+  CHECK (marllb_prequal_w_pick (pool, 4, up, bad, 3, 0, now, age, 1.0, 8) == 0);
+  CHECK (pool[1].server == -1);
+  /* Empty pool: a uniform eligible server, lo32 = 2^31 -> rank 1; with server 0's
+   * weight 0 that is server 2 of {1, 2} (prequal's would be server 1 of {0, 1, 2}). */
+  for (int i = 0; i < 4; i++)
+    pool[i].server = -1;
+  double zero0[] = { 0.0, 1.0, 1.0 };
+  uint64_t half = UINT64_C (0x80000000);
+  CHECK (marllb_prequal_pick (pool, 4, up, 3, half, now, age, 1.0, 8) == 1);
+  CHECK (marllb_prequal_w_pick (pool, 4, up, zero0, 3, half, now, age, 1.0, 8) == 2);
+  up[1] = 0;
+  double none[] = { 0.0, 1.0, -1.0 };
+  CHECK (marllb_prequal_w_pick (pool, 4, up, none, 3, 0, now, age, 1.0, 8) == -1);
+}
+
 /* The shared vectors file: one case per line (see tests/dataplane/dispatch_vectors.py). */
 static char *tok_save;
 
@@ -470,8 +503,9 @@ vector_pe_pick (int lineno)
   return bad;
 }
 
+/* A pq_pick line, or with `weighted` a pqw_pick line (weight[n] after up[n]). */
 static int
-vector_pq_pick (int lineno)
+vector_pq_pick (int lineno, int weighted)
 {
   uint32_t size = (uint32_t) next_u64 ();
   uint32_t n = (uint32_t) next_u64 ();
@@ -485,8 +519,12 @@ vector_pq_pick (int lineno)
   marllb_probe_t pool[MARLLB_PREQUAL_MAX_POOL];
   if (n > MAX_N || size > MARLLB_PREQUAL_MAX_POOL)
     return 1;
+  double weight[MAX_N];
   for (uint32_t i = 0; i < n; i++)
     up[i] = (uint8_t) next_u64 ();
+  if (weighted)
+    for (uint32_t i = 0; i < n; i++)
+      weight[i] = next_f64 ();
   for (uint32_t i = 0; i < size; i++)
     {
       pool[i].t_ns = next_u64 ();
@@ -496,7 +534,9 @@ vector_pq_pick (int lineno)
       pool[i].uses = (uint32_t) next_u64 ();
       pool[i].reserved = 0;
     }
-  int32_t got = marllb_prequal_pick (pool, size, up, n, hash, now, max_age, q, max_uses);
+  int32_t got = weighted ? marllb_prequal_w_pick (pool, size, up, weight, n, hash, now, max_age,
+                                                 q, max_uses)
+                         : marllb_prequal_pick (pool, size, up, n, hash, now, max_age, q, max_uses);
   int bad = got != expected;
   for (uint32_t i = 0; i < size; i++)
     {
@@ -506,8 +546,8 @@ vector_pq_pick (int lineno)
       bad |= pool[i].rif != rif || pool[i].server != server || pool[i].uses != uses;
     }
   if (bad)
-    fprintf (stderr, "vectors line %d: pq_pick gives %d (or a different pool), expected %d\n",
-             lineno, got, expected);
+    fprintf (stderr, "vectors line %d: %s gives %d (or a different pool), expected %d\n",
+             lineno, weighted ? "pqw_pick" : "pq_pick", got, expected);
   return bad;
 }
 
@@ -523,7 +563,7 @@ test_vectors (const char *path)
     }
   char *line = NULL;
   size_t cap = 0;
-  int lineno = 0, cases = 0, kinds[3] = { 0 };
+  int lineno = 0, cases = 0, kinds[4] = { 0 };
   while (getline (&line, &cap, f) > 0)
     {
       lineno++;
@@ -536,7 +576,9 @@ test_vectors (const char *path)
       else if (strcmp (kind, "pe_pick") == 0)
         failures += vector_pe_pick (lineno), kinds[1]++;
       else if (strcmp (kind, "pq_pick") == 0)
-        failures += vector_pq_pick (lineno), kinds[2]++;
+        failures += vector_pq_pick (lineno, 0), kinds[2]++;
+      else if (strcmp (kind, "pqw_pick") == 0)
+        failures += vector_pq_pick (lineno, 1), kinds[3]++;
       else
         {
           fprintf (stderr, "vectors line %d: unknown case kind %s\n", lineno, kind);
@@ -546,7 +588,7 @@ test_vectors (const char *path)
   free (line);
   fclose (f);
   /* Every kind is present: an empty or truncated file must not pass. */
-  CHECK (kinds[0] > 0 && kinds[1] > 0 && kinds[2] > 0);
+  CHECK (kinds[0] > 0 && kinds[1] > 0 && kinds[2] > 0 && kinds[3] > 0);
   CHECK (cases > 100);
 }
 
@@ -560,6 +602,7 @@ main (int argc, char **argv)
   test_maglev ();
   test_peak_ewma ();
   test_prequal ();
+  test_prequal_w ();
   if (argc < 2)
     {
       fprintf (stderr, "usage: test_dispatch VECTORS_FILE (vpp-plugin/tests/dispatch_vectors.txt)\n");
