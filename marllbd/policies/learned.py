@@ -607,14 +607,39 @@ def _equivariant(manifest: Mapping[str, Any], where: Path | None) -> bool:
     return bool(arch == "equivariant")
 
 
+SERVED_RULES = ("sed", "prequal-w")
+"""The rules a learned policy's weights may be for (hyper.dispatch): SED's capacities, or
+prequal-w's multipliers of Prequal's scores (with weight_base 'uniform', so a zero action
+is Prequal)."""
+
+
+def served_dispatch(manifest: Mapping[str, Any], where: str | Path) -> str:
+    """hyper.dispatch (a checkpoint from before the option: 'sed'); CheckpointError for a
+    rule not in SERVED_RULES, or prequal-w with weights based on the capacities."""
+    hyper = manifest.get("hyper")
+    rule = hyper.get("dispatch", "sed") if isinstance(hyper, Mapping) else "sed"
+    if rule not in SERVED_RULES:
+        raise CheckpointError(
+            f"{where}: hyper.dispatch: expected one of {', '.join(SERVED_RULES)}, got {rule!r}"
+        )
+    base = manifest.get("action", {}).get("base") if isinstance(manifest, Mapping) else None
+    if rule == "prequal-w" and base != "uniform":
+        raise CheckpointError(
+            f"{where}: hyper.dispatch: 'prequal-w' needs action.base 'uniform', got {base!r}"
+        )
+    return str(rule)
+
+
 def sac_gru_policy(
     arrays: Mapping[str, np.ndarray], manifest: Mapping[str, Any], *, where: Path | None = None
 ) -> SacGruPolicy | SetSacGruPolicy:
     """The served actor of SAC-GRU arrays: flat or equivariant as hyper.arch says (a
-    checkpoint from before the option is flat)."""
-    if _equivariant(manifest, where):
-        return SetSacGruPolicy.from_arrays(arrays, manifest, where=where)
-    return SacGruPolicy.from_arrays(arrays, manifest, where=where)
+    checkpoint from before the option is flat), for the rule hyper.dispatch names."""
+    rule = served_dispatch(manifest, _places(where)[0])
+    cls = SetSacGruPolicy if _equivariant(manifest, where) else SacGruPolicy
+    policy = cls.from_arrays(arrays, manifest, where=where)
+    policy.dispatch = rule
+    return policy
 
 
 def sac_gru_from_checkpoint(path: str | Path) -> SacGruPolicy | SetSacGruPolicy:

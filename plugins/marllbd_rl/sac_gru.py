@@ -57,6 +57,7 @@ from marllbd.envs.reward import (
 from marllbd.features import NUM_FEATURES
 from marllbd.policies.actions import ActionSpec
 from marllbd.policies.learned import (
+    SERVED_RULES,
     SacGruPolicy,
     ServerTokens,
     SetSacGruPolicy,
@@ -194,6 +195,11 @@ class SacGruConfig:
     CENTRAL_COLUMNS (a centralised critic with decentralised actors, as MAPPO and MADDPG
     split them): the critics judge a node's action knowing every node's load on each
     server, while the actors, and so the served policy, still read their own frames."""
+    dispatch: str = "sed"
+    """The rule the weights are for, in training and serving: 'sed' (weights are
+    capacities), or 'prequal-w' (with weight_base 'uniform': weights scale Prequal's
+    scores, so a zero action is Prequal and the policy learns a correction on top of its
+    probes).  The rollout envs dispatch by it, whatever the scenario's `dispatch` says."""
     family_groups: int = 4
     """Training on a family (TrainConfig.family): the rollout envs split into this many
     groups, each stepping one sample at a time (a fresh one when its episodes end)."""
@@ -224,6 +230,12 @@ class SacGruConfig:
             raise ValueError(
                 "hyper.critic_view: 'central' needs arch 'equivariant' and lb_nodes 'all'"
             )
+        if self.dispatch not in SERVED_RULES:
+            raise ValueError(
+                f"hyper.dispatch: expected one of {', '.join(SERVED_RULES)}, got {self.dispatch!r}"
+            )
+        if self.dispatch == "prequal-w" and self.weight_base != "uniform":
+            raise ValueError("hyper.dispatch: 'prequal-w' needs weight_base 'uniform'")
         if self.hint not in ("none", "adaptive"):
             raise ValueError(f"hyper.hint: expected 'none' or 'adaptive', got {self.hint!r}")
         if self.arch == "flat" and self.hint != "none":
@@ -778,6 +790,8 @@ def rollout_envs(
     SyncVectorEnv over its envs); autoreset disabled, collect resets ended episodes.
     With lb_nodes 'all' and several LB nodes: every node of each episode (EveryNode; with
     critic_view 'central' for one node too: it has the servers' truth)."""
+    if scenario.dispatch != cfg.dispatch:
+        scenario = scenario.replace(dispatch=cfg.dispatch)
     if hooks.env_factory is not None:
         factory = hooks.env_factory
         return gym.vector.SyncVectorEnv(
