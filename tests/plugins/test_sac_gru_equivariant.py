@@ -547,3 +547,38 @@ def test_central_critic_reads_the_servers_truth_and_the_actor_does_not(tmp_path:
         S.SacGruConfig(arch="equivariant", critic_view="central")
     with pytest.raises(ValueError, match=r"hyper.critic_view: expected 'node' or 'central'"):
         S.SacGruConfig(critic_view="global")
+
+
+def test_dispatch_prequal_w_trains_and_serves_on_top_of_prequal(tmp_path: Path) -> None:
+    """hyper dispatch 'prequal-w' (with weight_base 'uniform'): the rollout envs dispatch
+    by prequal-w whatever the family says, the checkpoint serves its weights with
+    prequal-w, and its zero action is Prequal itself (weights all ones)."""
+    algo, result = train_lb_nodes(
+        tmp_path, "all", dispatch="prequal-w", weight_base="uniform", prior_weight="1.0"
+    )
+    for g in algo.groups:
+        assert g.scenario.dispatch == "sed" and g.envs is not None  # the family's rule
+        envs = g.envs.envs if isinstance(g.envs, S.EveryNode) else g.envs
+        assert envs.scenario.dispatch == "prequal-w"
+    policy = load(f"sac-gru:{result.last}")
+    assert policy.dispatch == "prequal-w"
+    caps = np.array([1.0, 2.0, 4.0])
+    assert np.array_equal(policy._spec.weights(np.zeros(3), caps), np.ones(3))
+    m = checkpoint.load(result.last, algorithm="sac-gru").manifest
+    assert m["hyper"]["dispatch"] == "prequal-w"
+    with pytest.raises(ValueError, match=r"hyper.dispatch: 'prequal-w' needs weight_base"):
+        S.SacGruConfig(dispatch="prequal-w")
+    with pytest.raises(ValueError, match=r"hyper.dispatch: expected one of sed, prequal-w"):
+        S.SacGruConfig(dispatch="wcmp")
+    # A manifest that names another rule, or prequal-w over capacities, is refused.
+    for hyper, base, match in (
+        ({"dispatch": "wcmp"}, "uniform", "expected one of sed, prequal-w"),
+        ({"dispatch": "prequal-w"}, "capacity", "needs action.base 'uniform'"),
+    ):
+        bad = {**m, "hyper": {**m["hyper"], **hyper}, "action": {**m["action"], "base": base}}
+        with pytest.raises(checkpoint.CheckpointError, match=match):
+            sac_gru_policy(checkpoint.load(result.last).arrays, bad)
+    # A checkpoint from before the option serves SED.
+    old = {**m, "hyper": {k: v for k, v in m["hyper"].items() if k != "dispatch"}}
+    old["action"] = {**m["action"], "base": "capacity"}
+    assert sac_gru_policy(checkpoint.load(result.last).arrays, old).dispatch == "sed"
