@@ -43,7 +43,7 @@ from marllbd.envs.reward import (
 )
 from marllbd.envs.single import episode_engine, resolve_scenario, step_info, writable_state
 from marllbd.policies import GroundTruth
-from marllbd.sim.engine import Engine
+from marllbd.sim.engine import Engine, first_weights
 from marllbd.sim.scenario import Scenario
 
 
@@ -127,7 +127,8 @@ class MultiAgentLoadBalanceEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
             ),
             dtype=np.float32,
         )
-        self._weights = np.tile(self.capacities, (nl, 1))
+        self._first = first_weights(sc.dispatch, self.capacities)
+        self._weights = np.tile(self._first, (nl, 1))
         self._features = np.zeros((nl, n, features.NUM_FEATURES))
         self._engine: Engine | None = None
         self._last: GroundTruth | None = None  # of the last interval, for state()
@@ -158,7 +159,7 @@ class MultiAgentLoadBalanceEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
         if seed is not None:
             self.np_random, _ = seeding.np_random(seed)
         self._engine = episode_engine(self.scenario, self.np_random)
-        self._weights = np.tile(self.capacities, (self.scenario.lb_nodes, 1))
+        self._weights = np.tile(self._first, (self.scenario.lb_nodes, 1))
         self.agents = list(self.possible_agents)
         obs, _, _, _, infos = self._advance()
         return obs, infos

@@ -30,7 +30,7 @@ from marllbd.envs.render import ansi_table
 from marllbd.envs.reward import fct_stats
 from marllbd.envs.single import episode_engine, writable_state
 from marllbd.envs.vector import checked_reset_mask, sub_env_seeds
-from marllbd.sim.engine import EngineBatch
+from marllbd.sim.engine import EngineBatch, first_weights
 from marllbd.sim.scenario import Scenario
 
 
@@ -79,7 +79,8 @@ class MultiAgentVectorEnv:
             self._covered[lb, idx] = True
         self._padded = np.zeros((num_envs, nl, n + 1, features.NUM_FEATURES))
         self._feats = np.zeros((num_envs, nl, n, features.NUM_FEATURES))
-        self._weights = np.tile(self.capacities, (num_envs, nl, 1))
+        self._first = first_weights(self.scenario.dispatch, self.capacities)
+        self._weights = np.tile(self._first, (num_envs, nl, 1))
         self._tiled_caps = np.tile(self.capacities, num_envs * nl)
         self._truth = np.zeros((num_envs, 3, n))  # utilization, queue, capacities: state()
         self._rngs: list[np.random.Generator | None] = [None] * num_envs
@@ -131,7 +132,7 @@ class MultiAgentVectorEnv:
                 rng = self._rngs[i]
                 assert rng is not None
                 self._batch[i] = episode_engine(self.scenario, rng)
-        self._weights[mask] = self.capacities
+        self._weights[mask] = self._first
         self.agents = list(self.possible_agents)
         obs, _, _, _, info = self._advance(mask)
         return obs, info

@@ -25,7 +25,7 @@ from marllbd.envs.reward import (
     RewardFn,
     RewardSpec,
 )
-from marllbd.sim.engine import Engine
+from marllbd.sim.engine import Engine, first_weights
 from marllbd.sim.scenario import Scenario, load_scenario, synthetic
 
 
@@ -174,7 +174,8 @@ class LoadBalanceEnv(gym.Env[np.ndarray, np.ndarray]):
         self._feats = self._features[0]
         self._n_fct = np.zeros(n, dtype=np.int64)  # this LB's FCT sample counts, set on reset
         self._engine: Engine | None = None
-        self._weights = self.capacities.copy()
+        self._first = first_weights(self.scenario.dispatch, self.capacities)
+        self._weights = self._first.copy()
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Own copies of read-only arrays (writable_state), and the views bound again that
@@ -197,7 +198,7 @@ class LoadBalanceEnv(gym.Env[np.ndarray, np.ndarray]):
         self._engine = episode_engine(self.scenario, self.np_random)
         # This LB's FCT sample counts of the latest frame (a view that Engine.advance refills).
         self._n_fct = self._engine.fct_counts(self.lb)
-        self._weights = self.capacities.copy()
+        self._weights = self._first.copy()
         obs, _, _, _, info = self._advance()
         return obs, info
 

@@ -30,7 +30,7 @@ from gymnasium.vector.utils import batch_space
 from marllbd import features
 from marllbd.envs.render import RENDER_MODES, ansi_table, check_render_mode
 from marllbd.envs.single import LoadBalanceEnv, episode_engine, writable_state
-from marllbd.sim.engine import EngineBatch
+from marllbd.sim.engine import EngineBatch, first_weights
 from marllbd.sim.scenario import Scenario
 
 _INFO_KEYS = ("t", "fct_mean", "fct_p90_max", "completed", "rejected", "utilization", "weights")
@@ -132,7 +132,8 @@ class LoadBalanceVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         self._batch: EngineBatch | None = None
         self._elapsed = np.zeros(num_envs, dtype=np.int64)
         self._autoreset = np.zeros(num_envs, dtype=bool)
-        self._weights = np.tile(self.capacities, (num_envs, 1))
+        self._first = first_weights(self.scenario.dispatch, self.capacities)
+        self._weights = np.tile(self._first, (num_envs, 1))
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(writable_state(state))
@@ -166,7 +167,7 @@ class LoadBalanceVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         self._batch = EngineBatch(engines, parallel=self.parallel)
         self._elapsed[:] = 0
         self._autoreset[:] = False
-        obs, _, _, _, info = self._advance(np.tile(self.capacities, (count, 1)), None)
+        obs, _, _, _, info = self._advance(np.tile(self._first, (count, 1)), None)
         return obs, info
 
     def _reset_some(self, mask: Any, seeds: list[int | None]) -> tuple[np.ndarray, dict[str, Any]]:
@@ -180,7 +181,7 @@ class LoadBalanceVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
             batch[i] = episode_engine(self.scenario, self._generators()[i])
         self._elapsed[mask] = 0
         weights = self._weights.copy()
-        weights[mask] = self.capacities
+        weights[mask] = self._first
         obs, _, _, _, info = self._advance(weights, None, only=mask)
         info.update({f"_{k}": mask.copy() for k in _INFO_KEYS})
         return obs, info
@@ -207,7 +208,7 @@ class LoadBalanceVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
             resetting = self._autoreset.copy()
             for i in np.flatnonzero(resetting).tolist():
                 self._batch[i] = episode_engine(self.scenario, self._generators()[i])
-            weights[resetting] = self.capacities
+            weights[resetting] = self._first
             self._elapsed[resetting] = 0
         return self._advance(weights, resetting)
 

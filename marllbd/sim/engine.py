@@ -51,6 +51,15 @@ RULE_CODES: dict[str, int] = {
 """The code _pick branches on for each rule in D.DISPATCH_NAMES (a test checks it has them
 all); gsq (global shortest queue) is a simulator-only oracle."""
 
+
+def first_weights(rule: str, capacities: np.ndarray) -> np.ndarray:
+    """The weights an LB node on `rule` uses before its policy's first decision: the
+    static capacities, or for prequal-w (whose weights multiply Prequal's scores) ones,
+    with which it is Prequal.  (A copy.)"""
+    caps = np.asarray(capacities, dtype=np.float64)
+    return np.ones_like(caps) if rule == _R.PREQUAL_W else caps.copy()
+
+
 _FAULT_CODES = {"down": 0, "up": 1, "capacity": 2, "speed": 3}
 _F64 = np.dtype(np.float64)
 _HASH_STREAM = 1  # SeedSequence spawn keys: trace 0 (scenario.TRACE_STREAM), hashes 1, reservoirs 2
@@ -704,10 +713,7 @@ class Engine:
         self.bq = np.zeros((n, max(int(bcap.max()), 1)), dtype=np.int64)
 
         self.lb_rule = np.array([RULE_CODES[r] for r in self._rules], dtype=np.int64)
-        # Before the first set_weights: the static capacities, or for prequal-w (whose
-        # weights are multipliers of Prequal's scores) ones, where it is plain Prequal.
-        self.lb_w = np.tile(workers, (nl, 1))
-        self.lb_w[[r == _R.PREQUAL_W for r in self._rules]] = 1.0
+        self.lb_w = np.stack([first_weights(r, workers) for r in self._rules])
         self.lb_counts = np.zeros((3, nl, n), dtype=np.uint64)
         self.lb_active = self.lb_counts[_L_ACTIVE]
         self.lb_new = self.lb_counts[_L_NEW]

@@ -1,7 +1,7 @@
 """prequal-w: Prequal whose scores another policy's weights scale.
 
-Weights of one are Prequal exactly (from the first interval: the engine starts a
-prequal-w node on ones); a policy's weights reach the rule as its correction of the
+Weights of one are Prequal exactly (from the first interval: the engine and the envs
+start a prequal-w node on ones); a policy's weights reach the rule as its correction of the
 configured capacities; a small weight keeps flows off its server."""
 
 from __future__ import annotations
@@ -9,9 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from marllbd.envs import LoadBalanceEnv, LoadBalanceVectorEnv
+from marllbd.envs.multi import MultiAgentLoadBalanceEnv
+from marllbd.envs.multi_vector import MultiAgentVectorEnv
 from marllbd.features import NUM_FEATURES
 from marllbd.policies import PolicyContext, PolicyError, load
-from marllbd.sim.engine import Engine
+from marllbd.sim.engine import Engine, first_weights
 from marllbd.sim.scenario import from_dict, load_scenario
 from marllbd.training.evaluate import evaluate
 
@@ -95,3 +98,23 @@ def test_bad_inner_policies_are_named(spec: str, match: str) -> None:
 def test_decide_before_reset_is_refused() -> None:
     with pytest.raises(PolicyError, match="reset"):
         load("prequal-w:sed").decide(np.zeros((4, NUM_FEATURES)), np.ones(4, dtype=bool), None)
+
+
+def test_every_env_starts_a_prequal_w_episode_on_ones() -> None:
+    """The envs' first interval runs on the engine's first weights (first_weights), as
+    marllbd eval's does: a prequal-w episode starts as Prequal, a sed one on capacities."""
+    for rule in ("prequal-w", "sed"):
+        sc = _multi_lb().replace(dispatch=rule, duration=2.0)
+        want = first_weights(rule, sc.capacities)
+        assert want.tolist() == ([1.0] * 24 if rule == "prequal-w" else sc.capacities.tolist())
+        single = LoadBalanceEnv(sc)
+        single.reset(seed=1)
+        np.testing.assert_array_equal(single._weights, want)
+        _, info = LoadBalanceVectorEnv(2, sc).reset(seed=1)
+        np.testing.assert_array_equal(info["weights"], np.tile(want, (2, 1)))
+        multi = MultiAgentLoadBalanceEnv(sc)
+        multi.reset(seed=1)
+        np.testing.assert_array_equal(multi._weights, np.tile(want, (6, 1)))
+        mv = MultiAgentVectorEnv(2, sc)
+        mv.reset(seed=1)
+        np.testing.assert_array_equal(mv._weights, np.tile(want, (2, 6, 1)))
