@@ -6,6 +6,8 @@ hyperparameters except an early start of learning so the short run spends
 most of its time with updates on).  baseline: the same number of
 LoadBalanceEnv instances stepped in lockstep with fixed actions.  ratio =
 value / baseline: the share of the env's speed that survives the learner.
+one_thread_update_steps_per_s: the same training with `update_threads=1` (the update's
+passes in turn on one thread), in the same run.  Both after a short warm-up training.
 """
 
 from __future__ import annotations
@@ -98,7 +100,16 @@ def train_sac(quick: bool) -> list[BenchResult]:
     from marllbd_rl.sac_gru import SacGruConfig
 
     steps = 6400 if quick else 64_000  # (quick: ~100 updates at the default rate)
+    # Warm-up: the process's first training loads numba's caches and torch's kernels
+    # (~0.6 s, a tenth of a quick run), which would fall on whichever run came first.
+    timed_training("sac-gru", 640, (("learning_starts", 100),))
     result, value, _ = timed_training("sac-gru", steps, (("learning_starts", 100),))
+    # The same training with the update's passes in turn on one thread (update_threads 1).
+    one = (("learning_starts", 100), ("update_threads", 1))
+    _, one_thread, _ = timed_training("sac-gru", steps, one)
     base = _env_only_rate(steps)
-    extra = {"updates_per_step": SacGruConfig().updates_per_step}
+    extra = {
+        "updates_per_step": SacGruConfig().updates_per_step,
+        "one_thread_update_steps_per_s": one_thread,
+    }
     return [training_result("train_sac", value, base, result.steps, extra)]

@@ -4,11 +4,43 @@ user's (`Hooks.reward_fn`: a callable cannot be saved, so the manifest names it 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
+
+_side: ThreadPoolExecutor | None = None
+
+
+def side_thread() -> ThreadPoolExecutor:
+    """The process's one worker thread on which a learner's update runs a pass that does
+    not depend on the one it runs itself (torch releases the GIL inside its ops and the
+    backward pass, so the two use both cores), for callers whose torch runs one thread.
+    Created on first use; a forked child makes its own.
+
+    The worker sets one torch thread for itself: OpenMP's thread count is per thread, and
+    a new thread's default (the core count) would let MKL split a matrix product
+    differently from the caller's, changing the last bits of the result."""
+    global _side
+    if _side is None:
+        import torch
+
+        _side = ThreadPoolExecutor(
+            1, thread_name_prefix="marllbd-update", initializer=torch.set_num_threads,
+            initargs=(1,),
+        )  # fmt: skip
+    return _side
+
+
+def _forget_side_thread() -> None:
+    global _side
+    _side = None
+
+
+os.register_at_fork(after_in_child=_forget_side_thread)
 
 
 class Learner(Protocol):

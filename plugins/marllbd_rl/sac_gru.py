@@ -70,7 +70,7 @@ from marllbd.sim.scenario import Scenario
 from marllbd.training import hyper
 from marllbd.training.errors import TrainingError
 from marllbd.training.trainer import Collected, Hooks, TrainConfig
-from marllbd_rl.base import LearnerAlgorithm
+from marllbd_rl.base import LearnerAlgorithm, side_thread
 from marllbd_rl.norm import RunningNorm, TokenNorm
 from marllbd_rl.replay import SequenceBatch, SequenceReplay
 from marllbd_rl.torchio import load_arrays, to_arrays
@@ -180,6 +180,12 @@ class SacGruConfig:
     """Standardised features are clipped to ±this."""
     torch_threads: int = 1
     """CPU threads torch may use (small networks run fastest on one)."""
+    update_threads: int = 2
+    """Threads one update spreads its independent passes over, with critic_trunk 'own' and
+    torch_threads 1: the target critics' forward beside the actor's, and each critic's
+    loss and backward beside the other's (marllbd_rl.base.side_thread).  The same
+    operations on the same tensors, so the same results bit for bit; 1 runs them in turn
+    (as does torch_threads > 1, whose intra-op pool has the cores)."""
     lb_nodes: str = "one"
     """Scenarios with several LB nodes.  Training on a family: 'one' draws again a sample
     with several LB nodes; 'any' trains LB 0 of such a sample while the other nodes keep
@@ -245,6 +251,8 @@ class SacGruConfig:
         )
         if problem is not None:
             raise ValueError(f"hyper.residual: {problem}")
+        if self.update_threads not in (1, 2):
+            raise ValueError(f"hyper.update_threads: expected 1 or 2, got {self.update_threads!r}")
         if self.critic_trunk not in ("own", "pair", "shared"):
             raise ValueError(
                 f"hyper.critic_trunk: expected 'own', 'pair' or 'shared', got {self.critic_trunk!r}"
@@ -579,6 +587,14 @@ class SetCritic(nn.Module):
 # -- the learner ----------------------------------------------------------------------------
 
 
+def update_splits(cfg: SacGruConfig) -> bool:
+    """Whether an update runs its independent passes on two threads: update_threads 2,
+    critics of their own trunks and torch_threads 1 (with several torch threads the
+    intra-op pool has the cores already, and a matrix product split over them could
+    differ between the two threads' calls)."""
+    return cfg.update_threads > 1 and cfg.critic_trunk == "own" and cfg.torch_threads == 1
+
+
 class Learner:
     """Actor, twin critics with Polyak targets, entropy temperature and their optimisers."""
 
@@ -661,13 +677,48 @@ class Learner:
         a = self.actor.mode(raw) if deterministic else self.actor.sample(raw)[0]
         return a.numpy(), h
 
+    @torch.no_grad()
+    def _target_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The target critics' recurrent features of the next observations."""
+        if self.shared:
+            t1 = t2 = self.target_actor.features(x)[:, 1:]
+        elif self.pair:
+            t1 = t2 = self.target1.features(x)[:, 1:]
+        else:
+            t1, t2 = self.target1.features(x)[:, 1:], self.target2.features(x)[:, 1:]
+        return t1, t2
+
+    def _q_taken(self, critic: Critic, h: torch.Tensor, batch: SequenceBatch) -> torch.Tensor:
+        """The critic's Q of the stored actions, (B, T)."""
+        if self.actor.num_levels:
+            idx = batch.action.unsqueeze(-1)
+            return critic.q(h).gather(-1, idx).squeeze(-1).mean(-1)
+        return critic.q(h, batch.action)
+
+    def _critic_pass(
+        self, critic: Critic, x: torch.Tensor, y: torch.Tensor, batch: SequenceBatch
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One own-trunk critic's features, Q and its half of the critic loss, back-propagated
+        (its parameters only): the two halves run on two threads."""
+        h = critic.features(x)[:, :-1]
+        q = self._q_taken(critic, h, batch)
+        ((((q - y) ** 2) * batch.mask).sum() / batch.mask.sum()).backward()
+        return h, q
+
     def update(self, batch: SequenceBatch) -> dict[str, float]:
-        """One gradient step on the critics, the actor and α, then Polyak-average the targets."""
+        """One gradient step on the critics, the actor and α, then Polyak-average the targets.
+
+        With update_threads 2 and critics of their own trunks, the target critics' forward
+        runs beside the actor's, and each critic's loss and backward beside the other's
+        (the critic loss is their sum, so its gradients are the two halves'): the same
+        results bit for bit as one thread (tests/plugins/test_sac_gru.py)."""
         cfg = self.cfg
+        split = update_splits(cfg) and torch.get_num_threads() == 1
         x = self.norm(batch.obs)
         mask = batch.mask
         denom = mask.sum()
         alpha = self.log_alpha.exp().detach()
+        targets = side_thread().submit(self._target_features, x) if split else None
         if self.shared:
             flat = cast(Actor, self.actor)
             z = flat.features(x)
@@ -679,12 +730,7 @@ class Learner:
 
         with torch.no_grad():
             nxt = raw.detach()[:, 1:]
-            if self.shared:
-                t1 = t2 = self.target_actor.features(x)[:, 1:]
-            elif self.pair:
-                t1 = t2 = self.target1.features(x)[:, 1:]
-            else:
-                t1, t2 = self.target1.features(x)[:, 1:], self.target2.features(x)[:, 1:]
+            t1, t2 = targets.result() if targets is not None else self._target_features(x)
             if self.actor.num_levels:
                 logp_n = self.actor.log_probs(nxt)
                 qt = torch.min(self.target1.q(t1), self.target2.q(t2))
@@ -694,21 +740,23 @@ class Learner:
                 v_next = torch.min(self.target1.q(t1, a_n), self.target2.q(t2, a_n)) - alpha * lp_n
             y = reward + cfg.gamma * not_done * v_next
 
-        if self.shared:
-            h1 = h2 = z[:, :-1]
-        elif self.pair:
-            h1 = h2 = self.critic1.features(x)[:, :-1]
-        else:
-            h1, h2 = self.critic1.features(x)[:, :-1], self.critic2.features(x)[:, :-1]
-        if self.actor.num_levels:
-            idx = batch.action.unsqueeze(-1)
-            q1 = self.critic1.q(h1).gather(-1, idx).squeeze(-1).mean(-1)
-            q2 = self.critic2.q(h2).gather(-1, idx).squeeze(-1).mean(-1)
-        else:
-            q1, q2 = self.critic1.q(h1, batch.action), self.critic2.q(h2, batch.action)
-        critic_loss = ((((q1 - y) ** 2 + (q2 - y) ** 2) * mask).sum()) / denom
         self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
+        if split:
+            second = side_thread().submit(self._critic_pass, self.critic2, x, y, batch)
+            h1, q1 = self._critic_pass(self.critic1, x, y, batch)
+            h2, q2 = second.result()
+            with torch.no_grad():
+                critic_loss = ((((q1 - y) ** 2 + (q2 - y) ** 2) * mask).sum()) / denom
+        else:
+            if self.shared:
+                h1 = h2 = z[:, :-1]
+            elif self.pair:
+                h1 = h2 = self.critic1.features(x)[:, :-1]
+            else:
+                h1, h2 = self.critic1.features(x)[:, :-1], self.critic2.features(x)[:, :-1]
+            q1, q2 = self._q_taken(self.critic1, h1, batch), self._q_taken(self.critic2, h2, batch)
+            critic_loss = ((((q1 - y) ** 2 + (q2 - y) ** 2) * mask).sum()) / denom
+            critic_loss.backward()
         nn.utils.clip_grad_norm_(self.critic_params, cfg.max_grad_norm)
         self.critic_opt.step()
 
@@ -808,6 +856,9 @@ def rollout_envs(
         "reward_shaping": cfg.reward_shaping,
         **reward,
     }
+    # An update on two threads wants both cores: the envs' compiled step on numba's
+    # OpenMP threads would leave them spinning into it (~5 % of the time is the envs').
+    kwargs["parallel"] = not update_splits(cfg)
     if cfg.lb_nodes == "all" and (scenario.lb_nodes > 1 or cfg.critic_view == "central"):
         return EveryNode(MultiAgentVectorEnv(count, scenario, **kwargs))
     return LoadBalanceVectorEnv(count, scenario, autoreset_mode=AutoresetMode.DISABLED, **kwargs)

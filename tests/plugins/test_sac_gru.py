@@ -81,6 +81,56 @@ def sample(agent: S.Learner, replay: SequenceReplay) -> SequenceBatch:
     return replay.sample(cfg.batch_size, cfg.burn_in, bool(cfg.num_levels))
 
 
+def assert_updates_thread_invariant(
+    one: S.Learner, two: S.Learner, batches: list[SequenceBatch], monkeypatch: Any
+) -> None:
+    """update_threads 1 and 2 from the same state: every array (networks, normalisers,
+    optimiser moments) equal bit for bit after the updates, and the second learner did run
+    passes on the side thread."""
+    import marllbd_rl.sac_gru as module
+
+    submitted: list[str] = []
+    real = module.side_thread
+
+    class Counting:
+        def submit(self, fn: Any, *args: Any) -> Any:
+            submitted.append(fn.__name__)
+            return real().submit(fn, *args)
+
+    monkeypatch.setattr(module, "side_thread", Counting)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # training's default (torch_threads 1), which the split needs
+    try:
+        before = one.arrays()
+        for learner in (one, two):
+            for batch in batches:
+                torch.manual_seed(7)  # the same noise for the reparameterised samples
+                learner.update(batch)
+    finally:
+        torch.set_num_threads(threads)
+    assert submitted == ["_target_features", "_critic_pass"] * len(batches)
+    got, want = two.arrays(), one.arrays()
+    assert got.keys() == want.keys()
+    for key in want:
+        assert np.array_equal(got[key], want[key]), key
+    assert any(not np.array_equal(before[k], want[k]) for k in want if k.startswith("actor."))
+
+
+@pytest.mark.parametrize("action_type", ["continuous", "discrete"])
+def test_two_update_threads_give_the_one_thread_update_bit_for_bit(
+    action_type: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one, replay = filled_agent(action_type, critic_trunk="own", update_threads=1)
+    two, _ = filled_agent(action_type, critic_trunk="own", update_threads=2)
+    batches = [sample(one, replay) for _ in range(3)]
+    assert_updates_thread_invariant(one, two, batches, monkeypatch)
+
+
+def test_update_threads_is_checked() -> None:
+    with pytest.raises(ValueError, match=r"hyper\.update_threads: expected 1 or 2, got 3"):
+        S.SacGruConfig(update_threads=3)
+
+
 # -- the original code's defect classes --------------------------------------------------------
 
 

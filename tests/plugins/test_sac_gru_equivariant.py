@@ -29,6 +29,7 @@ from marllbd.policies.learned import (  # noqa: E402
 from marllbd.sim.family import load_family, scenario_toml  # noqa: E402
 from marllbd.sim.scenario import synthetic  # noqa: E402
 from marllbd.training import TrainConfig, Trainer, TrainingError, evaluate  # noqa: E402
+from tests.plugins.test_sac_gru import assert_updates_thread_invariant  # noqa: E402
 
 SMALL = {"hidden": 16, "burn_in": 3, "seq_len": 5, "batch_size": 8, "arch": "equivariant"}
 TOKEN = NUM_FEATURES + 1
@@ -132,19 +133,36 @@ def test_critic_q_is_invariant_to_a_permutation_of_the_servers() -> None:
     torch.testing.assert_close(q, qp, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("action_type", ["continuous", "discrete"])
-def test_two_updates_reach_every_parameter(action_type: str) -> None:
-    """The actor's output layer starts at zero: the first update moves it, the second the
-    layers before it."""
-    agent = learner(action_type, n=3)
-    cfg = agent.cfg
-    replay = SequenceReplay(2, 100, 3 * TOKEN, 3, cfg.window, seed=0)
+def random_replay(action_type: str, window: int) -> SequenceReplay:
+    """Random transitions of 3 servers' tokens, 2 streams of 30 steps."""
+    replay = SequenceReplay(2, 100, 3 * TOKEN, 3, window, seed=0)
     rng = np.random.default_rng(0)
     for s in range(2):
         replay.start(s, rng.gamma(1.0, 1.0, 3 * TOKEN))
         for _ in range(30):
             a = rng.uniform(-1, 1, 3) if action_type == "continuous" else rng.integers(0, 3, 3)
             replay.add(s, a.astype(float), float(rng.random()), False, rng.gamma(1, 1, 3 * TOKEN))
+    return replay
+
+
+@pytest.mark.parametrize("action_type", ["continuous", "discrete"])
+def test_two_update_threads_give_the_one_thread_update_bit_for_bit(
+    action_type: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one = learner(action_type, n=3, update_threads=1)
+    two = learner(action_type, n=3, update_threads=2)
+    replay = random_replay(action_type, one.cfg.window)
+    batches = [replay.sample(8, one.cfg.burn_in, action_type == "discrete") for _ in range(3)]
+    assert_updates_thread_invariant(one, two, batches, monkeypatch)
+
+
+@pytest.mark.parametrize("action_type", ["continuous", "discrete"])
+def test_two_updates_reach_every_parameter(action_type: str) -> None:
+    """The actor's output layer starts at zero: the first update moves it, the second the
+    layers before it."""
+    agent = learner(action_type, n=3)
+    cfg = agent.cfg
+    replay = random_replay(action_type, cfg.window)
     before = {k: v.copy() for k, v in agent.arrays().items()}
     for _ in range(2):
         agent.update(replay.sample(cfg.batch_size, cfg.burn_in, bool(cfg.num_levels)))
