@@ -6,7 +6,8 @@ default hyperparameters except an early start of learning, so the short run
 spends most of its time with updates on), beside the same number of
 MultiAgentLoadBalanceEnv instances stepped in lockstep with fixed actions and
 the global state read, as training reads it.  ratio = value / baseline: the
-share of the env's speed that survives the learner.
+share of the env's speed that survives the learner.  one_thread_update_steps_per_s:
+the same training with `update_threads=1`; both after a short warm-up training.
 
 qmix_decide: median µs of one LB's QMIXPolicy.decide (all four agents in one
 batched call, 16 servers) beside the SED heuristic, on the same stream of real
@@ -90,13 +91,13 @@ def train_qmix(quick: bool) -> list[BenchResult]:
     torch.set_num_threads(1)
     try:
         steps = 6400 if quick else 64_000  # (32 envs x 79 steps: episodes end together)
+        early = (("warmup_steps", 100),)
+        timed_training("qmix", 640, early, EPISODE_SECONDS)  # warm-up, as train_sac's
         result, value, policy = timed_training(
-            "qmix",
-            steps,
-            (("warmup_steps", 100),),
-            EPISODE_SECONDS,
-            then=lambda trainer: trainer.policy(0),
+            "qmix", steps, early, EPISODE_SECONDS, then=lambda trainer: trainer.policy(0)
         )
+        one = (*early, ("update_threads", 1))
+        _, one_thread, _ = timed_training("qmix", steps, one, EPISODE_SECONDS)
         base = _env_only_rate(steps)
         stream, capacities = _feature_stream(500 if quick else 2000)
         reps = 2 if quick else 5
@@ -116,6 +117,7 @@ def train_qmix(quick: bool) -> list[BenchResult]:
                 "batch_windows": cfg.batch_size,
                 "window": cfg.burn_in + cfg.seq_len,
                 "torch_threads": 1,
+                "one_thread_update_steps_per_s": one_thread,
             },
         ),
         latency_result(

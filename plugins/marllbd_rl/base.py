@@ -35,6 +35,15 @@ def side_thread() -> ThreadPoolExecutor:
     return _side
 
 
+def splits_updates(update_threads: int, torch_threads: int) -> bool:
+    """Whether a learner's update runs passes on `side_thread`: asked for two threads,
+    with one torch thread (several torch threads have the cores already in their
+    intra-op pool, and a matrix product split over them could differ between the two
+    threads' calls).  Its rollout envs then step on one thread: numba's OpenMP workers
+    would spin on the second core into the update."""
+    return update_threads > 1 and torch_threads == 1
+
+
 def _forget_side_thread() -> None:
     global _side
     _side = None

@@ -56,7 +56,7 @@ from marllbd.sim.scenario import Scenario
 from marllbd.training import hyper
 from marllbd.training.errors import TrainingError
 from marllbd.training.trainer import Collected, Hooks, TrainConfig
-from marllbd_rl.base import LearnerAlgorithm
+from marllbd_rl.base import LearnerAlgorithm, side_thread, splits_updates
 from marllbd_rl.norm import RunningNorm, TokenNorm
 from marllbd_rl.replay import EpisodeBatch, EpisodeBuckets, EpisodeBuffer
 from marllbd_rl.sac_gru import ServerTrunk, server_head, with_mean
@@ -114,6 +114,12 @@ class QMIXConfig:
     to eps_end: 2 500 steps of the default 32 envs."""
     target_every: int = 1
     """Updates between target-network updates."""
+    torch_threads: int = 1
+    """CPU threads torch may use (these small networks run no faster on two)."""
+    update_threads: int = 2
+    """With torch_threads 1, 2 unrolls the target agent network on a second thread beside
+    the online one (marllbd_rl.base.side_thread): the same results bit for bit; 1 runs
+    the two in turn."""
     target_tau: float = 0.05
     """Target update: target ← (1 − τ) target + τ online; τ = 1 is a hard copy."""
     grad_clip: float = 10.0
@@ -153,7 +159,9 @@ class QMIXConfig:
                 "qmix.hint: 'adaptive' needs arch 'equivariant' and weight_base 'capacity'"
             )
         positive = ("hidden", "mixing_embed", "hypernet_hidden", "batch_size", "seq_len")
-        for name in (*positive, "buffer_episodes", "train_every", "target_every"):
+        if self.update_threads not in (1, 2):
+            raise ValueError(f"qmix.update_threads: expected 1 or 2, got {self.update_threads!r}")
+        for name in (*positive, "buffer_episodes", "train_every", "target_every", "torch_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(
                     f"qmix.{name}: expected an integer >= 1, got {getattr(self, name)}"
@@ -410,6 +418,10 @@ class Learner:
             q, _ = net(flat, self.ids.repeat(b, 1), torch.zeros(b * a, self.dims.hidden))
         return q.view(b, a, t, *q.shape[2:]).transpose(1, 2)
 
+    @torch.no_grad()
+    def _target_unroll(self, obs: torch.Tensor) -> torch.Tensor:
+        return self._unroll(self.target_agent, obs)
+
     def loss(self, batch: EpisodeBatch) -> tuple[torch.Tensor, dict[str, float]]:
         """Masked mean squared TD error of Q_tot against double-Q targets."""
         obs = torch.from_numpy(batch.obs)
@@ -417,6 +429,13 @@ class Learner:
         actions = torch.from_numpy(batch.actions)
         reward = torch.from_numpy(batch.reward)
         mask = torch.from_numpy(batch.mask)
+        cfg = self.config
+        target_q = (
+            side_thread().submit(self._target_unroll, obs)
+            if splits_updates(cfg.update_threads, cfg.torch_threads)
+            and torch.get_num_threads() == 1
+            else None
+        )
         q = self._unroll(self.agent, obs)
         # The mixers have no recurrence: run them only at the transitions the loss counts
         # (burn-in and padding carry weight 0), the same loss at a fraction of their cost.
@@ -427,7 +446,9 @@ class Learner:
             # Double Q: the online network picks the next actions, the target network rates them.
             best = q[:, 1:].argmax(-1)
             q_next = agent_utility(
-                self._unroll(self.target_agent, obs)[:, 1:], best, self.head_mask
+                (target_q.result() if target_q is not None else self._target_unroll(obs))[:, 1:],
+                best,
+                self.head_mask,
             )[counted]
             # Only a real termination stops the bootstrap; a time-limit truncation does not.
             bootstrap = 1.0 - torch.from_numpy(batch.terminated)[counted]
@@ -509,6 +530,7 @@ class Qmix(LearnerAlgorithm[Learner]):
 
     def __init__(self, config: TrainConfig, scenario: Scenario, hooks: Hooks) -> None:
         cfg = self.cfg = QMIXConfig.from_pairs(config.hyper)
+        torch.set_num_threads(cfg.torch_threads)
         self.equivariant = cfg.arch == "equivariant"
         self.family: Family | None = None
         if config.family is not None:
@@ -601,6 +623,7 @@ class Qmix(LearnerAlgorithm[Learner]):
             levels=cfg.levels,
             weight_base=cfg.weight_base,
             reward_field=cfg.reward_field,
+            parallel=not splits_updates(cfg.update_threads, cfg.torch_threads),
             **reward,
         )
         if self.equivariant and len(envs.groups) != 1:

@@ -70,7 +70,7 @@ from marllbd.sim.scenario import Scenario
 from marllbd.training import hyper
 from marllbd.training.errors import TrainingError
 from marllbd.training.trainer import Collected, Hooks, TrainConfig
-from marllbd_rl.base import LearnerAlgorithm, side_thread
+from marllbd_rl.base import LearnerAlgorithm, side_thread, splits_updates
 from marllbd_rl.norm import RunningNorm, TokenNorm
 from marllbd_rl.replay import SequenceBatch, SequenceReplay
 from marllbd_rl.torchio import load_arrays, to_arrays
@@ -588,11 +588,9 @@ class SetCritic(nn.Module):
 
 
 def update_splits(cfg: SacGruConfig) -> bool:
-    """Whether an update runs its independent passes on two threads: update_threads 2,
-    critics of their own trunks and torch_threads 1 (with several torch threads the
-    intra-op pool has the cores already, and a matrix product split over them could
-    differ between the two threads' calls)."""
-    return cfg.update_threads > 1 and cfg.critic_trunk == "own" and cfg.torch_threads == 1
+    """Whether an update runs its independent passes on two threads (base.splits_updates,
+    and critics of their own trunks)."""
+    return cfg.critic_trunk == "own" and splits_updates(cfg.update_threads, cfg.torch_threads)
 
 
 class Learner:
@@ -856,9 +854,7 @@ def rollout_envs(
         "reward_shaping": cfg.reward_shaping,
         **reward,
     }
-    # An update on two threads wants both cores: the envs' compiled step on numba's
-    # OpenMP threads would leave them spinning into it (~5 % of the time is the envs').
-    kwargs["parallel"] = not update_splits(cfg)
+    kwargs["parallel"] = not update_splits(cfg)  # (~5 % of the time is the envs')
     if cfg.lb_nodes == "all" and (scenario.lb_nodes > 1 or cfg.critic_view == "central"):
         return EveryNode(MultiAgentVectorEnv(count, scenario, **kwargs))
     return LoadBalanceVectorEnv(count, scenario, autoreset_mode=AutoresetMode.DISABLED, **kwargs)

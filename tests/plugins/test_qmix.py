@@ -480,3 +480,20 @@ def test_eval_of_a_spec_runs_each_nodes_own_agents_as_training_did(tiny_run: obj
     pinned = f"qmix:{best}#lb=0"  # every node runs LB 0's agents: a different policy
     (other,) = evaluate.summary(evaluate.evaluate(scenario, [pinned], recorded["seeds"]))
     assert other.mean_fct != recorded["fct_mean"]
+
+
+def test_two_update_threads_give_the_one_thread_update_bit_for_bit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The target network's unroll on the side thread changes nothing."""
+    from tests.plugins.test_sac_gru import assert_updates_thread_invariant
+
+    one, two = small_learner(update_threads=1), small_learner(update_threads=2)
+    buf = random_buffer(one)
+    batches = [buf.sample(4, 2, 5) for _ in range(3)]
+    assert_updates_thread_invariant(one, two, batches, monkeypatch, qmix, ("_target_unroll",))
+
+
+def test_update_threads_is_checked() -> None:
+    with pytest.raises(ValueError, match=r"qmix\.update_threads: expected 1 or 2, got 0"):
+        qmix.QMIXConfig(update_threads=0)
