@@ -214,12 +214,12 @@ class MultiAgentVectorEnv:
         obs = self._padded[:, self._lbs[:, None], self._servers].astype(np.float32, order="C")
         weights = np.zeros((count, nl, self.num_servers + 1))
         weights[:, :, :-1] = self._weights
-        truncated = np.array([e.done for e in engines]) & only
+        truncated = batch.done & only
         self._ended = truncated.copy()
         if self._ended.all():
             self.agents = []
         info = {
-            "t": np.array([e.t for e in engines]),
+            "t": batch.t.copy(),
             "fct_mean": fct[0][:, self._lbs],
             "fct_p90_max": fct[1][:, self._lbs],
             "completed": totals[:, 0].copy(),

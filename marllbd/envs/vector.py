@@ -236,7 +236,7 @@ class LoadBalanceVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         active = [e.active for e in batch.engines] if self.template.reward_spec.fn else []
         rewards, fct_mean, fct_p90 = self.template.reward_spec.batch_step(feats, n_fct, active)
         self._elapsed += 1 if only is None else only
-        truncated = np.array([e.done for e in batch.engines])
+        truncated = batch.done
         if self.max_episode_steps is not None:
             truncated |= self._elapsed > self.max_episode_steps
         if resetting is not None:
@@ -244,7 +244,7 @@ class LoadBalanceVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
             truncated[resetting] = False
         self._autoreset = truncated.copy()
         info = {
-            "t": np.array([e.t for e in batch.engines]),
+            "t": batch.t.copy(),
             "fct_mean": fct_mean,
             "fct_p90_max": fct_p90,
             "completed": totals[:, 0].copy(),

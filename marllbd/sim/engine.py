@@ -771,8 +771,10 @@ class Engine:
             [rp.peak_ewma_tau * 1e9, rp.prequal_probes, rp.prequal_q_rif,
              rp.prequal_max_age * 1e9, rp.prequal_max_uses, mean_work]
         )  # fmt: skip
-        self.t = 0.0
-        self.frame_no = 0
+        # The clock: simulated seconds and frames published, in arrays of their own so
+        # that an EngineBatch can hold every engine's in one of its own (t, frame_no).
+        self._time = np.zeros(1)
+        self._frames = np.zeros(1, dtype=np.int64)
         _rebuild_tables(self.si, self.lb_w, self.al_prob, self.al_alias, self.maglev)
         # Everything the interval kernel reads or updates, in its argument order.
         self._state = (
@@ -849,6 +851,24 @@ class Engine:
         self._rules[lb] = D.check_dispatch_name(rule)
         self.lb_rule[lb] = RULE_CODES[rule]
         self.set_weights(lb, self.lb_w[lb])
+
+    @property
+    def t(self) -> float:
+        """Simulated seconds so far (the end of the last interval)."""
+        return float(self._time[0])
+
+    @t.setter
+    def t(self, value: float) -> None:
+        self._time[0] = value
+
+    @property
+    def frame_no(self) -> int:
+        """Intervals advanced (frames published per LB node) so far."""
+        return int(self._frames[0])
+
+    @frame_no.setter
+    def frame_no(self, value: int) -> None:
+        self._frames[0] = value
 
     @property
     def done(self) -> bool:
@@ -991,7 +1011,8 @@ class EngineBatch:
     hot path), on all cores with parallel=True (numba's threads; the engines share
     nothing, so the results are the same).  Engine i's arrays stay its own: the batch
     holds their state tuples in one typed list, so a call unboxes one object, not each
-    engine's 24 arrays."""
+    engine's 24 arrays.  Their clocks (Engine.t, Engine.frame_no) are rows of the batch's
+    arrays while they belong to it: they advance through the batch only."""
 
     def __init__(self, engines: Sequence[Engine], *, parallel: bool = True):
         if not engines:
@@ -1004,6 +1025,13 @@ class EngineBatch:
         for e in self.engines:
             self._check(e)
         self._states: Any = None  # numba.typed.List of the engines' state tuples
+        # Every engine's clock (Engine.t, Engine.frame_no) is a row of these, so one
+        # interval moves them all in one operation.
+        self._t = np.empty(len(self.engines))
+        self._frames = np.empty(len(self.engines), dtype=np.int64)
+        self._durations = np.empty(len(self.engines))
+        for i, e in enumerate(self.engines):
+            self._bind(i, e)
         self._scratch()
 
     def _check(self, e: Engine) -> None:
@@ -1018,26 +1046,54 @@ class EngineBatch:
         return len(self.engines)
 
     def __setitem__(self, i: int, engine: Engine) -> None:
-        """Engine i is now `engine` (a new episode)."""
+        """Engine i is now `engine` (a new episode); the one it replaces keeps its clock."""
         self._check(engine)
+        old = self.engines[i]
+        old._time, old._frames = old._time.copy(), old._frames.copy()
         self.engines[i] = engine
+        self._bind(i, engine)
         if self._states is not None:
             _states_put(self._states, i, engine._state)
 
+    def _bind(self, i: int, engine: Engine) -> None:
+        """Engine i's clock becomes row i of the batch's (its values kept)."""
+        self._t[i], self._frames[i] = engine.t, engine.frame_no
+        self._durations[i] = engine.duration
+        engine._time, engine._frames = self._t[i : i + 1], self._frames[i : i + 1]
+
+    @property
+    def t(self) -> np.ndarray:
+        """Each engine's Engine.t (read-only view)."""
+        view = self._t.view()
+        view.flags.writeable = False
+        return view
+
+    @property
+    def done(self) -> np.ndarray:
+        """Each engine's Engine.done, as a new bool array."""
+        return self._t >= self._durations - 1e-12
+
     def _scratch(self) -> None:
         self._t_end = np.empty(len(self.engines))
+        self._ts = np.empty(len(self.engines))
         self._ts_ns = np.empty(len(self.engines), dtype=np.int64)
         self._all = np.ones(len(self.engines), dtype=np.bool_)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_states"] = None  # a typed list does not pickle: rebuilt from the engines
-        for name in ("_t_end", "_ts_ns", "_all"):  # scratch: rebuilt (writable) on unpickling
+        for name in ("_t_end", "_ts", "_ts_ns", "_all"):  # scratch: rebuilt on unpickling
             del state[name]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        # (The clock arrays come back as copies, perhaps read-only: bind the engines anew.)
+        count = len(self.engines)
+        self._t, self._frames = np.empty(count), np.empty(count, dtype=np.int64)
+        self._durations = np.empty(count)
+        for i, e in enumerate(self.engines):
+            self._bind(i, e)
         self._scratch()
 
     def _typed_states(self) -> Any:
@@ -1081,10 +1137,11 @@ class EngineBatch:
                     e.set_weights(lb, w, checked=False)
             else:
                 wlb = lb
-        for i, e in enumerate(self.engines):
-            t_end = e.t + self.interval
-            self._t_end[i] = t_end
-            self._ts_ns[i] = round(t_end * 1e9)
+        # As Engine.advance: t_end = t + interval, its ns rounded half to even (exact
+        # integers in float64: the cast to int64 keeps them).
+        np.add(self._t, self.interval, out=self._t_end)
+        np.rint(np.multiply(self._t_end, 1e9, out=self._ts), out=self._ts)
+        self._ts_ns[:] = self._ts
         truth = np.empty((count, 2, n))
         totals = np.zeros((count, 2), dtype=np.int64)  # (zero for engines not in `only`)
         n_fct = np.zeros((count, n), dtype=np.int64)
@@ -1102,10 +1159,8 @@ class EngineBatch:
             weights if weights is not None else np.empty((count, n)), wlb, truth, totals,
             n_fct, float(tau), feats, int(first_lb), only,
         )  # fmt: skip
-        for i, e in enumerate(self.engines):
-            if only[i]:
-                e.t = float(self._t_end[i])
-                e.frame_no += 1
+        np.copyto(self._t, self._t_end, where=only)  # (the engines' clocks are views)
+        self._frames += only
         return truth, totals, n_fct
 
 

@@ -42,6 +42,28 @@ def test_a_replaced_engine_and_a_pickled_batch_keep_going() -> None:
     assert np.array_equal(a, b) and batch.engines[0].t == 0.25
 
 
+def test_the_engines_clocks_are_the_batchs_and_a_replaced_engine_keeps_its_own() -> None:
+    sc = synthetic(4, duration=1.0)
+    first, second = Engine(sc), Engine(sc.replace(seed=9))
+    second.advance()  # joins a batch a step ahead: its clock is kept
+    batch = EngineBatch([first, second])
+    feats = np.zeros((2, 1, 4, 12))
+    batch.advance(feats, only=np.array([True, False]))
+    assert (first.t, first.frame_no, second.t, second.frame_no) == (0.25, 1, 0.25, 1)
+    assert np.array_equal(batch.t, [0.25, 0.25]) and not batch.t.flags.writeable
+    batch[0] = Engine(sc.replace(seed=3))
+    for _ in range(3):
+        batch.advance(feats)
+    # The replaced engine's clock no longer moves with the batch's row it left.
+    assert (first.t, first.frame_no) == (0.25, 1)
+    assert (batch.engines[0].t, second.t, second.frame_no) == (0.75, 1.0, 4)
+    assert batch.done.tolist() == [False, True] == [e.done for e in batch.engines]
+    copy = pickle.loads(pickle.dumps(batch))
+    copy.advance(feats.copy(), only=np.array([True, False]))
+    assert (copy.engines[0].t, copy.engines[0].frame_no, batch.engines[0].t) == (1.0, 4, 0.75)
+    assert copy.done.tolist() == [True, True]
+
+
 def test_bad_batches_and_arrays_are_named() -> None:
     with pytest.raises(ValueError, match="at least one engine"):
         EngineBatch([])
