@@ -44,6 +44,16 @@ def splits_updates(update_threads: int, torch_threads: int) -> bool:
     return update_threads > 1 and torch_threads == 1
 
 
+def update_side_thread(update_threads: int, torch_threads: int) -> ThreadPoolExecutor | None:
+    """`side_thread` for an update that splits (splits_updates, and torch runs one thread
+    now), else None: the update then runs its passes in turn."""
+    import torch
+
+    if splits_updates(update_threads, torch_threads) and torch.get_num_threads() == 1:
+        return side_thread()
+    return None
+
+
 def _forget_side_thread() -> None:
     global _side
     _side = None

@@ -56,7 +56,7 @@ from marllbd.sim.scenario import Scenario
 from marllbd.training import hyper
 from marllbd.training.errors import TrainingError
 from marllbd.training.trainer import Collected, Hooks, TrainConfig
-from marllbd_rl.base import LearnerAlgorithm, side_thread, splits_updates
+from marllbd_rl.base import LearnerAlgorithm, splits_updates, update_side_thread
 from marllbd_rl.norm import RunningNorm, TokenNorm
 from marllbd_rl.replay import EpisodeBatch, EpisodeBuckets, EpisodeBuffer
 from marllbd_rl.sac_gru import ServerTrunk, server_head, with_mean
@@ -429,13 +429,8 @@ class Learner:
         actions = torch.from_numpy(batch.actions)
         reward = torch.from_numpy(batch.reward)
         mask = torch.from_numpy(batch.mask)
-        cfg = self.config
-        target_q = (
-            side_thread().submit(self._target_unroll, obs)
-            if splits_updates(cfg.update_threads, cfg.torch_threads)
-            and torch.get_num_threads() == 1
-            else None
-        )
+        side = update_side_thread(self.config.update_threads, self.config.torch_threads)
+        target_q = side.submit(self._target_unroll, obs) if side is not None else None
         q = self._unroll(self.agent, obs)
         # The mixers have no recurrence: run them only at the transitions the loss counts
         # (burn-in and padding carry weight 0), the same loss at a fraction of their cost.

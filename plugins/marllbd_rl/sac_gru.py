@@ -70,7 +70,7 @@ from marllbd.sim.scenario import Scenario
 from marllbd.training import hyper
 from marllbd.training.errors import TrainingError
 from marllbd.training.trainer import Collected, Hooks, TrainConfig
-from marllbd_rl.base import LearnerAlgorithm, side_thread, splits_updates
+from marllbd_rl.base import LearnerAlgorithm, splits_updates, update_side_thread
 from marllbd_rl.norm import RunningNorm, TokenNorm
 from marllbd_rl.replay import SequenceBatch, SequenceReplay
 from marllbd_rl.torchio import load_arrays, to_arrays
@@ -711,12 +711,16 @@ class Learner:
         (the critic loss is their sum, so its gradients are the two halves'): the same
         results bit for bit as one thread (tests/plugins/test_sac_gru.py)."""
         cfg = self.cfg
-        split = update_splits(cfg) and torch.get_num_threads() == 1
+        side = (
+            update_side_thread(cfg.update_threads, cfg.torch_threads)
+            if cfg.critic_trunk == "own"
+            else None
+        )
         x = self.norm(batch.obs)
         mask = batch.mask
         denom = mask.sum()
         alpha = self.log_alpha.exp().detach()
-        targets = side_thread().submit(self._target_features, x) if split else None
+        targets = side.submit(self._target_features, x) if side is not None else None
         if self.shared:
             flat = cast(Actor, self.actor)
             z = flat.features(x)
@@ -739,8 +743,8 @@ class Learner:
             y = reward + cfg.gamma * not_done * v_next
 
         self.critic_opt.zero_grad(set_to_none=True)
-        if split:
-            second = side_thread().submit(self._critic_pass, self.critic2, x, y, batch)
+        if side is not None:
+            second = side.submit(self._critic_pass, self.critic2, x, y, batch)
             h1, q1 = self._critic_pass(self.critic1, x, y, batch)
             h2, q2 = second.result()
             with torch.no_grad():

@@ -491,7 +491,7 @@ def test_two_update_threads_give_the_one_thread_update_bit_for_bit(
     one, two = small_learner(update_threads=1), small_learner(update_threads=2)
     buf = random_buffer(one)
     batches = [buf.sample(4, 2, 5) for _ in range(3)]
-    assert_updates_thread_invariant(one, two, batches, monkeypatch, qmix, ("_target_unroll",))
+    assert_updates_thread_invariant(one, two, batches, monkeypatch, ("_target_unroll",))
 
 
 def test_update_threads_is_checked() -> None:

@@ -86,12 +86,13 @@ def assert_updates_thread_invariant(
     two: Any,
     batches: list[Any],
     monkeypatch: Any,
-    module: Any = S,
     passes: tuple[str, ...] = ("_target_features", "_critic_pass"),
 ) -> None:
     """Learners of update_threads 1 and 2 from the same state: every array (networks,
     normalisers, optimiser moments) equal bit for bit after the updates, and the second
     learner did run `passes` on the side thread in each update."""
+    from marllbd_rl import base as module
+
     submitted: list[str] = []
     real = module.side_thread
 
